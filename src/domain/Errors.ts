@@ -1,0 +1,141 @@
+/**
+ * The errors a task run can end with. Each one has a fixed classification
+ * (see `Classification.ts`), which decides between retry and failure.
+ *
+ * @since 0.1.0
+ */
+import { Data } from "effect"
+import type { Schema } from "effect"
+import { SchemaIssue } from "effect"
+
+/**
+ * A run exceeded its time limit. Classified `timeout` (retried).
+ *
+ * @since 0.1.0
+ */
+export class TaskTimeout extends Data.TaggedError("TaskTimeout")<{
+  readonly taskId: string
+  readonly timeoutMs: number
+}> {
+  override get message(): string {
+    return `task ${this.taskId} exceeded its ${this.timeoutMs} ms time limit`
+  }
+}
+
+/**
+ * A run was stopped because its task was cancelled. Classified `cancelled`
+ * (never retried).
+ *
+ * @since 0.1.0
+ */
+export class TaskCancelled extends Data.TaggedError("TaskCancelled")<{
+  readonly taskId: string
+}> {
+  override get message(): string {
+    return `task ${this.taskId} was cancelled`
+  }
+}
+
+/**
+ * The worker no longer holds the task's lease, so its result cannot be
+ * recorded. Classified `transient`: another worker may run the task again.
+ *
+ * @since 0.1.0
+ */
+export class LeaseLost extends Data.TaggedError("LeaseLost")<{
+  readonly taskId: string
+  readonly workerId: string
+}> {
+  override get message(): string {
+    return `worker ${this.workerId} lost the lease on task ${this.taskId}`
+  }
+}
+
+/**
+ * A payload does not match its task type's schema. Classified `permanent`:
+ * the same payload will fail the same way on every attempt.
+ *
+ * The constructor takes the schema's own `message` and builds a message that
+ * names the task type and the offending field; the schema's text is kept in
+ * `issue`.
+ *
+ * @since 0.1.0
+ */
+export class PayloadInvalid extends Data.TaggedError("PayloadInvalid")<{
+  readonly taskType: string
+  readonly path: string
+  readonly issue: string
+  readonly message: string
+}> {
+  constructor(args: { readonly taskType: string; readonly path: string; readonly message: string }) {
+    const at = args.path === "" ? "" : ` at ${args.path}`
+    super({
+      taskType: args.taskType,
+      path: args.path,
+      issue: args.message,
+      message: `invalid payload for task type "${args.taskType}"${at}: ${args.message}`
+    })
+  }
+
+  /**
+   * Builds a `PayloadInvalid` from the first issue of a schema decoding error,
+   * with the path written as dotted keys (`items.0.sku`, empty for the root).
+   *
+   * @since 0.1.0
+   */
+  static fromSchemaError(taskType: string, error: Schema.SchemaError): PayloadInvalid {
+    const first = SchemaIssue.makeFormatterStandardSchemaV1()(error.issue).issues[0]
+    const path = (first?.path ?? [])
+      .map((segment) => String(typeof segment === "object" ? segment.key : segment))
+      .join(".")
+    return new PayloadInvalid({ taskType, path, message: first?.message ?? error.message })
+  }
+}
+
+/**
+ * Raised by a handler to say that retrying cannot help. Classified `permanent`.
+ *
+ * @since 0.1.0
+ */
+export class PermanentError extends Data.TaggedError("PermanentError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/**
+ * Raised by a handler to ask for a retry explicitly. Classified `transient`.
+ *
+ * @since 0.1.0
+ */
+export class TransientError extends Data.TaggedError("TransientError")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/**
+ * No handler is registered for the task's type. Classified `permanent`:
+ * deploying a handler and replaying the dead letter is the way out.
+ *
+ * @since 0.1.0
+ */
+export class UnknownTaskType extends Data.TaggedError("UnknownTaskType")<{
+  readonly taskType: string
+}> {
+  override get message(): string {
+    return `no handler is registered for task type "${this.taskType}"`
+  }
+}
+
+/**
+ * Any of the errors above.
+ *
+ * @since 0.1.0
+ */
+export type TaskError =
+  | TaskTimeout
+  | TaskCancelled
+  | LeaseLost
+  | PayloadInvalid
+  | PermanentError
+  | TransientError
+  | UnknownTaskType

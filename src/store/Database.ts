@@ -1,0 +1,80 @@
+/**
+ * The PostgreSQL connection: a `PgClient` (which is also the `SqlClient`) from
+ * `DATABASE_URL`, or, when it is absent, from an embedded PostgreSQL started for
+ * the layer's lifetime. Migrations run before the layer is handed out.
+ */
+import { Config, Effect, Layer, Option, Redacted } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+import * as EmbeddedPostgres from "./EmbeddedPostgres.ts"
+import * as Migrations from "./Migrations.ts"
+import { redactSecrets } from "./Redact.ts"
+
+/** Database settings, read from the environment. */
+export interface DatabaseConfig {
+  /** `DATABASE_URL`; none → embedded PostgreSQL. */
+  readonly url: Option.Option<Redacted.Redacted<string>>
+  /** `DB_POOL_MAX`: connections in the pool. */
+  readonly poolMax: number
+  /** `EMBEDDED_PG_DIR`: data folder of the embedded server. */
+  readonly embeddedDir: string
+  /** `EMBEDDED_PG_PORT`: port of the embedded server. */
+  readonly embeddedPort: number
+}
+
+/** Reads {@link DatabaseConfig} from the environment, with its defaults. */
+export const config: Config.Config<DatabaseConfig> = Config.all({
+  url: Config.option(Config.Redacted("DATABASE_URL")),
+  poolMax: Config.Int("DB_POOL_MAX").pipe(Config.withDefault(10)),
+  embeddedDir: Config.String("EMBEDDED_PG_DIR").pipe(Config.withDefault(".data/postgres")),
+  embeddedPort: Config.Int("EMBEDDED_PG_PORT").pipe(Config.withDefault(54329))
+})
+
+/** Pool options beyond the URL. */
+export interface ClientOptions {
+  readonly poolMax?: number
+  readonly applicationName?: string
+}
+
+/** A migrated client for a server at `url`. */
+export const layerUrl = (
+  url: Redacted.Redacted<string>,
+  options: ClientOptions = {}
+): Layer.Layer<PgClient.PgClient | SqlClient, Migrations.MigrationFailed | SqlError> =>
+  Layer.effectDiscard(Migrations.run).pipe(
+    Layer.provideMerge(
+      PgClient.layer({
+        url,
+        maxConnections: options.poolMax ?? 10,
+        applicationName: options.applicationName ?? "taskfiber"
+      })
+    )
+  )
+
+/**
+ * The database from {@link config}: `DATABASE_URL` when set, else an embedded
+ * PostgreSQL in `EMBEDDED_PG_DIR` (logged, so a newcomer knows where the data is).
+ */
+export const layer: Layer.Layer<
+  PgClient.PgClient | SqlClient,
+  Migrations.MigrationFailed | SqlError | EmbeddedPostgres.EmbeddedPostgresError | Config.ConfigError
+> = Layer.unwrap(
+  Effect.gen(function*() {
+    const cfg = yield* config
+    if (Option.isSome(cfg.url)) {
+      yield* Effect.logInfo("using PostgreSQL", { url: redactSecrets(Redacted.value(cfg.url.value)) })
+      return layerUrl(cfg.url.value, { poolMax: cfg.poolMax })
+    }
+    const embedded = yield* EmbeddedPostgres.acquire({
+      dataDir: cfg.embeddedDir,
+      port: cfg.embeddedPort,
+      persistent: true
+    })
+    yield* Effect.logInfo("using embedded PostgreSQL (DATABASE_URL not set)", {
+      dataDir: embedded.dataDir,
+      port: embedded.port
+    })
+    return layerUrl(embedded.url, { poolMax: cfg.poolMax })
+  })
+)

@@ -1,0 +1,74 @@
+/**
+ * Applies the numbered SQL files in `schema/` with effect/sql's Migrator.
+ *
+ * All pending migrations run in one transaction that first takes a transaction-level
+ * advisory lock, so two instances starting at once apply them exactly once (the
+ * second waits, then finds nothing to do), and a failure leaves no half-applied
+ * schema. Running again is a no-op.
+ */
+import { readdir, readFile } from "node:fs/promises"
+import { Data, Effect } from "effect"
+import * as Migrator from "effect/sql/Migrator"
+import { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
+
+/** The folder of numbered `NNN_name.sql` migrations. */
+export const schemaDirectory = new URL("../../schema/", import.meta.url)
+
+/** The table recording applied migrations. */
+export const migrationsTable = "taskfiber_migrations"
+
+/** Arbitrary constant: the advisory lock key taken while migrating ("tfmigrat"). */
+const LOCK_KEY = 0x74666d69
+
+/** The schema could not be brought up to date. */
+export class MigrationFailed extends Data.TaggedError("MigrationFailed")<{
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+/**
+ * Runs a whole SQL file as one server-side call. The client speaks the extended
+ * protocol, which takes one statement per call; PL/pgSQL's EXECUTE takes many.
+ */
+const runSqlFile = (text: string) =>
+  Effect.flatMap(SqlClient, (sql) =>
+    sql.unsafe(`do $taskfiber_migration$ begin execute '${text.replaceAll("'", "''")}'; end $taskfiber_migration$`)
+  )
+
+/** Loads `schema/NNN_name.sql`, in order. */
+export const loader: Migrator.Loader<never> = Effect.tryPromise({
+  try: async () => {
+    const files = (await readdir(schemaDirectory)).filter((f) => /^\d+_.+\.sql$/.test(f)).sort()
+    const record: Record<string, Effect.Effect<unknown, unknown, SqlClient>> = {}
+    for (const file of files) {
+      const text = await readFile(new URL(file, schemaDirectory), "utf8")
+      record[file.replace(/\.sql$/, "")] = runSqlFile(text)
+    }
+    return record
+  },
+  catch: (cause) =>
+    new Migrator.MigrationError({ kind: "ImportError", message: `cannot read ${schemaDirectory.pathname}`, cause })
+}).pipe(Effect.flatMap(Migrator.fromRecord))
+
+const migrate = Migrator.make({})
+
+/** Brings the schema up to date; returns the migrations applied now. */
+export const run: Effect.Effect<ReadonlyArray<readonly [number, string]>, MigrationFailed, SqlClient> = Effect.gen(
+  function*() {
+    const sql = yield* SqlClient
+    return yield* sql.withTransaction(
+      Effect.gen(function*() {
+        yield* sql`select pg_advisory_xact_lock(${LOCK_KEY})`
+        return yield* migrate({ loader, table: migrationsTable })
+      })
+    )
+  }
+).pipe(
+  Effect.tap((applied) =>
+    applied.length > 0 ? Effect.logInfo("migrations applied", { migrations: applied.map(([id, name]) => `${id}_${name}`) }) : Effect.void
+  ),
+  Effect.mapError((error: Migrator.MigrationError | SqlError) =>
+    new MigrationFailed({ message: `migration failed: ${error.message}`, cause: error })
+  )
+)
