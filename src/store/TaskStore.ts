@@ -1,0 +1,265 @@
+/**
+ * `TaskStore`: every read and write of tasks. Each operation is one call of a
+ * stored function from `schema/003_operations.sql` — one statement, so one
+ * transaction — and the triggers of `schema/002_state_machine.sql` append its
+ * `task_events`, dead letters and outbox rows in that same statement.
+ *
+ * Crash safety follows: a crash before the statement commits leaves the task as it
+ * was; after, the change and its history are both there. There is no "between".
+ *
+ * Every operation also composes into a caller's transaction: inside
+ * `Transaction.transaction(...)` (or `sql.withTransaction`) it uses that
+ * transaction's connection, so e.g. an enqueue exists iff the caller commits.
+ */
+import { randomUUID } from "node:crypto"
+import { Context, Effect, Layer, Option } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import type { DatabaseError } from "./DatabaseError.ts"
+import { mapSqlError } from "./DatabaseError.ts"
+import { defaultAgeing, type Ageing } from "../domain/Priority.ts"
+import type { TaskStatus } from "../domain/TaskStatus.ts"
+import { type StoredError, type Task, type TaskEvent, type TaskEventRow, type TaskRow, toTask, toTaskEvent } from "./TaskRow.ts"
+import { InvalidTaskSpec, type TaskSpec, validateSpec } from "./TaskSpec.ts"
+
+export { InvalidTaskSpec, type TaskSpec } from "./TaskSpec.ts"
+
+/** The outcome of enqueueing one spec. */
+export interface EnqueueResult {
+  readonly id: string
+  /** false: a task with this id or dedupe key already existed; nothing was written. */
+  readonly created: boolean
+}
+
+/** Filter and page of {@link TaskStore.list}. */
+export interface ListOptions {
+  readonly status?: TaskStatus
+  readonly queue?: string
+  readonly type?: string
+  /** 1–500, default 50. */
+  readonly limit?: number
+  /** `nextCursor` of the previous page. */
+  readonly cursor?: string
+}
+
+/** One page of tasks, oldest first. */
+export interface TaskPage {
+  readonly tasks: ReadonlyArray<Task>
+  /** Absent on the last page. */
+  readonly nextCursor?: string
+}
+
+/** What {@link TaskStore.claim} takes. */
+export interface ClaimOptions {
+  readonly workerId: string
+  /** Absent: every queue. */
+  readonly queues?: ReadonlyArray<string>
+  readonly limit: number
+  readonly leaseMs: number
+  readonly ageing?: Ageing
+}
+
+/** A task with its history. */
+export interface TaskWithEvents {
+  readonly task: Task
+  readonly events: ReadonlyArray<TaskEvent>
+}
+
+/** Queue depth and age. */
+export interface QueueStats {
+  readonly depth: ReadonlyArray<{ readonly queue: string; readonly status: TaskStatus; readonly priority: number; readonly count: number }>
+  /** Per queue: seconds the oldest due queued or retrying task has waited. */
+  readonly oldestQueued: ReadonlyArray<{ readonly queue: string; readonly ageSeconds: number }>
+}
+
+/** The store of tasks (see module doc). */
+export class TaskStore extends Context.Service<TaskStore, {
+  /** Enqueue one task, idempotent on `id` and on `dedupeKey`. */
+  readonly enqueue: (spec: TaskSpec) => Effect.Effect<EnqueueResult, InvalidTaskSpec | DatabaseError>
+  /** Enqueue many in one statement; results in input order. */
+  readonly enqueueMany: (specs: ReadonlyArray<TaskSpec>) => Effect.Effect<ReadonlyArray<EnqueueResult>, InvalidTaskSpec | DatabaseError>
+  readonly get: (id: string) => Effect.Effect<Option.Option<TaskWithEvents>, DatabaseError>
+  readonly list: (options?: ListOptions) => Effect.Effect<TaskPage, DatabaseError>
+  /** Claim due tasks by effective priority, `FOR UPDATE SKIP LOCKED`. */
+  readonly claim: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<Task>, DatabaseError>
+  /** Renew all leases of a worker; returns the ids it still holds. */
+  readonly extendLeases: (workerId: string, leaseMs: number) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
+  /** Succeed many tasks; returns the ids completed (those the worker still held). */
+  readonly complete: (workerId: string, items: ReadonlyArray<{ readonly id: string; readonly result: unknown }>) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
+  /** Retry after `delayMs` (database clock), or fail when out of attempts. */
+  readonly retry: (workerId: string, id: string, error: StoredError, delayMs: number) => Effect.Effect<Option.Option<Task>, DatabaseError>
+  /** Fail and dead-letter. */
+  readonly fail: (workerId: string, id: string, error: StoredError) => Effect.Effect<Option.Option<Task>, DatabaseError>
+  /** Cancel queued, retrying or running tasks; returns each one's previous status. */
+  readonly cancel: (ids: ReadonlyArray<string>, reason: string) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly previousStatus: TaskStatus }>, DatabaseError>
+  /** Hand running tasks back to the queue without consuming an attempt. */
+  readonly release: (workerId: string, ids?: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
+  /** Expired leases → retrying (or failed when out of attempts). */
+  readonly reapExpired: (limit: number) => Effect.Effect<ReadonlyArray<Task>, DatabaseError>
+  /** Dead-letter replay: failed → queued, attempts from zero. */
+  readonly replay: (id: string) => Effect.Effect<Option.Option<Task>, DatabaseError>
+  /** Persist progress and/or checkpoint of a running task; false if not held. */
+  readonly recordProgress: (workerId: string, id: string, update: { readonly progress?: unknown; readonly checkpoint?: unknown }) => Effect.Effect<boolean, DatabaseError>
+  readonly stats: Effect.Effect<QueueStats, DatabaseError>
+}>()("taskfiber/TaskStore") {}
+
+// The cursor carries created_at as the database prints it, to the microsecond: a
+// JS Date keeps only milliseconds, and a truncated cursor would repeat a page.
+const encodeCursor = (createdAt: string, id: string): string =>
+  Buffer.from(JSON.stringify([createdAt, id])).toString("base64url")
+const decodeCursor = (cursor: string): readonly [string, string] | undefined => {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"))
+    return Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && typeof v[1] === "string"
+      ? [v[0], v[1]]
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const make = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  const json = (value: unknown) => JSON.stringify(value === undefined ? null : value)
+  const tasks = (rows: ReadonlyArray<TaskRow>) => rows.map(toTask)
+  const first = (rows: ReadonlyArray<TaskRow>) => Option.map(Option.fromNullishOr(rows[0]), toTask)
+
+  const enqueueMany = (specs: ReadonlyArray<TaskSpec>) =>
+    Effect.gen(function*() {
+      if (specs.length === 0) return []
+      const rows = specs.map((spec, index) => validateSpec(spec, index, randomUUID))
+      for (const r of rows) if (r instanceof InvalidTaskSpec) return yield* r
+      const result = yield* sql<{ ord: number; id: string | null; created: boolean }>`
+        select ord, id, created from taskfiber.enqueue(${json(rows)}::jsonb)`
+      return result.map((r) => ({ id: r.id ?? "", created: r.created === true }))
+    }).pipe(mapSqlError, Effect.withSpan("TaskStore.enqueueMany", { attributes: { count: specs.length } }))
+
+  return TaskStore.of({
+    enqueueMany,
+    enqueue: (spec) =>
+      Effect.map(enqueueMany([spec]), (results) => results[0] as EnqueueResult).pipe(Effect.withSpan("TaskStore.enqueue")),
+
+    get: (id) =>
+      Effect.gen(function*() {
+        const rows = yield* sql<TaskRow>`select * from taskfiber.tasks where id = ${id}::uuid`
+        const row = rows[0]
+        if (row === undefined) return Option.none()
+        const events = yield* sql<TaskEventRow>`
+          select * from taskfiber.task_events where task_id = ${id}::uuid order by seq`
+        return Option.some({ task: toTask(row), events: events.map(toTaskEvent) })
+      }).pipe(mapSqlError, Effect.withSpan("TaskStore.get")),
+
+    list: (options = {}) =>
+      Effect.gen(function*() {
+        const limit = Math.min(500, Math.max(1, Math.floor(options.limit ?? 50)))
+        const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor)
+        const rows = yield* sql<TaskRow & { cursor_at: string }>`
+          select *, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as cursor_at
+          from taskfiber.tasks
+          where (${options.status ?? null}::taskfiber.task_status is null or status = ${options.status ?? null}::taskfiber.task_status)
+            and (${options.queue ?? null}::text is null or queue = ${options.queue ?? null})
+            and (${options.type ?? null}::text is null or type = ${options.type ?? null})
+            and (${after?.[0] ?? null}::timestamptz is null
+                 or (created_at, id) > (${after?.[0] ?? null}::timestamptz, ${after?.[1] ?? null}::uuid))
+          order by created_at, id
+          limit ${limit + 1}`
+        const page = rows.slice(0, limit)
+        const last = page[page.length - 1]
+        return rows.length > limit && last
+          ? { tasks: tasks(page), nextCursor: encodeCursor(last.cursor_at, last.id) }
+          : { tasks: tasks(page) }
+      }).pipe(mapSqlError, Effect.withSpan("TaskStore.list")),
+
+    claim: (o) => {
+      const ageing = o.ageing ?? defaultAgeing
+      return sql<TaskRow>`
+        select * from taskfiber.claim(${o.workerId}, ${o.queues ? [...o.queues] : null}::text[], ${o.limit},
+          ${Math.round(o.leaseMs)}, ${ageing.stepSeconds}, ${ageing.maxBoost})`.pipe(
+        Effect.map(tasks),
+        mapSqlError,
+        Effect.withSpan("TaskStore.claim", { attributes: { limit: o.limit } })
+      )
+    },
+
+    extendLeases: (workerId, leaseMs) =>
+      sql<{ extend_leases: string }>`select taskfiber.extend_leases(${workerId}, ${Math.round(leaseMs)})`.pipe(
+        Effect.map((rows) => rows.map((r) => r.extend_leases)),
+        mapSqlError,
+        Effect.withSpan("TaskStore.extendLeases")
+      ),
+
+    complete: (workerId, items) =>
+      items.length === 0
+        ? Effect.succeed([])
+        : sql<{ complete_tasks: string }>`select taskfiber.complete_tasks(${workerId}, ${json(items)}::jsonb)`.pipe(
+          Effect.map((rows) => rows.map((r) => r.complete_tasks)),
+          mapSqlError,
+          Effect.withSpan("TaskStore.complete", { attributes: { count: items.length } })
+        ),
+
+    retry: (workerId, id, error, delayMs) =>
+      sql<TaskRow>`select * from taskfiber.retry_task(${workerId}, ${id}::uuid, ${json(error)}::jsonb, ${Math.max(0, Math.round(delayMs))})`
+        .pipe(Effect.map(first), mapSqlError, Effect.withSpan("TaskStore.retry")),
+
+    fail: (workerId, id, error) =>
+      sql<TaskRow>`select * from taskfiber.fail_task(${workerId}, ${id}::uuid, ${json(error)}::jsonb)`
+        .pipe(Effect.map(first), mapSqlError, Effect.withSpan("TaskStore.fail")),
+
+    cancel: (ids, reason) =>
+      ids.length === 0
+        ? Effect.succeed([])
+        : sql<{ id: string; previous_status: TaskStatus }>`
+            select * from taskfiber.cancel_tasks(${[...ids]}::uuid[], ${reason})`.pipe(
+          Effect.map((rows) => rows.map((r) => ({ id: r.id, previousStatus: r.previous_status }))),
+          mapSqlError,
+          Effect.withSpan("TaskStore.cancel")
+        ),
+
+    release: (workerId, ids) =>
+      sql<{ release_tasks: string }>`select taskfiber.release_tasks(${workerId}, ${ids ? [...ids] : null}::uuid[])`.pipe(
+        Effect.map((rows) => rows.map((r) => r.release_tasks)),
+        mapSqlError,
+        Effect.withSpan("TaskStore.release")
+      ),
+
+    reapExpired: (limit) =>
+      sql<TaskRow>`select * from taskfiber.reap_expired(${limit})`.pipe(
+        Effect.map(tasks),
+        mapSqlError,
+        Effect.withSpan("TaskStore.reapExpired")
+      ),
+
+    replay: (id) =>
+      sql<TaskRow>`select * from taskfiber.replay_task(${id}::uuid)`.pipe(
+        Effect.map(first),
+        mapSqlError,
+        Effect.withSpan("TaskStore.replay")
+      ),
+
+    recordProgress: (workerId, id, update) =>
+      sql<{ ok: boolean }>`
+        select taskfiber.record_progress(${workerId}, ${id}::uuid,
+          ${"progress" in update ? json(update.progress) : null}::jsonb,
+          ${"checkpoint" in update ? json(update.checkpoint) : null}::jsonb) as ok`.pipe(
+        Effect.map((rows) => rows[0]?.ok === true),
+        mapSqlError,
+        Effect.withSpan("TaskStore.recordProgress")
+      ),
+
+    stats: Effect.gen(function*() {
+      const depth = yield* sql<{ queue: string; status: TaskStatus; priority: number; count: number }>`
+        select queue, status, priority, count(*)::int as count
+        from taskfiber.tasks group by queue, status, priority order by queue, status, priority desc`
+      const oldest = yield* sql<{ queue: string; age_seconds: number }>`
+        select queue, extract(epoch from now() - min(run_at))::float8 as age_seconds
+        from taskfiber.tasks where status in ('queued', 'retrying') and run_at <= now()
+        group by queue order by queue`
+      return {
+        depth,
+        oldestQueued: oldest.map((r) => ({ queue: r.queue, ageSeconds: r.age_seconds }))
+      }
+    }).pipe(mapSqlError, Effect.withSpan("TaskStore.stats"))
+  })
+})
+
+/** The PostgreSQL task store. */
+export const layer: Layer.Layer<TaskStore, never, SqlClient> = Layer.effect(TaskStore, make)

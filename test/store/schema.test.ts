@@ -1,0 +1,156 @@
+/**
+ * The database enforces the state machine and the time order by itself: these
+ * tests write raw SQL, bypassing TaskStore, and expect PostgreSQL to refuse.
+ */
+import { expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import { allowedTransitions, TaskStatuses } from "../../src/domain/TaskStatus.ts"
+import { fromUnknown } from "../../src/store/DatabaseError.ts"
+import { transaction } from "../../src/store/Transaction.ts"
+import * as TaskStore from "../../src/store/TaskStore.ts"
+import * as TestDatabase from "../support/TestDatabase.ts"
+import { Layer } from "effect"
+
+const Env = TaskStore.layer.pipe(Layer.provideMerge(TestDatabase.layer()))
+
+/** Enqueues one task on its own queue and returns its id. */
+const newTask = (queue: string) =>
+  Effect.flatMap(TaskStore.TaskStore, (s) => s.enqueue({ type: "t", queue })).pipe(Effect.map((r) => r.id))
+
+const rawError = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.flip(effect).pipe(Effect.map((e) => fromUnknown(e)))
+
+it.layer(Env, { timeout: 60_000 })("schema", (it) => {
+  it.effect("the task_status enum equals the TypeScript TaskStatuses, in order", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const rows = yield* sql<{ v: string }>`select unnest(enum_range(null::taskfiber.task_status))::text as v`
+      expect(rows.map((r) => r.v)).toEqual([...TaskStatuses])
+    }))
+
+  it.effect("the database's transition table equals the domain's allowedTransitions", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const rows = yield* sql<{ f: string; t: string }>`
+        select f::text as f, t::text as t
+        from unnest(enum_range(null::taskfiber.task_status)) f,
+             unnest(enum_range(null::taskfiber.task_status)) t
+        where taskfiber.transition_allowed(f, t) order by 1, 2`
+      const db = rows.map((r) => `${r.f}->${r.t}`).sort()
+      const ts = allowedTransitions.map(([f, t]) => `${f}->${t}`).sort()
+      expect(db).toEqual(ts)
+    }))
+
+  it.effect("a forbidden move by raw SQL is rejected by the database (TF001)", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const id = yield* newTask("raw-forbidden")
+      const error = yield* rawError(sql`update taskfiber.tasks set status = 'succeeded' where id = ${id}::uuid`)
+      expect(error?.sqlstate).toBe("TF001")
+      expect(error?.category).toBe("constraint")
+      expect(error?.constraintKind).toBe("state_machine")
+      expect(error?.message).toContain("queued -> succeeded")
+      // A task is never created in another status either.
+      const insert = yield* rawError(sql`insert into taskfiber.tasks (type, status) values ('t', 'running')`)
+      expect(insert?.sqlstate).toBe("TF001")
+      const [row] = yield* sql<{ status: string }>`select status::text from taskfiber.tasks where id = ${id}::uuid`
+      expect(row?.status).toBe("queued")
+    }))
+
+  it.effect("failed -> queued is refused to raw SQL and allowed only through replay", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const store = yield* TaskStore.TaskStore
+      const id = yield* newTask("raw-replay")
+      yield* store.claim({ workerId: "w", queues: ["raw-replay"], limit: 1, leaseMs: 60_000 })
+      yield* store.fail("w", id, { tag: "Boom", message: "boom", classification: "permanent" })
+      const error = yield* rawError(sql`update taskfiber.tasks set status = 'queued' where id = ${id}::uuid`)
+      expect(error?.constraintKind).toBe("state_machine")
+      expect(error?.message).toContain("replay")
+      const replayed = yield* store.replay(id)
+      expect(replayed._tag === "Some" && replayed.value.status).toBe("queued")
+      expect(replayed._tag === "Some" && replayed.value.attempt).toBe(0)
+      // The replay flag does not leak into later statements of the transaction.
+      const again = yield* rawError(transaction(Effect.gen(function*() {
+        yield* store.claim({ workerId: "w", queues: ["raw-replay"], limit: 1, leaseMs: 60_000 })
+        yield* store.fail("w", id, { tag: "Boom", message: "boom", classification: "permanent" })
+        yield* store.replay(id)
+        yield* store.claim({ workerId: "w", queues: ["raw-replay"], limit: 1, leaseMs: 60_000 })
+        yield* store.fail("w", id, { tag: "Boom", message: "boom", classification: "permanent" })
+        yield* sql`update taskfiber.tasks set status = 'queued' where id = ${id}::uuid`
+      }), { retry: false }))
+      expect(again?.constraintKind).toBe("state_machine")
+    }))
+
+  it.effect("a task that starts and finishes within the same millisecond keeps ordered timestamps", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      // One server-side call per task: enqueue, claim and complete run through the
+      // stored functions microseconds apart, inside one transaction where now() is
+      // frozen, so only the trigger's clock_timestamp() keeps the order.
+      yield* sql`
+        do $$
+        declare i int; tid uuid;
+        begin
+          for i in 1..50 loop
+            select id into tid from taskfiber.enqueue(jsonb_build_array(jsonb_build_object(
+              'id', gen_random_uuid(), 'type', 't', 'queue', 'same-ms')));
+            perform taskfiber.claim('w', array['same-ms'], 1, 60000, 60, 1000);
+            perform taskfiber.complete_tasks('w', jsonb_build_array(jsonb_build_object('id', tid, 'result', null)));
+          end loop;
+        end $$`
+      const ids = (yield* sql<{ id: string }>`select id from taskfiber.tasks where queue = 'same-ms'`).map((r) => r.id)
+      const rows = yield* sql<{ ordered: boolean; same_ms: boolean }>`
+        select created_at <= started_at and started_at <= finished_at as ordered,
+               date_trunc('milliseconds', created_at) = date_trunc('milliseconds', finished_at) as same_ms
+        from taskfiber.tasks where id = any(${ids}::uuid[])`
+      expect(rows).toHaveLength(50)
+      expect(rows.every((r) => r.ordered)).toBe(true)
+      expect(rows.some((r) => r.same_ms)).toBe(true)
+    }))
+
+  it.effect("timestamps written by hand are replaced by the database clock, never reordered", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const id = yield* newTask("hand-timestamps")
+      yield* sql`update taskfiber.tasks set created_at = '2999-01-01', started_at = '1999-01-01' where id = ${id}::uuid`
+      const [row] = yield* sql<{ created: Date; started: Date | null; year: number }>`
+        select created_at as created, started_at as started, extract(year from created_at)::int as year
+        from taskfiber.tasks where id = ${id}::uuid`
+      expect(row?.started).toBeNull()
+      expect(row?.year).toBeLessThan(2999)
+      // The CHECK constraints hold even against a trigger-less write.
+      const check = yield* rawError(transaction(Effect.gen(function*() {
+        yield* sql`alter table taskfiber.tasks disable trigger tasks_before_write`
+        yield* sql`update taskfiber.tasks set finished_at = created_at - interval '1 second' where id = ${id}::uuid`
+      }), { retry: false }))
+      expect(check?.constraintKind).toBe("check")
+      expect(check?.constraint).toBe("tasks_finished_after_created")
+    }))
+
+  it.effect("every status change appends one task_events row in the same statement", () =>
+    Effect.gen(function*() {
+      const store = yield* TaskStore.TaskStore
+      const id = yield* newTask("events")
+      yield* store.claim({ workerId: "w1", queues: ["events"], limit: 1, leaseMs: 60_000 })
+      yield* store.retry("w1", id, { tag: "Flaky", message: "try again", classification: "transient" }, 0)
+      yield* store.claim({ workerId: "w2", queues: ["events"], limit: 1, leaseMs: 60_000 })
+      yield* store.recordProgress("w2", id, { progress: { pct: 50 } })
+      yield* store.extendLeases("w2", 60_000)
+      yield* store.complete("w2", [{ id, result: { ok: true } }])
+      const got = yield* store.get(id)
+      expect(got._tag).toBe("Some")
+      if (got._tag !== "Some") return
+      expect(got.value.events.map((e) => [e.seq, e.from, e.to, e.attempt, e.workerId])).toEqual([
+        [1, null, "queued", 0, null],
+        [2, "queued", "running", 1, "w1"],
+        [3, "running", "retrying", 1, "w1"],
+        [4, "retrying", "running", 2, "w2"],
+        [5, "running", "succeeded", 2, "w2"]
+      ])
+      expect(got.value.events[2]?.error).toEqual({ tag: "Flaky", message: "try again", classification: "transient" })
+      const ats = got.value.events.map((e) => e.at.getTime())
+      expect([...ats].sort((a, b) => a - b)).toEqual(ats)
+    }))
+})
