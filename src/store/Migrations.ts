@@ -11,6 +11,7 @@ import { Data, Effect } from "effect"
 import * as Migrator from "effect/sql/Migrator"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
+import { fromUnknown } from "./DatabaseError.ts"
 
 /** The folder of numbered `NNN_name.sql` migrations. */
 export const schemaDirectory = new URL("../../schema/", import.meta.url)
@@ -68,7 +69,12 @@ export const run: Effect.Effect<ReadonlyArray<readonly [number, string]>, Migrat
   Effect.tap((applied) =>
     applied.length > 0 ? Effect.logInfo("migrations applied", { migrations: applied.map(([id, name]) => `${id}_${name}`) }) : Effect.void
   ),
-  Effect.mapError((error: Migrator.MigrationError | SqlError) =>
-    new MigrationFailed({ message: `migration failed: ${error.message}`, cause: error })
-  )
+  Effect.mapError((error: Migrator.MigrationError | SqlError) => {
+    const inner = error._tag === "MigrationError" ? error.cause : error
+    const db = fromUnknown(inner)
+    return new MigrationFailed({
+      message: `migration failed: ${error.message}${db ? `: ${db.message}` : ""}`,
+      cause: db ?? error
+    })
+  })
 )
