@@ -4,9 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Data } from "effect"
-import type { Schema } from "effect"
-import { SchemaIssue } from "effect"
+import { Data, type Schema, SchemaIssue } from "effect"
 
 /**
  * A run exceeded its time limit. Classified `timeout` (retried).

@@ -96,7 +96,7 @@ it.layer(Env, { timeout: 60_000 })("schema", (it) => {
           for i in 1..50 loop
             select id into tid from taskfiber.enqueue(jsonb_build_array(jsonb_build_object(
               'id', gen_random_uuid(), 'type', 't', 'queue', 'same-ms')));
-            perform taskfiber.claim('w', array['same-ms'], 1, 60000, 60, 1000);
+            perform taskfiber.claim('w', array['same-ms'], 1, 60000, 60, 2000);
             perform taskfiber.complete_tasks('w', jsonb_build_array(jsonb_build_object('id', tid, 'result', null)));
           end loop;
         end $$`

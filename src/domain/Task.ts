@@ -1,0 +1,151 @@
+/**
+ * The task model: a stored task, one entry of its history, and what a
+ * producer sends to enqueue one.
+ *
+ * The schemas decode from what arrives over the wire or from the database:
+ * dates may be `Date` values or ISO strings.
+ *
+ * @since 0.1.0
+ */
+import { Effect, Schema } from "effect"
+import { LastError } from "./Classification.ts"
+import { Priority } from "./Priority.ts"
+import { TaskStatus } from "./TaskStatus.ts"
+
+/**
+ * A `Date`, decoded from a `Date` or from an ISO 8601 string.
+ *
+ * @since 0.1.0
+ */
+export const DateInput = Schema.Union([Schema.Date, Schema.DateFromString])
+
+/**
+ * A task id: a UUID string.
+ *
+ * @since 0.1.0
+ */
+export const TaskId = Schema.String.check(Schema.isUUID())
+
+/**
+ * A queue name, 1 to 128 characters (the `tasks.queue` check in SQL).
+ *
+ * @since 0.1.0
+ */
+export const QueueName = Schema.String.check(Schema.isBetweenLength(1, 128))
+
+/**
+ * A task type, 1 to 255 characters (the `tasks.type` check in SQL).
+ *
+ * @since 0.1.0
+ */
+export const TaskType = Schema.String.check(Schema.isBetweenLength(1, 255))
+
+/**
+ * A deduplication key, 1 to 255 characters (the `tasks.dedupe_key` check in SQL).
+ *
+ * @since 0.1.0
+ */
+export const DedupeKey = Schema.String.check(Schema.isBetweenLength(1, 255))
+
+const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+const PositiveCount = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+
+/**
+ * Schema of a stored task (a row of `taskfiber.tasks`, in camelCase).
+ *
+ * @since 0.1.0
+ */
+export const Task = Schema.Struct({
+  id: TaskId,
+  queue: QueueName,
+  type: TaskType,
+  payload: Schema.Json,
+  priority: Priority,
+  status: TaskStatus,
+  /** Runs started: 0 until the first claim. */
+  attempt: Count,
+  maxAttempts: PositiveCount,
+  runAt: DateInput,
+  leaseExpiresAt: Schema.NullOr(DateInput),
+  workerId: Schema.NullOr(Schema.String),
+  progress: Schema.Json,
+  checkpoint: Schema.Json,
+  result: Schema.Json,
+  lastError: Schema.NullOr(LastError),
+  dedupeKey: Schema.NullOr(DedupeKey),
+  createdAt: DateInput,
+  startedAt: Schema.NullOr(DateInput),
+  finishedAt: Schema.NullOr(DateInput),
+  updatedAt: DateInput,
+  traceparent: Schema.NullOr(Schema.String)
+})
+
+/**
+ * A stored task.
+ *
+ * @since 0.1.0
+ */
+export type Task = typeof Task.Type
+
+/**
+ * Schema of one status change in a task's history (`taskfiber.task_events`).
+ *
+ * @since 0.1.0
+ */
+export const TaskEvent = Schema.Struct({
+  taskId: TaskId,
+  seq: Schema.Int,
+  /** `null` for the creation event. */
+  from: Schema.NullOr(TaskStatus),
+  to: TaskStatus,
+  attempt: Count,
+  error: Schema.NullOr(LastError),
+  workerId: Schema.NullOr(Schema.String),
+  at: DateInput
+})
+
+/**
+ * One status change in a task's history.
+ *
+ * @since 0.1.0
+ */
+export type TaskEvent = typeof TaskEvent.Type
+
+/**
+ * Schema of an enqueue request. Only `type` is required; `queue` defaults to
+ * `"default"`, `payload` to `{}`, `priority` to 0. When neither `runAt` nor
+ * `delayMs` is given the task is due at once; giving both is an error, since
+ * one would silently win.
+ *
+ * @since 0.1.0
+ */
+export const EnqueueSpec = Schema.Struct({
+  type: TaskType,
+  queue: QueueName.pipe(Schema.withDecodingDefault(Effect.succeed("default"))),
+  payload: Schema.Unknown.pipe(Schema.withDecodingDefault(Effect.succeed({}))),
+  priority: Priority.pipe(Schema.withDecodingDefault(Effect.succeed(0))),
+  maxAttempts: Schema.optional(PositiveCount),
+  id: Schema.optional(TaskId),
+  dedupeKey: Schema.optional(DedupeKey),
+  runAt: Schema.optional(DateInput),
+  delayMs: Schema.optional(Count),
+  traceparent: Schema.optional(Schema.String)
+}).check(Schema.makeFilter((spec) =>
+  spec.runAt === undefined || spec.delayMs === undefined
+    ? undefined
+    : { path: ["delayMs"], issue: "give runAt or delayMs, not both" }
+))
+
+/**
+ * A decoded enqueue request, defaults applied.
+ *
+ * @since 0.1.0
+ */
+export type EnqueueSpec = typeof EnqueueSpec.Type
+
+/**
+ * What a producer may send: {@link EnqueueSpec} before defaults and decoding.
+ *
+ * @since 0.1.0
+ */
+export type EnqueueInput = typeof EnqueueSpec.Encoded
