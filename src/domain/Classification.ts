@@ -9,6 +9,7 @@
  * @since 0.1.0
  */
 import { Schema } from "effect"
+import { redactSecrets } from "./Redact.ts"
 import type { TaskError } from "./Errors.ts"
 
 /**
@@ -177,13 +178,13 @@ const messageOf = (error: unknown): string => {
 
 /**
  * Turns any error into the `last_error` record. Total, like {@link classify};
- * the message is capped at {@link MAX_MESSAGE_LENGTH} characters and never
- * contains a stack trace.
+ * the message is capped at {@link MAX_MESSAGE_LENGTH} characters, never
+ * contains a stack trace, and has URL passwords and tokens masked (it is stored).
  *
  * @since 0.1.0
  */
 export const toLastError = (error: unknown, classification: Classification): LastError => ({
   tag: bounded(tagOf(error), 255),
-  message: bounded(attempt(() => messageOf(error), "<unprintable error>"), MAX_MESSAGE_LENGTH),
+  message: bounded(redactSecrets(attempt(() => messageOf(error), "<unprintable error>")), MAX_MESSAGE_LENGTH),
   classification
 })

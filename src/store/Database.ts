@@ -9,7 +9,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as EmbeddedPostgres from "./EmbeddedPostgres.ts"
 import * as Migrations from "./Migrations.ts"
-import { redactSecrets } from "./Redact.ts"
+import { redactSecrets } from "../domain/Redact.ts"
 
 /** Database settings, read from the environment. */
 export interface DatabaseConfig {

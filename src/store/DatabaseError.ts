@@ -9,7 +9,7 @@
  */
 import { Data, Effect } from "effect"
 import { isSqlError, type SqlError } from "effect/sql/SqlError"
-import { redactSecrets } from "./Redact.ts"
+import { redactSecrets } from "../domain/Redact.ts"
 
 /** What kind of failure, by SQLSTATE class. */
 export type DatabaseErrorCategory =

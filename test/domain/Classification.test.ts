@@ -1,3 +1,4 @@
+import { redactSecrets } from "../../src/domain/Redact.ts"
 import { describe, expect, it } from "@effect/vitest"
 import { Schema } from "effect"
 import {
@@ -178,6 +179,13 @@ describe("toLastError", () => {
     expect(record.message).not.toContain("SECRET")
   })
 
+  it("masks passwords in URLs and tokens before the message is stored", () => {
+    const record = toLastError(new Error("GET https://bot:s3cr3t@api.example/x failed; Authorization: Bearer abc.def"), "transient")
+    expect(record.message).not.toContain("s3cr3t")
+    expect(record.message).not.toContain("abc.def")
+    expect(record.message).toContain("https://bot:***@api.example/x")
+  })
+
   it("caps the message and keeps it storable", () => {
     const long = toLastError(new Error("x".repeat(10_000)), "transient")
     expect(long.message.length).toBe(MAX_MESSAGE_LENGTH)
@@ -195,7 +203,7 @@ describe("toLastError", () => {
   it.prop("is storable for any message text", { message: Schema.String, tag: Schema.String }, ({ message, tag }) => {
     const record = toLastError({ _tag: tag, message }, "transient")
     expectStorable(record)
-    if (message !== "" && !unstorable.test(message) && message.length <= MAX_MESSAGE_LENGTH) {
+    if (message !== "" && !unstorable.test(message) && message.length <= MAX_MESSAGE_LENGTH && redactSecrets(message) === message) {
       expect(record.message).toBe(message)
     }
   })
