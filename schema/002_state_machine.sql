@@ -148,3 +148,19 @@ create trigger tasks_after_insert after insert on taskfiber.tasks
 create trigger tasks_after_update after update on taskfiber.tasks
   referencing old table as old_rows new table as new_rows
   for each statement execute function taskfiber.tasks_after_update();
+
+-- task_events is append-only: no UPDATE, and no DELETE but the cascade from deleting
+-- its task (pruning). A cascade runs inside the foreign key's own trigger, so there
+-- pg_trigger_depth() is 2; a direct statement sees 1.
+create function taskfiber.task_events_append_only() returns trigger language plpgsql as $$
+begin
+  if tg_op = 'UPDATE' or pg_trigger_depth() < 2 then
+    raise exception 'task_events is append-only: % refused', lower(tg_op)
+      using errcode = 'TF002', table = 'task_events',
+            hint = 'history goes when its task is deleted';
+  end if;
+  return old;
+end $$;
+
+create trigger task_events_append_only before update or delete on taskfiber.task_events
+  for each row execute function taskfiber.task_events_append_only();

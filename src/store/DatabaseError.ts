@@ -13,7 +13,7 @@ import { redactSecrets } from "../domain/Redact.ts"
 
 /** What kind of failure, by SQLSTATE class. */
 export type DatabaseErrorCategory =
-  | "constraint" //    23xxx, and TF001 (the task state machine)
+  | "constraint" //    23xxx, TF001 (the task state machine), TF002 (append-only history)
   | "data" //          22xxx: a value PostgreSQL cannot take (bad uuid, overflow)
   | "serialization" // 40001
   | "deadlock" //      40P01
@@ -24,7 +24,15 @@ export type DatabaseErrorCategory =
   | "unknown"
 
 /** Which constraint, when the category is `constraint`. */
-export type ConstraintKind = "not_null" | "foreign_key" | "unique" | "check" | "exclusion" | "state_machine" | "other"
+export type ConstraintKind =
+  | "not_null"
+  | "foreign_key"
+  | "unique"
+  | "check"
+  | "exclusion"
+  | "state_machine"
+  | "append_only"
+  | "other"
 
 /** What a caller (or operator) should do about it. */
 export type Recovery = "retry" | "fix_data" | "check_network" | "check_permissions" | "contact_admin"
@@ -74,7 +82,8 @@ const constraintKinds: Record<string, ConstraintKind> = {
   "23505": "unique",
   "23514": "check",
   "23P01": "exclusion",
-  TF001: "state_machine"
+  TF001: "state_machine",
+  TF002: "append_only"
 }
 
 interface Classified {
@@ -133,6 +142,8 @@ const describe = (category: DatabaseErrorCategory, kind: ConstraintKind | undefi
       return `check constraint${named}${on} rejected the row${detail}`
     case "state_machine":
       return f.message ?? `the task state machine rejected the change${on}`
+    case "append_only":
+      return f.message ?? `history is append-only${on}`
     default:
       break
   }
