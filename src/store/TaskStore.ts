@@ -117,6 +117,8 @@ const decodeCursor = (cursor: string): readonly [string, string] | undefined => 
   }
 }
 
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
 const make = Effect.gen(function*() {
   const sql = yield* SqlClient
   const json = (value: unknown) => JSON.stringify(value === undefined ? null : value)
@@ -130,7 +132,10 @@ const make = Effect.gen(function*() {
       for (const r of rows) if (r instanceof InvalidTaskSpec) return yield* r
       const result = yield* sql<{ ord: number; id: string | null; created: boolean }>`
         select ord, id, created from taskfiber.enqueue(${json(rows)}::jsonb)`
-      return result.map((r) => ({ id: r.id ?? "", created: r.created === true }))
+      return yield* Effect.forEach(result, (r) =>
+        r.id === null
+          ? Effect.die(new Error(`taskfiber.enqueue found no task for spec #${r.ord - 1}`))
+          : Effect.succeed({ id: r.id, created: r.created === true }))
     }).pipe(mapSqlError, Effect.withSpan("TaskStore.enqueueMany", { attributes: { count: specs.length } }))
 
   return TaskStore.of({
@@ -140,6 +145,7 @@ const make = Effect.gen(function*() {
 
     get: (id) =>
       Effect.gen(function*() {
+        if (!uuidPattern.test(id)) return Option.none()
         const rows = yield* sql<TaskRow>`select * from taskfiber.tasks where id = ${id}::uuid`
         const row = rows[0]
         if (row === undefined) return Option.none()

@@ -31,6 +31,8 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
       const task = Option.getOrThrow(got).task
       expect(task).toMatchObject({ type: "echo", queue: "enq", payload: { n: 1 }, priority: 0, status: "queued", attempt: 0, maxAttempts: 25 })
       expect(Option.getOrThrow(got).events).toHaveLength(1)
+      expect(Option.isNone(yield* s.get(crypto.randomUUID()))).toBe(true)
+      expect(Option.isNone(yield* s.get("not-a-uuid"))).toBe(true)
     }))
 
   it.effect("a bad spec fails with InvalidTaskSpec naming the field and writes nothing", () =>
