@@ -117,12 +117,17 @@ begin
        for update skip locked);
   end if;
 
+  -- Returned in the order picked: highest effective priority first.
   return query
-    update taskfiber.tasks t
-       set status = 'running', worker_id = p_worker,
-           lease_expires_at = clock_timestamp() + p_lease_ms * interval '1 millisecond'
-     where t.id = any(picked)
-    returning t.*;
+    with claimed as (
+      update taskfiber.tasks t
+         set status = 'running', worker_id = p_worker,
+             lease_expires_at = clock_timestamp() + p_lease_ms * interval '1 millisecond'
+       where t.id = any(picked)
+      returning t.*)
+    select c.* from claimed c
+      join unnest(picked) with ordinality as o(id, n) on o.id = c.id
+     order by o.n;
 end $$;
 
 -- Renew every lease this worker holds: one statement per heartbeat.

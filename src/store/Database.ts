@@ -25,7 +25,10 @@ export interface DatabaseConfig {
 
 /** Reads {@link DatabaseConfig} from the environment, with its defaults. */
 export const config: Config.Config<DatabaseConfig> = Config.all({
-  url: Config.option(Config.Redacted("DATABASE_URL")),
+  // An empty DATABASE_URL counts as unset, as shells and compose files produce them.
+  url: Config.option(Config.Redacted("DATABASE_URL")).pipe(
+    Config.map(Option.filter((url) => Redacted.value(url).trim() !== ""))
+  ),
   poolMax: Config.Int("DB_POOL_MAX").pipe(Config.withDefault(10)),
   embeddedDir: Config.String("EMBEDDED_PG_DIR").pipe(Config.withDefault(".data/postgres")),
   embeddedPort: Config.Int("EMBEDDED_PG_PORT").pipe(Config.withDefault(54329))

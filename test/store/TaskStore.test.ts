@@ -62,6 +62,11 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
         if (t) order.push(t.id)
       }
       expect(order).toEqual([high.id, mid1.id, mid2.id, low.id])
+      // One claim of many returns them in that same order.
+      const batch = yield* s.enqueueMany([5, -3, 8, 0].map((priority) => ({ type: "t", queue: "prio-batch", priority })))
+      const claimed = yield* s.claim({ workerId: "w", queues: ["prio-batch"], limit: 10, leaseMs: lease })
+      expect(claimed.map((t) => t.priority)).toEqual([8, 5, 0, -3])
+      expect(claimed).toHaveLength(batch.length)
     }))
 
   it.effect("ageing: a long-waiting low-priority task outranks a fresh high-priority one, as the pure formula says", () =>

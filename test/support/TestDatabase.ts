@@ -12,7 +12,7 @@ import * as Database from "../../src/store/Database.ts"
 import "./globalSetup.ts"
 
 /** The server every test database lives on. */
-export const serverUrl = (): string => process.env.DATABASE_URL ?? inject("databaseUrl")
+export const serverUrl = (): string => process.env.DATABASE_URL || inject("databaseUrl")
 
 /** `url` with its database name replaced. */
 export const urlForDatabase = (url: string, database: string): string => {
