@@ -100,6 +100,8 @@ export class TaskStore extends Context.Service<TaskStore, {
   /** Persist progress and/or checkpoint of a running task; false if not held. */
   readonly recordProgress: (workerId: string, id: string, update: { readonly progress?: unknown; readonly checkpoint?: unknown }) => Effect.Effect<boolean, DatabaseError>
   readonly stats: Effect.Effect<QueueStats, DatabaseError>
+  /** When the next not-yet-due queued or retrying task of these queues comes due. */
+  readonly nextRunAt: (queues?: ReadonlyArray<string>) => Effect.Effect<Option.Option<Date>, DatabaseError>
 }>()("taskfiber/TaskStore") {}
 
 // The cursor carries created_at as the database prints it, to the microsecond: a
@@ -249,6 +251,16 @@ const make = Effect.gen(function*() {
         Effect.map((rows) => rows[0]?.ok === true),
         mapSqlError,
         Effect.withSpan("TaskStore.recordProgress")
+      ),
+
+    nextRunAt: (queues) =>
+      sql<{ at: Date | null }>`
+        select min(run_at) as at from taskfiber.tasks
+        where status in ('queued', 'retrying') and run_at > now()
+          and (${queues ? [...queues] : null}::text[] is null or queue = any(${queues ? [...queues] : null}::text[]))`.pipe(
+        Effect.map((rows) => Option.fromNullishOr(rows[0]?.at)),
+        mapSqlError,
+        Effect.withSpan("TaskStore.nextRunAt")
       ),
 
     stats: Effect.gen(function*() {

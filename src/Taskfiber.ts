@@ -1,0 +1,40 @@
+/**
+ * taskfiber as one Layer for an Effect application: the database (migrated), the
+ * task store, the job registry, the cancel bus and a running supervisor.
+ *
+ * ```ts
+ * const App = program.pipe(Effect.provide(Taskfiber.layer({ jobs: [SendEmail] })))
+ * ```
+ */
+import { Effect, Layer } from "effect"
+import * as CancelBus from "./runtime/CancelBus.ts"
+import type { AnyJob } from "./runtime/Job.ts"
+import * as JobRegistry from "./runtime/JobRegistry.ts"
+import * as RuntimeConfig from "./runtime/RuntimeConfig.ts"
+import * as Supervisor from "./runtime/Supervisor.ts"
+import * as Database from "./store/Database.ts"
+import * as TaskStore from "./store/TaskStore.ts"
+
+/** What the layer takes. */
+export interface TaskfiberOptions {
+  readonly jobs: ReadonlyArray<AnyJob>
+  /** Overrides of the environment's settings (MAX_CONCURRENT_JOBS, …). */
+  readonly config?: Partial<RuntimeConfig.RuntimeConfig>
+}
+
+/** Store, registry and cancel bus over a database the application provides. */
+export const services = (jobs: ReadonlyArray<AnyJob>) =>
+  Layer.mergeAll(TaskStore.layer, CancelBus.layerLocal, JobRegistry.layer(jobs))
+
+/**
+ * The whole runtime over a `PgClient` the application provides (its own pool),
+ * migrated by `Migrations.run` beforehand or by {@link layer}.
+ */
+export const layerWithoutDatabase = (options: TaskfiberOptions) =>
+  Layer.unwrap(Effect.gen(function*() {
+    const fromEnv = yield* RuntimeConfig.config
+    return Supervisor.layerWith({ ...fromEnv, ...options.config })
+  })).pipe(Layer.provideMerge(services(options.jobs)))
+
+/** The whole runtime on the configured database (embedded when DATABASE_URL is unset). */
+export const layer = (options: TaskfiberOptions) => layerWithoutDatabase(options).pipe(Layer.provideMerge(Database.layer))

@@ -1,0 +1,70 @@
+/**
+ * A job: a named handler with a payload schema and its policies.
+ *
+ * ```ts
+ * const SendEmail = Job.define({
+ *   name: "send-email",
+ *   payload: Schema.Struct({ to: Schema.String, subject: Schema.String }),
+ *   retry: RetryPolicy.exponential({ baseMs: 2000, maxAttempts: 5 }),
+ *   timeout: "30 seconds",
+ *   run: (payload, ctx) => Effect.logInfo(`sending to ${payload.to}`, ctx.attempt)
+ * })
+ * ```
+ */
+import { Duration, Schema } from "effect"
+import type { Effect } from "effect"
+import { type Classifier, classify } from "../domain/Classification.ts"
+import * as RetryPolicy from "../domain/RetryPolicy.ts"
+import type { JobContext } from "./JobContext.ts"
+
+/** The schema of a job's payload: decoded from and encoded to JSON. */
+export type PayloadSchema<P> = Schema.Codec<P, unknown>
+
+/** What `define` takes. */
+export interface JobOptions<Name extends string, P, A, E> {
+  readonly name: Name
+  readonly payload: PayloadSchema<P>
+  readonly run: (payload: P, ctx: JobContext) => Effect.Effect<A, E>
+  /** Default: `RetryPolicy.exponential()` (1 s doubling, 25 runs). */
+  readonly retry?: RetryPolicy.RetryPolicy
+  /** Per-run limit; exceeding it is a transient `TaskTimeout`. Default: `JOB_TIMEOUT`. */
+  readonly timeout?: Duration.Input
+  /** Default priority of its tasks (higher first). */
+  readonly priority?: number
+  /** Overrides the retry policy's `maxAttempts`. */
+  readonly maxAttempts?: number
+  /** Default: "default". */
+  readonly queue?: string
+  /** Default: transient unless marked permanent (`Classification.classify`). */
+  readonly classify?: Classifier
+}
+
+/** A defined job. */
+export interface Job<Name extends string = string, P = any, A = unknown, E = unknown> {
+  readonly name: Name
+  readonly payload: PayloadSchema<P>
+  readonly run: (payload: P, ctx: JobContext) => Effect.Effect<A, E>
+  readonly retry: RetryPolicy.RetryPolicy
+  readonly timeout: Duration.Duration | undefined
+  readonly priority: number
+  readonly queue: string
+  readonly classify: Classifier
+}
+
+/** Any job, its types erased (registries hold these). */
+export type AnyJob = Job<string, any, unknown, unknown>
+
+/** Defines a job. */
+export const define = <const Name extends string, P, A, E>(options: JobOptions<Name, P, A, E>): Job<Name, P, A, E> => {
+  const base = options.retry ?? RetryPolicy.exponential()
+  return {
+    name: options.name,
+    payload: options.payload,
+    run: options.run,
+    retry: options.maxAttempts === undefined ? base : RetryPolicy.exponential({ ...base, maxAttempts: options.maxAttempts }),
+    timeout: options.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout),
+    priority: options.priority ?? 0,
+    queue: options.queue ?? "default",
+    classify: options.classify ?? classify
+  }
+}

@@ -1,0 +1,21 @@
+/**
+ * What a running handler gets besides its payload.
+ */
+import type { Effect } from "effect"
+
+/** The context of one run of a task. */
+export interface JobContext {
+  readonly taskId: string
+  /** Runs started, this one included: 1 on the first run. */
+  readonly attempt: number
+  readonly maxAttempts: number
+  /** The last checkpoint saved by an earlier run (null: none) — resume from it. */
+  readonly checkpoint: unknown
+  /**
+   * Reports progress. Persisted, throttled: however often it is called, the task
+   * row is written at most once per `PROGRESS_INTERVAL`, always with the latest value.
+   */
+  readonly progress: (value: unknown) => Effect.Effect<void>
+  /** Saves a checkpoint; throttled like `progress`, and flushed before the run ends. */
+  readonly saveCheckpoint: (value: unknown) => Effect.Effect<void>
+}

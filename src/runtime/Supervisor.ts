@@ -1,0 +1,230 @@
+/**
+ * The supervisor: one scoped service that owns the job fibers of this instance.
+ *
+ * - dispatcher: claims when there is free capacity, never more than the free slots
+ *   (so no task waits in a local buffer while a higher-priority one could start: the
+ *   database's claim order is the priority order). It sleeps until woken by
+ *   `NOTIFY taskfiber_tasks` (an enqueue, a release, a replay), by a job ending, or
+ *   by a timer set to the earliest future `run_at` — no busy polling. A defect
+ *   restarts it under a Schedule, logged.
+ * - heartbeat: renews every lease of this worker in one statement per lease/3; a
+ *   running task whose lease is gone (cancelled or reaped elsewhere) is interrupted.
+ * - reaper: expired leases of crashed workers → retrying (or failed), "stalled".
+ * - cancel bus subscriber: interrupts a running task's fiber when it is cancelled.
+ * - shutdown (scope close): stop claiming, let running jobs finish for
+ *   `shutdownGrace`, interrupt the rest and release them to queued (checkpoint kept,
+ *   attempt not consumed).
+ */
+import { hostname } from "node:os"
+import { randomBytes } from "node:crypto"
+import { Context, Deferred, Duration, Effect, Fiber, Layer, Option, Queue, Ref, Schedule, Scope } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import type { Task } from "../domain/Task.ts"
+import type { DatabaseError } from "../store/DatabaseError.ts"
+import { TaskStore } from "../store/TaskStore.ts"
+import { CancelBus } from "./CancelBus.ts"
+import { JobRegistry } from "./JobRegistry.ts"
+import * as RuntimeConfig from "./RuntimeConfig.ts"
+import * as TaskRunner from "./TaskRunner.ts"
+
+/** The channel the schema's triggers notify when tasks become queued. */
+export const channel = "taskfiber_tasks"
+
+/** Longest sleep of an idle dispatcher: recovers a notification lost with its connection. */
+const idleRecheck = Duration.seconds(30)
+
+interface Running {
+  readonly task: Task
+  readonly stop: Ref.Ref<TaskRunner.StopReason | undefined>
+  fiber?: Fiber.Fiber<TaskRunner.Outcome>
+}
+
+/** The supervisor service. */
+export class Supervisor extends Context.Service<Supervisor, {
+  readonly workerId: string
+  /** Cancels a task: in the database, and its fiber if it runs here. */
+  readonly cancel: (taskId: string, reason?: string) => Effect.Effect<boolean, DatabaseError>
+  /** Ids of the tasks running in this instance. */
+  readonly running: Effect.Effect<ReadonlyArray<string>>
+  /** The outcome of every run, as it is settled (bounded: oldest dropped first). */
+  readonly outcomes: Effect.Effect<Queue.Dequeue<{ readonly taskId: string; readonly outcome: TaskRunner.Outcome }>>
+}>()("taskfiber/Supervisor") {}
+
+/** A new worker id: host, pid and a random suffix (several supervisors per process). */
+export const makeWorkerId = (): string => `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`
+
+const make = (config: RuntimeConfig.RuntimeConfig) =>
+  Effect.gen(function*() {
+    const store = yield* TaskStore
+    const registry = yield* JobRegistry
+    const bus = yield* CancelBus
+    const pg = yield* PgClient.PgClient
+    const scope = yield* Effect.scope
+    const workerId = makeWorkerId()
+    const env: TaskRunner.RunnerEnv = { store, registry, config, workerId }
+    const queues = registry.queues
+    const leaseMs = Duration.toMillis(config.lease)
+    const running = new Map<string, Running>()
+    const wake = yield* Queue.sliding<void>(1)
+    const claiming = yield* Ref.make(true)
+    // Bounded: outcomes are for observers (tests, metrics); the oldest drop first.
+    const outcomes = yield* Queue.sliding<{ readonly taskId: string; readonly outcome: TaskRunner.Outcome }>(10_000)
+    const signal = Queue.offer(wake, undefined)
+
+    const runningIn = (queue: string) => {
+      let n = 0
+      for (const r of running.values()) if (r.task.queue === queue) n++
+      return n
+    }
+
+    const start = (task: Task) =>
+      Effect.gen(function*() {
+        const entry: Running = { task, stop: yield* Ref.make<TaskRunner.StopReason | undefined>(undefined) }
+        running.set(task.id, entry)
+        entry.fiber = yield* TaskRunner.run(env, task, entry.stop).pipe(
+          Effect.tap((outcome) => Queue.offer(outcomes, { taskId: task.id, outcome })),
+          Effect.ensuring(Effect.sync(() => running.delete(task.id)).pipe(Effect.andThen(signal))),
+          Effect.forkIn(scope)
+        )
+      })
+
+    /** Claims for the free slots, per-queue limits respected; true if it may have left due work. */
+    const dispatchOnce = Effect.gen(function*() {
+      const free = config.maxConcurrentJobs - running.size
+      if (free <= 0 || !(yield* Ref.get(claiming))) return false
+      const unlimited = queues.filter((q) => !config.queueConcurrency.has(q))
+      const groups: Array<readonly [ReadonlyArray<string>, number]> = []
+      if (unlimited.length > 0) groups.push([unlimited, free])
+      for (const [q, limit] of config.queueConcurrency) {
+        if (queues.includes(q)) groups.push([[q], Math.min(free, limit - runningIn(q))])
+      }
+      let budget = free
+      let full = false
+      for (const [qs, want] of groups) {
+        const limit = Math.min(want, budget, config.claimBatch)
+        if (limit <= 0) continue
+        const tasks = yield* store.claim({ workerId, queues: qs, limit, leaseMs })
+        for (const task of tasks) yield* start(task)
+        budget -= tasks.length
+        if (tasks.length === limit) full = true
+      }
+      return full && budget > 0
+    })
+
+    const sleepUntilWoken = Effect.gen(function*() {
+      const next = yield* store.nextRunAt(queues)
+      const untilNext = Option.match(next, {
+        onNone: () => idleRecheck,
+        onSome: (at) => Duration.millis(Math.max(0, Math.min(Duration.toMillis(idleRecheck), at.getTime() - Date.now())))
+      })
+      yield* Queue.take(wake).pipe(Effect.timeoutOrElse({ duration: untilNext, orElse: () => Effect.void }))
+    })
+
+    const dispatcher = Effect.forever(
+      Effect.flatMap(dispatchOnce, (more) => (more ? Effect.void : sleepUntilWoken))
+    ).pipe(
+      Effect.sandbox,
+      Effect.tapError((cause) => Effect.logError("dispatcher failed; restarting", cause)),
+      Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.modifyDelay(({ duration }) =>
+        Effect.succeed(Duration.min(duration, Duration.seconds(10)))
+      )))
+    )
+
+    const interrupt = (entry: Running, reason: TaskRunner.StopReason) =>
+      Effect.gen(function*() {
+        yield* Ref.set(entry.stop, reason)
+        if (entry.fiber) yield* Effect.forkDetach(Fiber.interrupt(entry.fiber))
+      })
+
+    const heartbeat = Effect.gen(function*() {
+      if (running.size === 0) return
+      const held = new Set(yield* store.extendLeases(workerId, leaseMs))
+      for (const [id, entry] of running) {
+        // Claimed before this statement but not held: cancelled or reaped elsewhere.
+        if (!held.has(id) && entry.fiber) yield* interrupt(entry, "lease-lost")
+      }
+    }).pipe(
+      Effect.catch((error) => Effect.logWarning("heartbeat failed", { error: error.message })),
+      Effect.repeat(Schedule.spaced(Duration.millis(leaseMs / 3)))
+    )
+
+    const reaper = Effect.gen(function*() {
+      const reaped = yield* store.reapExpired(100)
+      for (const task of reaped) {
+        yield* Effect.logWarning("stalled task reaped", { taskId: task.id, status: task.status, lastError: task.lastError?.message })
+      }
+      if (reaped.length > 0) yield* signal
+    }).pipe(
+      Effect.catch((error) => Effect.logWarning("reaper failed", { error: error.message })),
+      Effect.repeat(Schedule.spaced(config.reapInterval))
+    )
+
+    const listener = Effect.gen(function*() {
+      const notifications = yield* pg.listen(channel)
+      yield* Effect.forever(Effect.flatMap(Queue.take(notifications), (n) =>
+        queues.includes(n.payload) ? signal : Effect.void
+      ))
+    }).pipe(
+      Effect.scoped,
+      Effect.tapError((error) => Effect.logWarning("LISTEN failed; reconnecting", { error: error.message })),
+      Effect.retry(Schedule.spaced("1 second"))
+    )
+
+    const canceller = Effect.gen(function*() {
+      const take = yield* bus.subscribe
+      yield* Effect.forever(Effect.flatMap(take, (taskId) => {
+        const entry = running.get(taskId)
+        return entry ? interrupt(entry, "cancel") : Effect.void
+      }))
+    }).pipe(Effect.scoped)
+
+    yield* Effect.forkIn(heartbeat, scope)
+    yield* Effect.forkIn(reaper, scope)
+    yield* Effect.forkIn(canceller, scope)
+    const listening = yield* Deferred.make<void>()
+    yield* Effect.forkIn(Effect.andThen(Deferred.succeed(listening, undefined), listener), scope)
+    yield* Deferred.await(listening)
+    const dispatcherFiber = yield* Effect.forkIn(dispatcher, scope)
+
+    // Graceful shutdown, before the forked fibers above are interrupted (LIFO).
+    yield* Scope.addFinalizer(scope, Effect.gen(function*() {
+      yield* Ref.set(claiming, false)
+      yield* Fiber.interrupt(dispatcherFiber)
+      const fibers = () => [...running.values()].flatMap((r) => (r.fiber ? [r.fiber] : []))
+      if (running.size > 0) {
+        yield* Effect.logInfo("shutting down: waiting for running jobs", { running: running.size, graceMs: Duration.toMillis(config.shutdownGrace) })
+        yield* Effect.forEach(fibers(), Fiber.await, { discard: true }).pipe(
+          Effect.timeoutOrElse({ duration: config.shutdownGrace, orElse: () => Effect.void })
+        )
+      }
+      if (running.size > 0) {
+        yield* Effect.logInfo("shutting down: releasing unfinished jobs to the queue", { running: running.size })
+        const rest = [...running.values()]
+        for (const entry of rest) yield* Ref.set(entry.stop, "shutdown")
+        yield* Effect.forEach(fibers(), Fiber.interrupt, { discard: true, concurrency: "unbounded" })
+      }
+    }))
+
+    yield* Effect.logInfo("supervisor started", { workerId, queues, maxConcurrentJobs: config.maxConcurrentJobs })
+
+    return Supervisor.of({
+      workerId,
+      cancel: (taskId, reason = "cancelled") =>
+        Effect.gen(function*() {
+          const cancelled = yield* store.cancel([taskId], reason)
+          const row = cancelled[0]
+          if (row?.previousStatus === "running") yield* bus.publish(taskId)
+          return row !== undefined
+        }),
+      running: Effect.sync(() => [...running.keys()]),
+      outcomes: Effect.succeed(outcomes)
+    })
+  })
+
+/** The supervisor with `config`; it runs until the layer's scope closes. */
+export const layerWith = (config: RuntimeConfig.RuntimeConfig) => Layer.effect(Supervisor, make(config))
+
+/** The supervisor with the configuration from the environment. */
+export const layer = Layer.unwrap(Effect.gen(function*() {
+  return layerWith(yield* RuntimeConfig.config)
+}))

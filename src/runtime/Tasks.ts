@@ -1,0 +1,66 @@
+/**
+ * Typed enqueue: from library code with a job value, or by job name with untrusted
+ * JSON (CLI, HTTP). The payload is checked against the job's schema before anything
+ * is written; a bad one fails with an error naming the field. Inside a caller's
+ * transaction (`Transaction.transaction`), the task exists iff that commits.
+ */
+import { Effect, Schema } from "effect"
+import { PayloadInvalid, UnknownTaskType } from "../domain/Errors.ts"
+import { TaskStore, type EnqueueResult, type TaskSpec } from "../store/TaskStore.ts"
+import type { Job } from "./Job.ts"
+import type { JobRegistry } from "./JobRegistry.ts"
+
+/** Per-task options of an enqueue. */
+export interface EnqueueOptions {
+  readonly id?: string
+  readonly queue?: string
+  readonly priority?: number
+  readonly delayMs?: number
+  readonly runAt?: Date
+  /** Idempotency key: a second enqueue with it finds the first task. */
+  readonly dedupeKey?: string
+  readonly maxAttempts?: number
+  readonly traceparent?: string
+}
+
+const spec = (job: Job<string, any>, payload: unknown, o: EnqueueOptions): TaskSpec => ({
+  type: job.name,
+  queue: o.queue ?? job.queue,
+  payload,
+  priority: o.priority ?? job.priority,
+  maxAttempts: o.maxAttempts ?? job.retry.maxAttempts,
+  ...(o.id === undefined ? {} : { id: o.id }),
+  ...(o.delayMs === undefined ? {} : { delayMs: o.delayMs }),
+  ...(o.runAt === undefined ? {} : { runAt: o.runAt }),
+  ...(o.dedupeKey === undefined ? {} : { dedupeKey: o.dedupeKey }),
+  ...(o.traceparent === undefined ? {} : { traceparent: o.traceparent })
+})
+
+const encodePayload = <P>(job: Job<string, P>, payload: unknown, decodeFirst: boolean) =>
+  Effect.gen(function*() {
+    const decoded = decodeFirst ? yield* Schema.decodeUnknownEffect(job.payload)(payload) : (payload as P)
+    return yield* Schema.encodeUnknownEffect(job.payload)(decoded)
+  }).pipe(Effect.mapError((error) => PayloadInvalid.fromSchemaError(job.name, error)))
+
+/** Enqueues a task of `job` with a typed payload. */
+export const enqueue = <P>(job: Job<string, P>, payload: P, options: EnqueueOptions = {}) =>
+  Effect.gen(function*() {
+    const encoded = yield* encodePayload(job, payload, false)
+    const store = yield* TaskStore
+    return yield* store.enqueue(spec(job, encoded, options))
+  }).pipe(Effect.withSpan("Tasks.enqueue", { attributes: { "taskfiber.type": job.name } }))
+
+/** Enqueues by job name with an untrusted payload (decoded by the job's schema). */
+export const enqueueByName = (
+  registry: JobRegistry["Service"],
+  type: string,
+  payload: unknown,
+  options: EnqueueOptions = {}
+) =>
+  Effect.gen(function*() {
+    const job = registry.get(type)
+    if (job === undefined) return yield* new UnknownTaskType({ taskType: type })
+    const encoded = yield* encodePayload(job, payload, true)
+    const store = yield* TaskStore
+    return (yield* store.enqueue(spec(job, encoded, options))) as EnqueueResult
+  }).pipe(Effect.withSpan("Tasks.enqueueByName", { attributes: { "taskfiber.type": type } }))

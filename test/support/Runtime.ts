@@ -1,0 +1,46 @@
+/**
+ * A supervisor on a test database, with jobs and settings chosen by the test, and a
+ * way to wait for outcomes without polling (the supervisor's outcome queue).
+ */
+import { Duration, Effect, Layer, Queue } from "effect"
+import * as CancelBus from "../../src/runtime/CancelBus.ts"
+import type { AnyJob } from "../../src/runtime/Job.ts"
+import * as JobRegistry from "../../src/runtime/JobRegistry.ts"
+import * as RuntimeConfig from "../../src/runtime/RuntimeConfig.ts"
+import * as Supervisor from "../../src/runtime/Supervisor.ts"
+import type { Outcome } from "../../src/runtime/TaskRunner.ts"
+import * as TaskStore from "../../src/store/TaskStore.ts"
+import * as TestDatabase from "./TestDatabase.ts"
+
+/** Short timings so tests finish fast. */
+export const testConfig = (overrides: Partial<RuntimeConfig.RuntimeConfig> = {}): RuntimeConfig.RuntimeConfig => ({
+  ...RuntimeConfig.defaults,
+  lease: Duration.seconds(5),
+  reapInterval: Duration.millis(200),
+  progressInterval: Duration.millis(200),
+  shutdownGrace: Duration.seconds(2),
+  ...overrides
+})
+
+/** Store (with database) + cancel bus + registry, without a supervisor. */
+export const base = (jobs: ReadonlyArray<AnyJob>) =>
+  Layer.mergeAll(TaskStore.layer, CancelBus.layerLocal, JobRegistry.layer(jobs)).pipe(
+    Layer.provideMerge(TestDatabase.layer())
+  )
+
+/** A supervisor over whatever base layer is provided. */
+export const supervisor = (config: RuntimeConfig.RuntimeConfig) => Supervisor.layerWith(config)
+
+/** Everything: database, store, registry, bus and one supervisor. */
+export const layer = (jobs: ReadonlyArray<AnyJob>, overrides: Partial<RuntimeConfig.RuntimeConfig> = {}) =>
+  supervisor(testConfig(overrides)).pipe(Layer.provideMerge(base(jobs)))
+
+/** Waits until `n` outcomes were settled; returns them. */
+export const awaitOutcomes = (n: number) =>
+  Effect.gen(function*() {
+    const s = yield* Supervisor.Supervisor
+    const queue = yield* s.outcomes
+    const got: Array<{ readonly taskId: string; readonly outcome: Outcome }> = []
+    while (got.length < n) got.push(yield* Queue.take(queue))
+    return got
+  })
