@@ -82,7 +82,11 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         const entry: Running = { task, stop: yield* Ref.make<TaskRunner.StopReason | undefined>(undefined) }
         running.set(task.id, entry)
         entry.fiber = yield* TaskRunner.run(env, task, entry.stop).pipe(
-          Effect.tap((outcome) => Queue.offer(outcomes, { taskId: task.id, outcome })),
+          Effect.tap((outcome) =>
+            Effect.logInfo("task settled", { taskId: task.id, taskType: task.type, attempt: task.attempt, outcome }).pipe(
+              Effect.andThen(Queue.offer(outcomes, { taskId: task.id, outcome }))
+            )
+          ),
           Effect.ensuring(Effect.sync(() => running.delete(task.id)).pipe(Effect.andThen(signal))),
           Effect.forkIn(scope)
         )
