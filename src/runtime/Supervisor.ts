@@ -60,6 +60,9 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     const bus = yield* CancelBus
     const pg = yield* PgClient.PgClient
     const scope = yield* Effect.scope
+    // Job fibers live in a child scope, closed after the graceful finalizer below
+    // (finalizers run last-in first-out), so that shutdown decides their fate.
+    const jobScope = yield* Scope.fork(scope, "sequential")
     const workerId = makeWorkerId()
     const env: TaskRunner.RunnerEnv = { store, registry, config, workerId }
     const queues = registry.queues
@@ -81,6 +84,8 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       Effect.gen(function*() {
         const entry: Running = { task, stop: yield* Ref.make<TaskRunner.StopReason | undefined>(undefined) }
         running.set(task.id, entry)
+        // Uninterruptible but for the handler inside (TaskRunner): an interrupt aimed
+        // at this fiber stops the handler and must not skip the bookkeeping after it.
         entry.fiber = yield* TaskRunner.run(env, task, entry.stop).pipe(
           Effect.tap((outcome) =>
             Effect.logInfo("task settled", { taskId: task.id, taskType: task.type, attempt: task.attempt, outcome }).pipe(
@@ -88,7 +93,8 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
             )
           ),
           Effect.ensuring(Effect.sync(() => running.delete(task.id)).pipe(Effect.andThen(signal))),
-          Effect.forkIn(scope)
+          Effect.uninterruptible,
+          Effect.forkIn(jobScope)
         )
       })
 
@@ -137,7 +143,9 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     const interrupt = (entry: Running, reason: TaskRunner.StopReason) =>
       Effect.gen(function*() {
         yield* Ref.set(entry.stop, reason)
-        if (entry.fiber) yield* Effect.forkDetach(Fiber.interrupt(entry.fiber))
+        // Fire and forget: the heartbeat must not wait for a slow handler to stop.
+        const fiber = entry.fiber
+        if (fiber) yield* Effect.sync(() => fiber.interruptUnsafe())
       })
 
     const heartbeat = Effect.gen(function*() {
@@ -182,13 +190,13 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       }))
     }).pipe(Effect.scoped)
 
-    yield* Effect.forkIn(heartbeat, scope)
-    yield* Effect.forkIn(reaper, scope)
-    yield* Effect.forkIn(canceller, scope)
+    yield* Effect.forkIn(Effect.interruptible(heartbeat), scope)
+    yield* Effect.forkIn(Effect.interruptible(reaper), scope)
+    yield* Effect.forkIn(Effect.interruptible(canceller), scope)
     const listening = yield* Deferred.make<void>()
-    yield* Effect.forkIn(Effect.andThen(Deferred.succeed(listening, undefined), listener), scope)
+    yield* Effect.forkIn(Effect.interruptible(Effect.andThen(Deferred.succeed(listening, undefined), listener)), scope)
     yield* Deferred.await(listening)
-    const dispatcherFiber = yield* Effect.forkIn(dispatcher, scope)
+    const dispatcherFiber = yield* Effect.forkIn(Effect.interruptible(dispatcher), scope)
 
     // Graceful shutdown, before the forked fibers above are interrupted (LIFO).
     yield* Scope.addFinalizer(scope, Effect.gen(function*() {

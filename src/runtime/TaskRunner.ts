@@ -69,8 +69,12 @@ export const run = (env: RunnerEnv, task: Task, stopReason: Ref.Ref<StopReason |
     })
   )
 
+// Only the handler is interruptible: once it has ended (or been interrupted) the
+// outcome is written, whatever else is interrupting this fiber. (Explicitly
+// interruptible rather than `restore`d: a fiber forked while a layer is built
+// inherits an uninterruptible region.)
 const runJob = (env: RunnerEnv, job: AnyJob, task: Task, payload: unknown, stopReason: Ref.Ref<StopReason | undefined>) =>
-  Effect.scoped(Effect.gen(function*() {
+  Effect.uninterruptible(Effect.scoped(Effect.gen(function*() {
     const reporter = yield* ProgressReporter.make({
       store: env.store,
       workerId: env.workerId,
@@ -94,9 +98,8 @@ const runJob = (env: RunnerEnv, job: AnyJob, task: Task, payload: unknown, stopR
       })
     )
     const exit = yield* Effect.exit(Effect.interruptible(handler))
-    // From here on nothing interrupts: the outcome must be written once.
-    return yield* Effect.uninterruptible(settle(env, job, task, exit, reporter, stopReason))
-  }))
+    return yield* settle(env, job, task, exit, reporter, stopReason)
+  })))
 
 const settle = (
   env: RunnerEnv,

@@ -2,7 +2,7 @@
  * A supervisor on a test database, with jobs and settings chosen by the test, and a
  * way to wait for outcomes without polling (the supervisor's outcome queue).
  */
-import { Duration, Effect, Layer, Queue } from "effect"
+import { Context, Duration, Effect, Layer, Queue } from "effect"
 import * as CancelBus from "../../src/runtime/CancelBus.ts"
 import type { AnyJob } from "../../src/runtime/Job.ts"
 import * as JobRegistry from "../../src/runtime/JobRegistry.ts"
@@ -39,6 +39,30 @@ export const layer = (jobs: ReadonlyArray<AnyJob>, overrides: Partial<RuntimeCon
 export const awaitOutcomes = (n: number) =>
   Effect.gen(function*() {
     const s = yield* Supervisor.Supervisor
+    const queue = yield* s.outcomes
+    const got: Array<{ readonly taskId: string; readonly outcome: Outcome }> = []
+    while (got.length < n) got.push(yield* Queue.take(queue))
+    return got
+  })
+
+/** Store + cancel bus on a test database: supervisors are started by the tests. */
+export const storeOnly = Layer.mergeAll(TaskStore.layer, CancelBus.layerLocal).pipe(
+  Layer.provideMerge(TestDatabase.layer())
+)
+
+/**
+ * Starts a supervisor with `jobs` for as long as the current scope is open and
+ * returns it; closing the scope is a graceful shutdown.
+ */
+export const startSupervisor = (jobs: ReadonlyArray<AnyJob>, overrides: Partial<RuntimeConfig.RuntimeConfig> = {}) =>
+  Effect.gen(function*() {
+    const ctx = yield* Layer.build(supervisor(testConfig(overrides)).pipe(Layer.provide(JobRegistry.layer(jobs))))
+    return Context.get(ctx, Supervisor.Supervisor)
+  })
+
+/** Waits until `n` outcomes of `s` were settled; returns them. */
+export const outcomesOf = (s: Supervisor.Supervisor["Service"], n: number) =>
+  Effect.gen(function*() {
     const queue = yield* s.outcomes
     const got: Array<{ readonly taskId: string; readonly outcome: Outcome }> = []
     while (got.length < n) got.push(yield* Queue.take(queue))
