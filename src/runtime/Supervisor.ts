@@ -11,6 +11,8 @@
  *   running task whose lease is gone (cancelled or reaped elsewhere) is interrupted.
  * - reaper: expired leases of crashed workers → retrying (or failed), "stalled".
  * - cancel bus subscriber: interrupts a running task's fiber when it is cancelled.
+ * - progress flusher: writes pending progress and checkpoints of running tasks,
+ *   once per `progressInterval` (see ProgressReporter).
  * - shutdown (scope close): stop claiming, let running jobs finish for
  *   `shutdownGrace`, interrupt the rest and release them to queued (checkpoint kept,
  *   attempt not consumed).
@@ -24,6 +26,7 @@ import type { DatabaseError } from "../store/DatabaseError.ts"
 import { TaskStore } from "../store/TaskStore.ts"
 import { CancelBus } from "./CancelBus.ts"
 import { JobRegistry } from "./JobRegistry.ts"
+import type { ProgressReporter } from "./ProgressReporter.ts"
 import * as RuntimeConfig from "./RuntimeConfig.ts"
 import * as TaskRunner from "./TaskRunner.ts"
 
@@ -64,7 +67,8 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     // (finalizers run last-in first-out), so that shutdown decides their fate.
     const jobScope = yield* Scope.fork(scope, "sequential")
     const workerId = makeWorkerId()
-    const env: TaskRunner.RunnerEnv = { store, registry, config, workerId }
+    const reporters = new Set<ProgressReporter>()
+    const env: TaskRunner.RunnerEnv = { store, registry, config, workerId, reporters }
     const queues = registry.queues
     const leaseMs = Duration.toMillis(config.lease)
     const running = new Map<string, Running>()
@@ -171,6 +175,11 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       Effect.repeat(Schedule.spaced(config.reapInterval))
     )
 
+    // One fiber writes the pending progress of every running task per interval.
+    const progressFlusher = Effect.suspend(() =>
+      Effect.forEach([...reporters], (r) => r.flush, { discard: true })
+    ).pipe(Effect.repeat(Schedule.spaced(config.progressInterval)))
+
     const listener = Effect.gen(function*() {
       const notifications = yield* pg.listen(channel)
       yield* Effect.forever(Effect.flatMap(Queue.take(notifications), (n) =>
@@ -193,6 +202,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     yield* Effect.forkIn(Effect.interruptible(heartbeat), scope)
     yield* Effect.forkIn(Effect.interruptible(reaper), scope)
     yield* Effect.forkIn(Effect.interruptible(canceller), scope)
+    yield* Effect.forkIn(Effect.interruptible(progressFlusher), scope)
     const listening = yield* Deferred.make<void>()
     yield* Effect.forkIn(Effect.interruptible(Effect.andThen(Deferred.succeed(listening, undefined), listener)), scope)
     yield* Deferred.await(listening)

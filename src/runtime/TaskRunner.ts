@@ -33,6 +33,8 @@ export interface RunnerEnv {
   readonly registry: JobRegistry["Service"]
   readonly config: RuntimeConfig
   readonly workerId: string
+  /** Reporters of the running tasks, flushed by the supervisor's progress flusher. */
+  readonly reporters: Set<ProgressReporter.ProgressReporter>
 }
 
 /** The outcome written for a task (for logs and tests). */
@@ -75,12 +77,9 @@ export const run = (env: RunnerEnv, task: Task, stopReason: Ref.Ref<StopReason |
 // inherits an uninterruptible region.)
 const runJob = (env: RunnerEnv, job: AnyJob, task: Task, payload: unknown, stopReason: Ref.Ref<StopReason | undefined>) =>
   Effect.uninterruptible(Effect.scoped(Effect.gen(function*() {
-    const reporter = yield* ProgressReporter.make({
-      store: env.store,
-      workerId: env.workerId,
-      taskId: task.id,
-      interval: env.config.progressInterval
-    })
+    const reporter = yield* ProgressReporter.make({ store: env.store, workerId: env.workerId, taskId: task.id })
+    env.reporters.add(reporter)
+    yield* Effect.addFinalizer(() => Effect.sync(() => env.reporters.delete(reporter)))
     const timeout = job.timeout ?? env.config.jobTimeout
     const handler = Effect.suspend(() =>
       job.run(payload, {
