@@ -1,0 +1,107 @@
+/**
+ * Failure containment: per-queue limits, a dispatcher that restarts after a defect,
+ * a crashing handler that disturbs no other job, payloads checked at enqueue and
+ * at run time, unknown job types.
+ */
+import { expect, it } from "@effect/vitest"
+import { Effect, Option, Ref, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as RetryPolicy from "../../src/domain/RetryPolicy.ts"
+import * as Job from "../../src/runtime/Job.ts"
+import * as JobRegistry from "../../src/runtime/JobRegistry.ts"
+import * as Tasks from "../../src/runtime/Tasks.ts"
+import { TaskStore } from "../../src/store/TaskStore.ts"
+import * as Runtime from "../support/Runtime.ts"
+
+const getTask = (id: string) => Effect.flatMap(TaskStore, (s) => s.get(id)).pipe(Effect.map(Option.getOrThrow))
+
+it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("failure containment", (it) => {
+  it.effect("QUEUE_CONCURRENCY caps one queue while others use the free slots", () =>
+    Effect.gen(function*() {
+      const active = yield* Ref.make(0)
+      const peak = yield* Ref.make(0)
+      const track = (ms: number) =>
+        Effect.gen(function*() {
+          const now = yield* Ref.updateAndGet(active, (n) => n + 1)
+          yield* Ref.update(peak, (p) => Math.max(p, now))
+          yield* Effect.sleep(ms)
+          yield* Ref.update(active, (n) => n - 1)
+        })
+      const Limited = Job.define({ name: "limited", queue: "emails", payload: Schema.Struct({}), run: () => track(30) })
+      const peakFree = yield* Ref.make(0)
+      const freeActive = yield* Ref.make(0)
+      const Free = Job.define({
+        name: "free", queue: "free", payload: Schema.Struct({}),
+        run: () => Effect.gen(function*() {
+          const now = yield* Ref.updateAndGet(freeActive, (n) => n + 1)
+          yield* Ref.update(peakFree, (p) => Math.max(p, now))
+          yield* Effect.sleep(30)
+          yield* Ref.update(freeActive, (n) => n - 1)
+        })
+      })
+      for (let i = 0; i < 6; i++) yield* Tasks.enqueue(Limited, {})
+      for (let i = 0; i < 6; i++) yield* Tasks.enqueue(Free, {})
+      const s = yield* Runtime.startSupervisor([Limited, Free], { maxConcurrentJobs: 5, queueConcurrency: new Map([["emails", 2]]) })
+      yield* Runtime.outcomesOf(s, 12)
+      expect(yield* Ref.get(peak)).toBe(2)
+      expect(yield* Ref.get(peakFree)).toBeGreaterThan(2)
+    }).pipe(Effect.scoped))
+
+  it.effect("a dispatcher whose claims fail is logged and restarted by its Schedule, then runs the work", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const Echo = Job.define({ name: "echo-restart", queue: "restart", payload: Schema.Struct({}), run: () => Effect.succeed("ok") })
+      const s = yield* Runtime.startSupervisor([Echo])
+      // Break the claim function under the running dispatcher.
+      yield* sql`alter function taskfiber.claim(text, text[], integer, bigint, double precision, double precision) rename to claim_broken`
+      const { id } = yield* Tasks.enqueue(Echo, {})
+      expect((yield* getTask(id)).task.status).toBe("queued")
+      yield* sql`alter function taskfiber.claim_broken(text, text[], integer, bigint, double precision, double precision) rename to claim`
+      const [outcome] = yield* Runtime.outcomesOf(s, 1)
+      expect(outcome).toEqual({ taskId: id, outcome: "succeeded" })
+    }).pipe(Effect.scoped))
+
+  it.effect("a handler that throws (a defect) is retried and disturbs no other job", () =>
+    Effect.gen(function*() {
+      const Thrower = Job.define({
+        name: "thrower", queue: "defects", payload: Schema.Struct({}),
+        retry: RetryPolicy.exponential({ baseMs: 1, maxDelayMs: 1, maxAttempts: 2 }),
+        run: (_, ctx) => ctx.attempt === 1 ? Effect.sync(() => { throw new Error("kaboom") }) : Effect.succeed("second time lucky")
+      })
+      const Fine = Job.define({ name: "fine", queue: "defects", payload: Schema.Struct({ n: Schema.Int }), run: (p) => Effect.succeed(p.n) })
+      const s = yield* Runtime.startSupervisor([Thrower, Fine])
+      const thrower = yield* Tasks.enqueue(Thrower, {})
+      for (let n = 0; n < 5; n++) yield* Tasks.enqueue(Fine, { n })
+      const outcomes = yield* Runtime.outcomesOf(s, 7)
+      expect(outcomes.filter((o) => o.outcome === "succeeded")).toHaveLength(6)
+      const t = yield* getTask(thrower.id)
+      expect(t.task).toMatchObject({ status: "succeeded", attempt: 2 })
+      expect(t.events.find((e) => e.to === "retrying")?.error).toMatchObject({ message: "kaboom", classification: "transient" })
+    }).pipe(Effect.scoped))
+
+  it.effect("payloads are checked at enqueue (error names the field) and again at run time (dead letter)", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const Mail = Job.define({
+        name: "mail", queue: "payloads", payload: Schema.Struct({ to: Schema.String, retries: Schema.Int }),
+        run: (p) => Effect.succeed(p.to)
+      })
+      const registry = JobRegistry.make([Mail])
+      const bad = yield* Effect.flip(Tasks.enqueueByName(registry, "mail", { to: "a@b.c", retries: "three" }))
+      expect(bad._tag).toBe("PayloadInvalid")
+      expect(bad._tag === "PayloadInvalid" && bad.path).toBe("retries")
+      const unknown = yield* Effect.flip(Tasks.enqueueByName(registry, "nope", {}))
+      expect(unknown._tag).toBe("UnknownTaskType")
+      // A row written behind the schema's back (another producer, an old version).
+      const store = yield* TaskStore
+      const raw = yield* store.enqueue({ type: "mail", queue: "payloads", payload: { to: 42 } })
+      const orphan = yield* store.enqueue({ type: "gone-job", queue: "payloads" })
+      const s = yield* Runtime.startSupervisor([Mail, Job.define({ name: "gone-job-placeholder", queue: "payloads", payload: Schema.Struct({}), run: () => Effect.void })])
+      const outcomes = yield* Runtime.outcomesOf(s, 2)
+      expect(outcomes.map((o) => o.outcome)).toEqual(["failed", "failed"])
+      expect((yield* getTask(raw.id)).task).toMatchObject({ status: "failed", attempt: 1, lastError: { tag: "PayloadInvalid", classification: "permanent" } })
+      expect((yield* getTask(orphan.id)).task.lastError).toMatchObject({ tag: "UnknownTaskType", classification: "permanent" })
+      const [dl] = yield* sql<{ n: number }>`select count(*)::int as n from taskfiber.dead_letters where task_id in (${raw.id}::uuid, ${orphan.id}::uuid)`
+      expect(dl?.n).toBe(2)
+    }).pipe(Effect.scoped))
+})
