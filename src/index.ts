@@ -1,10 +1,11 @@
 /**
  * taskfiber's public library API.
  *
- * The pure domain (statuses, priority ageing, error classification, retry
- * policies) and the PostgreSQL store (database layer, migrations, TaskStore,
- * transactions, classified database errors). The job runtime is added by the
- * next release.
+ * - the pure domain: statuses, priority ageing, error classification, retry policies;
+ * - the PostgreSQL store: database layer, migrations, TaskStore, transactions,
+ *   classified database errors;
+ * - the job runtime: `Job.define`, the registry, typed `Tasks.enqueue`, the
+ *   supervisor, and `Taskfiber.layer`, which puts it all in one Layer.
  */
 export * as Classification from "./domain/Classification.ts"
 export * as Errors from "./domain/Errors.ts"
@@ -19,3 +20,12 @@ export * as EmbeddedPostgres from "./store/EmbeddedPostgres.ts"
 export * as Migrations from "./store/Migrations.ts"
 export * as TaskStore from "./store/TaskStore.ts"
 export * as Transaction from "./store/Transaction.ts"
+
+export * as CancelBus from "./runtime/CancelBus.ts"
+export * as Job from "./runtime/Job.ts"
+export type { JobContext } from "./runtime/JobContext.ts"
+export * as JobRegistry from "./runtime/JobRegistry.ts"
+export * as RuntimeConfig from "./runtime/RuntimeConfig.ts"
+export * as Supervisor from "./runtime/Supervisor.ts"
+export * as Tasks from "./runtime/Tasks.ts"
+export * as Taskfiber from "./Taskfiber.ts"

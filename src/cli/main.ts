@@ -1,54 +1,245 @@
 /**
  * The `taskfiber` service binary.
  *
- *   taskfiber start     open the database (embedded when DATABASE_URL is unset),
- *                       migrate, report what is stored
- *   taskfiber migrate   bring the schema up to date and exit
+ *   taskfiber start [--jobs <module>]        run the job runtime until SIGINT/SIGTERM
+ *   taskfiber enqueue <type> <json> [...]    enqueue a task; prints its id
+ *   taskfiber status <id> [--json]           a task and its history
+ *   taskfiber migrate                        bring the schema up to date and exit
  *
- * The job runtime (supervisor, `enqueue`, `status`) arrives with the next issue.
+ * The database is `DATABASE_URL`, or the embedded PostgreSQL in `EMBEDDED_PG_DIR`
+ * (shared: `enqueue` and `status` in another terminal connect to the server a
+ * running `start` owns). Logs go to stderr (`LOG_LEVEL`, `LOG_FORMAT=json`), so
+ * stdout carries only what a command prints: `enqueue`'s stdout is the task id.
+ *
+ * Shutdown: the first SIGINT/SIGTERM stops claiming, lets running jobs finish for
+ * `SHUTDOWN_GRACE`, releases the rest to the queue and exits 0; a second signal
+ * exits at once (130).
  */
-import { Console, Effect, Layer } from "effect"
-import { Command } from "effect/cli"
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Cause, Console, Data, Duration, Effect, Exit, Layer, Logger, Option, Redacted, References, Runtime } from "effect"
+import type { LogLevel } from "effect"
+import { Argument, Command, Flag, GlobalFlag } from "effect/cli"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
+import { redactSecrets } from "../domain/Redact.ts"
+import * as JobRegistry from "../runtime/JobRegistry.ts"
+import * as Tasks from "../runtime/Tasks.ts"
 import * as Database from "../store/Database.ts"
 import * as TaskStore from "../store/TaskStore.ts"
+import * as Taskfiber from "../Taskfiber.ts"
+import * as JobsModule from "./jobsModule.ts"
+import * as Render from "./render.ts"
 
 const Store = TaskStore.layer.pipe(Layer.provideMerge(Database.layer))
 
-const printStats = Effect.gen(function*() {
-  const store = yield* TaskStore.TaskStore
-  const stats = yield* store.stats
-  if (stats.depth.length === 0) {
-    yield* Console.log("no tasks stored yet")
-    return
-  }
-  for (const d of stats.depth) {
-    yield* Console.log(`${d.queue}\t${d.status}\tpriority ${d.priority}\t${d.count}`)
-  }
-})
+/**
+ * A failure already told to the user on stderr: exit code 1, and `runMain` does
+ * not log it a second time.
+ */
+class Reported extends Data.TaggedError("Reported")<{ readonly message: string }> {
+  override readonly [Runtime.errorReported] = false
+  override readonly [Runtime.errorExitCode] = 1
+}
 
-const start = Command.make("start", {}, () =>
+/** Prints the error's message on stderr and fails with {@link Reported}. */
+const report = (prefix: string) => (error: { readonly message: string }) =>
+  Console.error(`taskfiber: ${prefix}${redactSecrets(error.message)}`).pipe(
+    Effect.andThen(Effect.fail(new Reported({ message: error.message })))
+  )
+
+// ---------------------------------------------------------------------------
+// logging
+
+const levels: Record<string, LogLevel.LogLevel> = {
+  all: "All", trace: "Trace", debug: "Debug", info: "Info", warn: "Warn", warning: "Warn",
+  error: "Error", fatal: "Fatal", none: "None"
+}
+
+/** `LOG_LEVEL` from the environment, if set and valid. */
+const envLogLevel = (): LogLevel.LogLevel | undefined => {
+  const raw = process.env.LOG_LEVEL?.trim().toLowerCase()
+  return raw === undefined || raw === "" ? undefined : levels[raw]
+}
+
+/**
+ * `enqueue` and `status` are quiet (warnings and errors only) unless `LOG_LEVEL`
+ * or `--log-level` says otherwise.
+ */
+const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
-    yield* Console.log("taskfiber: database ready and migrated")
-    yield* printStats
-    yield* Console.log(
-      "taskfiber: the job runtime (supervisor, enqueue, status) arrives with the next release; nothing to run yet"
-    )
-  }).pipe(Effect.provide(Store))).pipe(
-  Command.withDescription("Open the database (embedded when DATABASE_URL is unset), migrate, report")
+    const flag = yield* GlobalFlag.LogLevel
+    if (Option.isSome(flag) || envLogLevel() !== undefined) return yield* effect
+    return yield* Effect.provideService(effect, References.MinimumLogLevel, "Warn")
+  })
+
+const LoggingLive = Layer.mergeAll(
+  process.env.LOG_FORMAT?.toLowerCase() === "json"
+    ? Logger.layer([Logger.withConsoleError(Logger.formatJson)])
+    : Logger.layer([Logger.defaultLogger]),
+  Layer.succeed(Logger.LogToStderr, true),
+  Layer.succeed(References.MinimumLogLevel, envLogLevel() ?? "Info")
 )
 
+// ---------------------------------------------------------------------------
+// flags
+
+const jobsFlag = Flag.String("jobs").pipe(
+  Flag.withDescription("Module exporting the job list (`jobs` or default), resolved from the current directory; default: examples/jobs.ts"),
+  Flag.optional
+)
+
+/** Where the data lives, for the start banner. */
+const describeDatabase = Effect.map(Database.config, (cfg) =>
+  Option.match(cfg.url, {
+    onSome: (url) => `PostgreSQL at ${redactSecrets(Redacted.value(url))}`,
+    onNone: () => `embedded PostgreSQL, data in ${cfg.embeddedDir} (port ${cfg.embeddedPort}; set DATABASE_URL to use your own server)`
+  }))
+
+// ---------------------------------------------------------------------------
+// start
+
+const start = Command.make("start", { jobs: jobsFlag }, ({ jobs: jobsPath }) =>
+  Effect.gen(function*() {
+    const jobs = yield* JobsModule.load(Option.getOrUndefined(jobsPath)).pipe(Effect.catch(report("")))
+    yield* Console.log(`taskfiber: starting on ${yield* describeDatabase}`)
+    yield* Effect.gen(function*() {
+      const registry = yield* JobRegistry.JobRegistry
+      const jobsArg = Option.match(jobsPath, { onNone: () => "", onSome: (p) => ` --jobs ${p}` })
+      const example = registry.get("echo") !== undefined
+        ? `echo '{"hello":"world"}'`
+        : `${registry.jobs[0]?.name ?? "<type>"} '<payload as JSON>'`
+      yield* Console.log(
+        [
+          `taskfiber: running jobs ${registry.jobs.map((j) => j.name).join(", ")} (queues ${registry.queues.join(", ")})`,
+          `taskfiber: enqueue from another terminal, for example:`,
+          `  taskfiber enqueue${jobsArg} ${example}     (in this folder: node bin/taskfiber.js enqueue …)`,
+          `  taskfiber status <id>`,
+          `taskfiber: Ctrl-C (SIGINT) or SIGTERM shuts down gracefully; a second signal exits at once`
+        ].join("\n")
+      )
+      return yield* Effect.never
+    }).pipe(Effect.provide(Taskfiber.layer({ jobs })))
+  })).pipe(
+  Command.withDescription("Run the job runtime (supervisor and job fibers) until SIGINT/SIGTERM")
+)
+
+// ---------------------------------------------------------------------------
+// enqueue
+
+/** `--delay`: a number is milliseconds, else a duration such as "5 seconds". */
+export const parseDelay = (text: string): number | undefined => {
+  const t = text.trim()
+  if (/^\d+$/.test(t)) return Number(t)
+  const d = Duration.fromInput(t as Duration.Input)
+  return Option.isSome(d) && Duration.isFinite(d.value) ? Math.round(Duration.toMillis(d.value)) : undefined
+}
+
+/** The payload argument as JSON. */
+export const parsePayload = (text: string): { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly message: string } => {
+  try {
+    return { ok: true, value: JSON.parse(text) }
+  } catch (e) {
+    return { ok: false, message: `the payload is not valid JSON (${e instanceof Error ? e.message : String(e)}): ${text}` }
+  }
+}
+
+class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+
+const enqueue = Command.make("enqueue", {
+  type: Argument.String("type").pipe(Argument.withDescription("Job name, e.g. echo")),
+  json: Argument.String("json").pipe(Argument.withDescription("The payload as JSON, e.g. '{\"hello\":\"world\"}'")),
+  priority: Flag.Int("priority").pipe(Flag.withDescription("Priority in [-1000, 1000], higher first (default: the job's)"), Flag.optional),
+  delay: Flag.String("delay").pipe(Flag.withDescription("Run after this long: milliseconds, or a duration such as \"5 seconds\""), Flag.optional),
+  queue: Flag.String("queue").pipe(Flag.withDescription("Queue (default: the job's)"), Flag.optional),
+  dedupeKey: Flag.String("dedupe-key").pipe(Flag.withDescription("Idempotency key: a second enqueue with it finds the first task"), Flag.optional),
+  jobs: jobsFlag
+}, (args) =>
+  quiet(Effect.gen(function*() {
+    const payload = parsePayload(args.json)
+    if (!payload.ok) return yield* new UsageError({ message: payload.message })
+    let delayMs: number | undefined
+    if (Option.isSome(args.delay)) {
+      delayMs = parseDelay(args.delay.value)
+      if (delayMs === undefined) {
+        return yield* new UsageError({ message: `--delay: "${args.delay.value}" is neither milliseconds nor a duration such as "5 seconds"` })
+      }
+    }
+    const jobs = yield* JobsModule.load(Option.getOrUndefined(args.jobs))
+    const registry = JobRegistry.make(jobs)
+    if (registry.get(args.type) === undefined) {
+      return yield* new UsageError({
+        message: `unknown task type "${args.type}"; known types: ${registry.jobs.map((j) => j.name).join(", ")}` +
+          (Option.isNone(args.jobs) ? " (another catalogue: --jobs <module>)" : "")
+      })
+    }
+    const result = yield* Tasks.enqueueByName(registry, args.type, payload.value, {
+      ...(Option.isSome(args.priority) ? { priority: args.priority.value } : {}),
+      ...(delayMs === undefined ? {} : { delayMs }),
+      ...(Option.isSome(args.queue) ? { queue: args.queue.value } : {}),
+      ...(Option.isSome(args.dedupeKey) ? { dedupeKey: args.dedupeKey.value } : {})
+    }).pipe(Effect.provide(Store))
+    if (!result.created) yield* Console.error(`taskfiber: a task with this dedupe key exists already: ${result.id}`)
+    yield* Console.log(result.id)
+  })).pipe(Effect.catch(report("")))).pipe(
+  Command.withDescription("Enqueue a task by job name with a JSON payload; prints the task id")
+)
+
+// ---------------------------------------------------------------------------
+// status
+
+const status = Command.make("status", {
+  id: Argument.String("id").pipe(Argument.withDescription("Task id (printed by enqueue)")),
+  json: Flag.Boolean("json").pipe(Flag.withDescription("Print the task as one JSON object"), Flag.withDefault(false))
+}, ({ id, json }) =>
+  quiet(Effect.gen(function*() {
+    const store = yield* TaskStore.TaskStore
+    const found = yield* store.get(id.trim())
+    if (Option.isNone(found)) return yield* new UsageError({ message: `no task with id ${id}` })
+    yield* Console.log(json ? JSON.stringify(Render.toJson(found.value)) : Render.toText(found.value))
+  }).pipe(Effect.provide(Store))).pipe(Effect.catch(report("")))).pipe(
+  Command.withDescription("Show a task: status, attempts, result or error, progress, checkpoint, history")
+)
+
+// ---------------------------------------------------------------------------
+// migrate
+
 const migrate = Command.make("migrate", {}, () =>
-  Console.log("taskfiber: schema up to date").pipe(Effect.provide(Database.layer))).pipe(
+  Console.log("taskfiber: schema up to date").pipe(Effect.provide(Database.layer), Effect.catch(report("")))).pipe(
   Command.withDescription("Apply pending migrations from schema/ and exit")
 )
 
 const cli = Command.make("taskfiber").pipe(
   Command.withDescription("A durable, observable task runtime on PostgreSQL"),
-  Command.withSubcommands([start, migrate])
+  Command.withSubcommands([start, enqueue, status, migrate])
 )
 
+// ---------------------------------------------------------------------------
+// signals: the first one interrupts the program (runMain), whose finalizers are
+// the graceful shutdown; a second one exits at once.
+
+let signals = 0
+const onSignal = (signal: NodeJS.Signals) => {
+  signals += 1
+  if (signals >= 2) {
+    process.stderr.write(`taskfiber: second ${signal}: exiting at once without waiting for running jobs\n`)
+    process.exit(130)
+  }
+}
+process.on("SIGINT", onSignal)
+process.on("SIGTERM", onSignal)
+
 Command.run(cli, { version: "0.1.0" }).pipe(
-  Effect.provide(NodeServices.layer),
-  NodeRuntime.runMain
+  // Reported here, inside the logging layer (stderr, LOG_FORMAT), not by runMain.
+  Effect.tapCause((cause) =>
+    Cause.hasInterruptsOnly(cause) || !Runtime.getErrorReported(Cause.squash(cause)) ? Effect.void : Effect.logError(cause)
+  ),
+  Effect.provide(Layer.mergeAll(NodeServices.layer, LoggingLive)),
+  NodeRuntime.runMain({
+    disableErrorReporting: true,
+    // Interrupted by a signal and shut down gracefully: a normal exit.
+    teardown: (exit, onExit) => {
+      if (Exit.isSuccess(exit)) return onExit(0)
+      if (Cause.hasInterruptsOnly(exit.cause)) return onExit(signals > 0 ? 0 : 130)
+      return onExit(Runtime.getErrorExitCode(Cause.squash(exit.cause)))
+    }
+  })
 )

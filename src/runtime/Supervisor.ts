@@ -36,9 +36,8 @@ export const channel = "taskfiber_tasks"
 /** Longest sleep of an idle dispatcher: recovers a notification lost with its connection. */
 const idleRecheck = Duration.seconds(30)
 
-interface Running {
+interface Running extends TaskRunner.RunControl {
   readonly task: Task
-  readonly stop: Ref.Ref<TaskRunner.StopReason | undefined>
   fiber?: Fiber.Fiber<TaskRunner.Outcome>
 }
 
@@ -88,9 +87,9 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       Effect.gen(function*() {
         const entry: Running = { task, stop: yield* Ref.make<TaskRunner.StopReason | undefined>(undefined) }
         running.set(task.id, entry)
-        // Uninterruptible but for the handler inside (TaskRunner): an interrupt aimed
-        // at this fiber stops the handler and must not skip the bookkeeping after it.
-        entry.fiber = yield* TaskRunner.run(env, task, entry.stop).pipe(
+        // Never interrupted (TaskRunner.requestStop interrupts the handler's own
+        // fiber), and uninterruptible so that no scope closing cuts the bookkeeping.
+        entry.fiber = yield* TaskRunner.run(env, task, entry).pipe(
           Effect.tap((outcome) =>
             Effect.logInfo("task settled", { taskId: task.id, taskType: task.type, attempt: task.attempt, outcome }).pipe(
               Effect.andThen(Queue.offer(outcomes, { taskId: task.id, outcome }))
@@ -144,20 +143,17 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       )))
     )
 
-    const interrupt = (entry: Running, reason: TaskRunner.StopReason) =>
-      Effect.gen(function*() {
-        yield* Ref.set(entry.stop, reason)
-        // Fire and forget: the heartbeat must not wait for a slow handler to stop.
-        const fiber = entry.fiber
-        if (fiber) yield* Effect.sync(() => fiber.interruptUnsafe())
-      })
+    const interrupt = TaskRunner.requestStop
 
     const heartbeat = Effect.gen(function*() {
       if (running.size === 0) return
+      // Only tasks running before the statement can be judged by it: one claimed
+      // while it was in flight is not in its answer, yet is ours.
+      const before = [...running.entries()]
       const held = new Set(yield* store.extendLeases(workerId, leaseMs))
-      for (const [id, entry] of running) {
-        // Claimed before this statement but not held: cancelled or reaped elsewhere.
-        if (!held.has(id) && entry.fiber) yield* interrupt(entry, "lease-lost")
+      for (const [id, entry] of before) {
+        // Running here, not held in the database: cancelled or reaped elsewhere.
+        if (!held.has(id) && running.get(id) === entry) yield* interrupt(entry, "lease-lost")
       }
     }).pipe(
       Effect.catch((error) => Effect.logWarning("heartbeat failed", { error: error.message })),
@@ -222,8 +218,9 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       if (running.size > 0) {
         yield* Effect.logInfo("shutting down: releasing unfinished jobs to the queue", { running: running.size })
         const rest = [...running.values()]
-        for (const entry of rest) yield* Ref.set(entry.stop, "shutdown")
-        yield* Effect.forEach(fibers(), Fiber.interrupt, { discard: true, concurrency: "unbounded" })
+        for (const entry of rest) yield* interrupt(entry, "shutdown")
+        // Each runner now releases its task to the queue; wait for them.
+        yield* Effect.forEach(fibers(), Fiber.await, { discard: true })
       }
     }))
 

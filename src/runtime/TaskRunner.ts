@@ -13,7 +13,7 @@
  * the reaper makes the task retrying, it runs again (at-least-once; the handler
  * sees `attempt` and its last checkpoint).
  */
-import { Cause, Duration, Effect, Exit, Ref, Schema } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Ref, Schema } from "effect"
 import { type Classification, toLastError } from "../domain/Classification.ts"
 import { PayloadInvalid, TaskTimeout, UnknownTaskType } from "../domain/Errors.ts"
 import * as RetryPolicy from "../domain/RetryPolicy.ts"
@@ -26,6 +26,26 @@ import type { RuntimeConfig } from "./RuntimeConfig.ts"
 
 /** Why a job fiber was interrupted from outside. */
 export type StopReason = "cancel" | "shutdown" | "lease-lost"
+
+/**
+ * How the supervisor stops a run: it sets `stop`, then interrupts `handler`, the
+ * fiber of the handler alone. The runner's own fiber is never interrupted, so an
+ * interrupt cannot land in the middle of its database calls.
+ */
+export interface RunControl {
+  readonly stop: Ref.Ref<StopReason | undefined>
+  handler?: Fiber.Fiber<unknown, unknown>
+}
+
+/** Stops a run: the handler is interrupted; the runner then settles the task. */
+export const requestStop = (control: RunControl, reason: StopReason) =>
+  Effect.gen(function*() {
+    yield* Ref.set(control.stop, reason)
+    const fiber = control.handler
+    // Fire and forget: the caller (heartbeat, cancel bus) must not wait for a
+    // handler that is slow to stop.
+    if (fiber) yield* Effect.sync(() => fiber.interruptUnsafe())
+  })
 
 /** What the runner needs from its supervisor. */
 export interface RunnerEnv {
@@ -44,7 +64,7 @@ const failedBeforeRun = (env: RunnerEnv, task: Task, error: unknown) =>
   env.store.fail(env.workerId, task.id, toLastError(error, "permanent")).pipe(Effect.as<Outcome>("failed"))
 
 /** Runs `task` (claimed by `env.workerId`) and settles it. Never fails. */
-export const run = (env: RunnerEnv, task: Task, stopReason: Ref.Ref<StopReason | undefined>) =>
+export const run = (env: RunnerEnv, task: Task, control: RunControl) =>
   Effect.gen(function*() {
     const job = env.registry.get(task.type)
     if (job === undefined) return yield* failedBeforeRun(env, task, new UnknownTaskType({ taskType: task.type }))
@@ -55,7 +75,7 @@ export const run = (env: RunnerEnv, task: Task, stopReason: Ref.Ref<StopReason |
         ? PayloadInvalid.fromSchemaError(task.type, schemaError.value)
         : new PayloadInvalid({ taskType: task.type, path: "", message: "payload could not be decoded" }))
     }
-    return yield* runJob(env, job, task, decoded.value, stopReason)
+    return yield* runJob(env, job, task, decoded.value, control)
   }).pipe(
     Effect.catch((error) =>
       // The settling statement failed (database down): the lease will expire and the
@@ -71,11 +91,10 @@ export const run = (env: RunnerEnv, task: Task, stopReason: Ref.Ref<StopReason |
     })
   )
 
-// Only the handler is interruptible: once it has ended (or been interrupted) the
-// outcome is written, whatever else is interrupting this fiber. (Explicitly
-// interruptible rather than `restore`d: a fiber forked while a layer is built
-// inherits an uninterruptible region.)
-const runJob = (env: RunnerEnv, job: AnyJob, task: Task, payload: unknown, stopReason: Ref.Ref<StopReason | undefined>) =>
+// The handler runs in a child fiber of its own, explicitly interruptible (a fiber
+// forked while a layer is built inherits an uninterruptible region); this fiber
+// awaits it and then writes the outcome, uninterruptibly.
+const runJob = (env: RunnerEnv, job: AnyJob, task: Task, payload: unknown, control: RunControl) =>
   Effect.uninterruptible(Effect.scoped(Effect.gen(function*() {
     const reporter = yield* ProgressReporter.make({ store: env.store, workerId: env.workerId, taskId: task.id })
     env.reporters.add(reporter)
@@ -96,8 +115,12 @@ const runJob = (env: RunnerEnv, job: AnyJob, task: Task, payload: unknown, stopR
         orElse: () => Effect.fail(new TaskTimeout({ taskId: task.id, timeoutMs: Duration.toMillis(timeout) }))
       })
     )
-    const exit = yield* Effect.exit(Effect.interruptible(handler))
-    return yield* settle(env, job, task, exit, reporter, stopReason)
+    const fiber = yield* Effect.forkChild(Effect.interruptible(handler))
+    control.handler = fiber
+    // A stop requested before the handler existed takes effect now.
+    if ((yield* Ref.get(control.stop)) !== undefined) fiber.interruptUnsafe()
+    const exit = yield* Fiber.await(fiber)
+    return yield* settle(env, job, task, exit, reporter, control.stop)
   })))
 
 const settle = (

@@ -74,10 +74,12 @@ export const layer: Layer.Layer<
       port: cfg.embeddedPort,
       persistent: true
     })
-    yield* Effect.logInfo("using embedded PostgreSQL (DATABASE_URL not set)", {
-      dataDir: embedded.dataDir,
-      port: embedded.port
-    })
+    yield* Effect.logInfo(
+      embedded.started
+        ? "using embedded PostgreSQL (DATABASE_URL not set)"
+        : "using the embedded PostgreSQL already running on this data folder (DATABASE_URL not set)",
+      { dataDir: embedded.dataDir, port: embedded.port }
+    )
     return layerUrl(embedded.url, { poolMax: cfg.poolMax })
   })
 )

@@ -73,8 +73,15 @@ const serverFields = (error: SqlError): ServerFields => {
     const v = str(k)
     if (v !== undefined) fields[k] = v
   }
+  // A socket failure's cause is a Node system error whose `code` is ECONNREFUSED,
+  // EPIPE, …: not a SQLSTATE, so it must not be reported (or classified) as one.
+  const nodeError = typeof c.errno === "number" || typeof c.syscall === "string"
+  if (fields.code !== undefined && (nodeError || !sqlstatePattern.test(fields.code))) delete fields.code
   return fields
 }
+
+/** Five digits or upper-case letters: the shape of a SQLSTATE (TF001 included). */
+const sqlstatePattern = /^[0-9A-Z]{5}$/
 
 const constraintKinds: Record<string, ConstraintKind> = {
   "23502": "not_null",
@@ -95,9 +102,12 @@ interface Classified {
 /** The category, recovery and retryability of a SQLSTATE (pure). */
 export const classifySqlstate = (code: string | undefined, reasonTag?: string): Classified => {
   if (code !== undefined) {
-    if (code in constraintKinds || code.startsWith("23")) {
+    if (Object.hasOwn(constraintKinds, code) || code.startsWith("23")) {
       return { category: "constraint", recovery: "fix_data", retryable: false }
     }
+    // 40003: the server cannot say whether the statement committed; a blind retry
+    // could apply it twice.
+    if (code === "40003") return { category: "unknown", recovery: "contact_admin", retryable: false }
     if (code === "40001") return { category: "serialization", recovery: "retry", retryable: true }
     if (code === "40P01") return { category: "deadlock", recovery: "retry", retryable: true }
     if (code === "57014" || code === "55P03") return { category: "timeout", recovery: "retry", retryable: true }

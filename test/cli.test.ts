@@ -1,0 +1,327 @@
+/**
+ * The `taskfiber` binary as real processes (`node bin/taskfiber.js …`) against a
+ * test database: start, enqueue, status, error messages, graceful and forced
+ * shutdown, and the zero-configuration embedded server shared between processes.
+ *
+ * Nothing is ordered by sleeping: each step waits for a line of output or for a
+ * process to exit, with a bounded timeout.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { chmod, mkdtemp, rm } from "node:fs/promises"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { Effect, Exit, Scope } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { isListening } from "../src/store/EmbeddedPostgres.ts"
+import * as TestDatabase from "./support/TestDatabase.ts"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+const bin = join(root, "bin", "taskfiber.js")
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+type Env = Record<string, string | undefined>
+
+interface LogLine {
+  readonly message: ReadonlyArray<unknown>
+  readonly level: string
+  readonly annotations: Record<string, unknown>
+}
+
+/** A running `taskfiber` process whose output lines can be awaited. */
+class Proc {
+  readonly child: ChildProcess
+  readonly stdout: Array<string> = []
+  readonly stderr: Array<string> = []
+  readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+  private waiters: Array<() => void> = []
+
+  constructor(args: ReadonlyArray<string>, env: Env) {
+    this.child = spawn(process.execPath, [bin, ...args], { cwd: root, env: env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] })
+    const collect = (stream: NodeJS.ReadableStream, into: Array<string>) => {
+      let partial = ""
+      stream.setEncoding("utf8")
+      stream.on("data", (chunk: string) => {
+        const parts = (partial + chunk).split("\n")
+        partial = parts.pop()!
+        into.push(...parts)
+        this.notify()
+      })
+      stream.on("end", () => {
+        if (partial !== "") into.push(partial)
+        this.notify()
+      })
+    }
+    collect(this.child.stdout!, this.stdout)
+    collect(this.child.stderr!, this.stderr)
+    this.exited = new Promise((resolve) => {
+      this.child.on("close", (code, signal) => {
+        resolve({ code, signal })
+        this.notify()
+      })
+    })
+  }
+
+  private notify() {
+    const waiters = this.waiters
+    this.waiters = []
+    for (const w of waiters) w()
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null
+  }
+
+  output(): string {
+    return `--- stdout ---\n${this.stdout.join("\n")}\n--- stderr ---\n${this.stderr.join("\n")}`
+  }
+
+  /** The JSON log lines (LOG_FORMAT=json, on stderr). */
+  logs(): Array<LogLine> {
+    return this.stderr.flatMap((line) => {
+      if (!line.startsWith("{")) return []
+      try {
+        return [JSON.parse(line) as LogLine]
+      } catch {
+        return []
+      }
+    })
+  }
+
+  /** Resolves with the first value `find` returns (checked on every new line); bounded. */
+  waitFor<A>(what: string, find: () => A | undefined, timeoutMs = 20_000): Promise<A> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${this.output()}`)), timeoutMs)
+      const check = () => {
+        const found = find()
+        if (found !== undefined) {
+          clearTimeout(timer)
+          resolve(found)
+        } else if (!this.running && this.child.stdout!.readableEnded && this.child.stderr!.readableEnded) {
+          clearTimeout(timer)
+          reject(new Error(`process exited while waiting for ${what}\n${this.output()}`))
+        } else {
+          this.waiters.push(check)
+        }
+      }
+      check()
+    })
+  }
+
+  waitForStdout(pattern: RegExp, timeoutMs?: number) {
+    return this.waitFor(`stdout ${pattern}`, () => this.stdout.find((l) => pattern.test(l)), timeoutMs)
+  }
+
+  /** The log entry whose message is `message` and whose fields (data or annotations) include `fields`. */
+  waitForLog(message: string, fields: Record<string, unknown>, timeoutMs?: number) {
+    return this.waitFor(`log "${message}" ${JSON.stringify(fields)}`, () =>
+      this.logs().find((l) => {
+        if (l.message[0] !== message) return false
+        const data = { ...l.annotations, ...Object.assign({}, ...l.message.slice(1).filter((m) => typeof m === "object")) }
+        return Object.entries(fields).every(([k, v]) => data[k] === v)
+      }), timeoutMs)
+  }
+
+  /** Exit code within `timeoutMs` (rejects if still running). */
+  async exitWithin(timeoutMs: number): Promise<number | null> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`still running after ${timeoutMs} ms\n${this.output()}`)), timeoutMs)
+    })
+    try {
+      return (await Promise.race([this.exited, timeout])).code
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}
+
+const processes: Array<Proc> = []
+const spawnCli = (args: ReadonlyArray<string>, env: Env) => {
+  const p = new Proc(args, env)
+  processes.push(p)
+  return p
+}
+
+/** Runs a command to its end: exit code and output. */
+const run = async (args: ReadonlyArray<string>, env: Env) => {
+  const p = spawnCli(args, env)
+  const code = await p.exitWithin(30_000)
+  return { code, stdout: p.stdout.filter((l) => l !== ""), stderr: p.stderr.join("\n"), proc: p }
+}
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+
+/** The environment of the children: the test's, minus DATABASE_URL, plus `extra`. */
+const childEnv = (extra: Env): Env => {
+  const env: Env = { ...process.env, LOG_FORMAT: "json", LOG_LEVEL: "info", SHUTDOWN_GRACE: "500 millis", ...extra }
+  if (extra.DATABASE_URL === undefined) delete env.DATABASE_URL
+  return env
+}
+
+const enqueueId = async (env: Env, type: string, json: string, ...flags: Array<string>) => {
+  const r = await run(["enqueue", type, json, ...flags], env)
+  expect(r.code, r.proc.output()).toBe(0)
+  expect(r.stdout).toHaveLength(1)
+  expect(r.stdout[0]).toMatch(uuid)
+  return r.stdout[0]!
+}
+
+const statusJson = async (env: Env, id: string) => {
+  const r = await run(["status", id, "--json"], env)
+  expect(r.code, r.proc.output()).toBe(0)
+  expect(r.stdout).toHaveLength(1)
+  return JSON.parse(r.stdout[0]!) as Record<string, any>
+}
+
+const scope = Scope.makeUnsafe()
+let env: Env = {}
+
+beforeAll(async () => {
+  const name = await Effect.runPromise(Scope.provide(scope)(TestDatabase.scopedDatabase))
+  env = childEnv({ DATABASE_URL: TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name) })
+}, 60_000)
+
+afterAll(async () => {
+  for (const p of processes) if (p.running) p.child.kill("SIGKILL")
+  await Promise.all(processes.map((p) => p.exited))
+  await Effect.runPromise(Scope.close(scope, Exit.void))
+}, 60_000)
+
+describe("taskfiber binary on DATABASE_URL", () => {
+  let start: Proc
+  let releasedId: string
+
+  it("start runs the example catalogue; an enqueued echo task settles and status --json shows it", async () => {
+    start = spawnCli(["start"], env)
+    await start.waitForStdout(/enqueue from another terminal/)
+    expect(start.stdout.join("\n")).toContain("taskfiber enqueue echo '{\"hello\":\"world\"}'")
+    expect(start.stdout.join("\n")).toMatch(/starting on PostgreSQL at postgres:\/\//)
+
+    const id = await enqueueId(env, "echo", "{\"a\":1}")
+    await start.waitForLog("task settled", { taskId: id, outcome: "succeeded" })
+
+    const task = await statusJson(env, id)
+    expect(task).toMatchObject({ id, type: "echo", queue: "default", status: "succeeded", attempt: 1, result: { a: 1 }, last_error: null })
+    for (const key of ["max_attempts", "priority", "progress", "checkpoint", "run_at", "created_at", "started_at", "finished_at"]) {
+      expect(task).toHaveProperty(key)
+    }
+    expect(task.events.map((e: { to: string }) => e.to)).toEqual(["queued", "running", "succeeded"])
+
+    const human = await run(["status", id], env)
+    expect(human.code).toBe(0)
+    expect(human.stdout.join("\n")).toMatch(/status\s+succeeded, attempt 1 of 1/)
+    expect(human.stdout.join("\n")).toContain("running -> succeeded")
+  }, 60_000)
+
+  it("flaky with failTimes 2 is retried and succeeds on attempt 3", async () => {
+    const id = await enqueueId(env, "flaky", "{\"failTimes\":2}")
+    await start.waitForLog("task settled", { taskId: id, outcome: "succeeded" })
+    const task = await statusJson(env, id)
+    expect(task).toMatchObject({ status: "succeeded", attempt: 3, result: { attempts: 3 } })
+    expect(task.events.filter((e: { to: string }) => e.to === "retrying")).toHaveLength(2)
+  }, 60_000)
+
+  it("bad input exits 1 with a clear message on stderr and nothing on stdout", async () => {
+    const [notJson, unknownType, badField, badDelay, unknownId] = await Promise.all([
+      run(["enqueue", "echo", "not json"], env),
+      run(["enqueue", "nope", "{}"], env),
+      run(["enqueue", "flaky", "{\"failTimes\":\"two\"}"], env),
+      run(["enqueue", "echo", "{}", "--delay", "soon"], env),
+      run(["status", "00000000-0000-4000-8000-000000000000"], env)
+    ])
+    expect(notJson).toMatchObject({ code: 1, stdout: [] })
+    expect(notJson.stderr).toMatch(/payload is not valid JSON/)
+    expect(unknownType).toMatchObject({ code: 1, stdout: [] })
+    expect(unknownType.stderr).toMatch(/unknown task type "nope"; known types: echo, flaky, sleep/)
+    expect(badField).toMatchObject({ code: 1, stdout: [] })
+    expect(badField.stderr).toMatch(/invalid payload for task type "flaky" at failTimes/)
+    expect(badDelay).toMatchObject({ code: 1, stdout: [] })
+    expect(badDelay.stderr).toMatch(/--delay/)
+    expect(unknownId).toMatchObject({ code: 1, stdout: [] })
+    expect(unknownId.stderr).toMatch(/no task with id/)
+  }, 60_000)
+
+  it("enqueue options: priority, delay, queue and dedupe key reach the task", async () => {
+    const id = await enqueueId(env, "echo", "{}", "--priority", "7", "--delay", "1 hour", "--queue", "later", "--dedupe-key", "cli-test-1")
+    const again = await run(["enqueue", "echo", "{}", "--dedupe-key", "cli-test-1", "--queue", "later"], env)
+    expect(again.stdout).toEqual([id])
+    expect(again.stderr).toMatch(/exists already/)
+    const task = await statusJson(env, id)
+    expect(task).toMatchObject({ status: "queued", priority: 7, queue: "later", dedupe_key: "cli-test-1" })
+    expect(new Date(task.run_at).getTime() - new Date(task.created_at).getTime()).toBeGreaterThan(3_500_000)
+  }, 60_000)
+
+  it("SIGTERM while a sleep task runs: start exits 0 within the grace period, the task is released to queued", async () => {
+    const id = await enqueueId(env, "sleep", "{\"ms\":10000}")
+    await start.waitForLog("sleep: started", { taskId: id })
+    const t0 = Date.now()
+    start.child.kill("SIGTERM")
+    expect(await start.exitWithin(10_000)).toBe(0)
+    // SHUTDOWN_GRACE is 500 ms; the rest is closing the pool and the process.
+    expect(Date.now() - t0).toBeLessThan(5_000)
+    await start.waitForLog("task settled", { taskId: id, outcome: "released" }, 1_000)
+
+    const task = await statusJson(env, id)
+    expect(task).toMatchObject({ status: "queued", attempt: 0, finished_at: null })
+    expect(task.checkpoint.sleptMs).toBeGreaterThan(0)
+    expect(task.events.map((e: { to: string }) => e.to)).toEqual(["queued", "running", "queued"])
+    releasedId = id
+  }, 60_000)
+
+  it("a new start resumes the released task from its checkpoint; a second SIGTERM during shutdown exits at once", async () => {
+    const released = await statusJson(env, releasedId)
+    const again = spawnCli(["start"], { ...env, SHUTDOWN_GRACE: "60 seconds" })
+    const started = await again.waitForLog("sleep: started", { taskId: releasedId })
+    expect(started.message[1]).toMatchObject({ resumedFrom: released.checkpoint.sleptMs, attempt: 1 })
+
+    again.child.kill("SIGTERM")
+    await again.waitForLog("shutting down: waiting for running jobs", {})
+    const t0 = Date.now()
+    again.child.kill("SIGTERM")
+    expect(await again.exitWithin(5_000)).toBe(130)
+    expect(Date.now() - t0).toBeLessThan(3_000)
+    expect(again.stderr.join("\n")).toMatch(/second SIGTERM: exiting at once/)
+  }, 60_000)
+})
+
+describe("taskfiber binary with no DATABASE_URL (embedded PostgreSQL)", () => {
+  it("start runs an embedded server that a separate enqueue process reaches; SIGTERM stops both", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "taskfiber-cli-"))
+    // As root, the server runs as the `postgres` user, who must reach the folder.
+    await chmod(dir, 0o755)
+    try {
+      const port = await freePort()
+      const embeddedEnv = childEnv({ EMBEDDED_PG_DIR: join(dir, "postgres"), EMBEDDED_PG_PORT: String(port) })
+      expect(embeddedEnv.DATABASE_URL).toBeUndefined()
+      const start = spawnCli(["start"], embeddedEnv)
+      await start.waitForStdout(/enqueue from another terminal/, 45_000)
+      expect(start.stdout.join("\n")).toContain(`embedded PostgreSQL, data in ${join(dir, "postgres")} (port ${port}`)
+
+      const enqueue = await run(["enqueue", "echo", "{\"shared\":true}"], embeddedEnv)
+      expect(enqueue.code, enqueue.proc.output()).toBe(0)
+      const id = enqueue.stdout[0]!
+      expect(id).toMatch(uuid)
+      // The enqueue process connected to the running server instead of starting one.
+      expect(enqueue.proc.logs().some((l) => String(l.message[0]).includes("already running"))).toBe(true)
+      await start.waitForLog("task settled", { taskId: id, outcome: "succeeded" })
+
+      start.child.kill("SIGTERM")
+      expect(await start.exitWithin(15_000)).toBe(0)
+      expect(await isListening(port)).toBe(false)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+      await rm(`${join(dir, "postgres")}.password`, { force: true })
+    }
+  }, 60_000)
+})
