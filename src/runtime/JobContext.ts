@@ -1,7 +1,7 @@
 /**
  * What a running handler gets besides its payload.
  */
-import type { Effect } from "effect"
+import type { Effect, Tracer } from "effect"
 
 /** The context of one run of a task. */
 export interface JobContext {
@@ -18,4 +18,6 @@ export interface JobContext {
   readonly progress: (value: unknown) => Effect.Effect<void>
   /** Saves a checkpoint; throttled like `progress`, and flushed before the run ends. */
   readonly saveCheckpoint: (value: unknown) => Effect.Effect<void>
+  /** The run's span (`taskfiber.run <type>`): add attributes, or parent your own spans. */
+  readonly span: Tracer.AnySpan
 }

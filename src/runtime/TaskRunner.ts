@@ -100,6 +100,7 @@ const runJob = (env: RunnerEnv, job: AnyJob, task: Task, payload: unknown, contr
     env.reporters.add(reporter)
     yield* Effect.addFinalizer(() => Effect.sync(() => env.reporters.delete(reporter)))
     const timeout = job.timeout ?? env.config.jobTimeout
+    const span = yield* Effect.currentParentSpan.pipe(Effect.orDie)
     const handler = Effect.suspend(() =>
       job.run(payload, {
         taskId: task.id,
@@ -107,7 +108,8 @@ const runJob = (env: RunnerEnv, job: AnyJob, task: Task, payload: unknown, contr
         maxAttempts: task.maxAttempts,
         checkpoint: task.checkpoint,
         progress: reporter.progress,
-        saveCheckpoint: reporter.saveCheckpoint
+        saveCheckpoint: reporter.saveCheckpoint,
+        span
       })
     ).pipe(
       Effect.timeoutOrElse({

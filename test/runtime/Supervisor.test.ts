@@ -1,7 +1,5 @@
 import { expect, it } from "@effect/vitest"
 import { Effect, Option, Schema } from "effect"
-import { PermanentError, TransientError } from "../../src/domain/Errors.ts"
-import * as RetryPolicy from "../../src/domain/RetryPolicy.ts"
 import * as Job from "../../src/runtime/Job.ts"
 import * as Tasks from "../../src/runtime/Tasks.ts"
 import { TaskStore } from "../../src/store/TaskStore.ts"
@@ -13,22 +11,18 @@ const Echo = Job.define({
   payload: Schema.Struct({ text: Schema.String }),
   run: (payload) => Effect.succeed(payload)
 })
-const Broken = Job.define({
-  name: "broken",
+const Traced = Job.define({
+  name: "traced",
   queue: "basics",
   payload: Schema.Struct({}),
-  run: () => Effect.fail(new PermanentError({ message: "cannot ever work" }))
-})
-const Flaky = Job.define({
-  name: "flaky",
-  queue: "basics",
-  payload: Schema.Struct({ failTimes: Schema.Int }),
-  retry: RetryPolicy.exponential({ baseMs: 1, maxDelayMs: 5, maxAttempts: 5 }),
-  run: (payload, ctx) =>
-    ctx.attempt <= payload.failTimes ? Effect.fail(new TransientError({ message: `attempt ${ctx.attempt}` })) : Effect.succeed(ctx.attempt)
+  run: (_, ctx) =>
+    Effect.succeed({
+      span: ctx.span._tag === "Span" ? ctx.span.name : "external",
+      taskId: ctx.span._tag === "Span" ? ctx.span.attributes.get("taskfiber.task_id") : undefined
+    })
 })
 
-it.layer(Runtime.layer([Echo, Broken, Flaky]), { timeout: 60_000, excludeTestServices: true })("Supervisor", (it) => {
+it.layer(Runtime.layer([Echo, Traced]), { timeout: 60_000, excludeTestServices: true })("Supervisor", (it) => {
   it.effect("runs a task to succeeded with its result", () =>
     Effect.gen(function*() {
       const { id } = yield* Tasks.enqueue(Echo, { text: "hi" })
@@ -36,5 +30,13 @@ it.layer(Runtime.layer([Echo, Broken, Flaky]), { timeout: 60_000, excludeTestSer
       expect(outcome).toEqual({ taskId: id, outcome: "succeeded" })
       const task = Option.getOrThrow(yield* Effect.flatMap(TaskStore, (s) => s.get(id))).task
       expect(task).toMatchObject({ status: "succeeded", attempt: 1, result: { text: "hi" } })
+    }))
+
+  it.effect("the handler's ctx carries the run's span, tagged with the task id", () =>
+    Effect.gen(function*() {
+      const { id } = yield* Tasks.enqueue(Traced, {})
+      yield* Runtime.awaitOutcomes(1)
+      const task = Option.getOrThrow(yield* Effect.flatMap(TaskStore, (s) => s.get(id))).task
+      expect(task.result).toEqual({ span: "taskfiber.run traced", taskId: id })
     }))
 })
