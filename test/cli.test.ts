@@ -8,7 +8,6 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { chmod, mkdtemp, rm } from "node:fs/promises"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -16,6 +15,7 @@ import { Effect, Exit, Scope } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { isListening } from "../src/store/EmbeddedPostgres.ts"
 import * as TestDatabase from "./support/TestDatabase.ts"
+import { freePort } from "./support/freePort.ts"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const bin = join(root, "bin", "taskfiber.js")
@@ -151,16 +151,6 @@ const run = async (args: ReadonlyArray<string>, env: Env) => {
   return { code, stdout: p.stdout.filter((l) => l !== ""), stderr: p.stderr.join("\n"), proc: p }
 }
 
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
 
 /** The environment of the children: the test's, minus DATABASE_URL, plus `extra`. */
 const childEnv = (extra: Env): Env => {

@@ -2,7 +2,6 @@
  * Each SQLSTATE category, produced by a real statement on a real PostgreSQL and
  * classified by DatabaseError.fromSqlError (no mocks: the errors come off the wire).
  */
-import { createServer } from "node:net"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Layer, Redacted } from "effect"
 import { PgClient } from "@effect/sql-pg"
@@ -11,6 +10,7 @@ import { redactSecrets } from "../../src/domain/Redact.ts"
 import { classifySqlstate, type DatabaseError, fromUnknown } from "../../src/store/DatabaseError.ts"
 import { transaction } from "../../src/store/Transaction.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
+import { freePort } from "../support/freePort.ts"
 
 /** The classified failure of an effect that must fail with a database error. */
 const failure = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -52,14 +52,7 @@ const roleWithoutPrivileges = Effect.acquireRelease(
 )
 
 /** A loopback port nothing listens on: bound by the OS, then closed. */
-const closedPort = Effect.callback<number>((resume) => {
-  const server = createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = typeof address === "object" && address ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
+const closedPort = Effect.promise(freePort)
 
 it.layer(Fixtures, { timeout: 60_000 })("DatabaseError from real statements", (it) => {
   const constraintCases = [

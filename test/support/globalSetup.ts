@@ -3,10 +3,10 @@
  * embedded PostgreSQL started here for the whole run and removed afterwards.
  * Test files then create their own databases on it (see TestDatabase.ts).
  */
-import { createServer } from "node:net"
 import { Effect, Exit, Redacted, Scope } from "effect"
 import type { TestProject } from "vitest/node"
 import * as EmbeddedPostgres from "../../src/store/EmbeddedPostgres.ts"
+import { freePort } from "./freePort.ts"
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -14,16 +14,6 @@ declare module "vitest" {
   }
 }
 
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
 
 export default async function setup(project: TestProject) {
   if (process.env.DATABASE_URL) {
