@@ -15,7 +15,7 @@
  */
 import { Cause, Duration, Effect, Exit, Fiber, Ref, Schema } from "effect"
 import { type Classification, toLastError } from "../domain/Classification.ts"
-import { PayloadInvalid, TaskTimeout, UnknownTaskType } from "../domain/Errors.ts"
+import { PayloadInvalid, TaskTimeout, TransientError, UnknownTaskType } from "../domain/Errors.ts"
 import * as RetryPolicy from "../domain/RetryPolicy.ts"
 import type { Task } from "../domain/Task.ts"
 import type { TaskStore } from "../store/TaskStore.ts"
@@ -140,17 +140,23 @@ const settle = (
       yield* store.complete(workerId, [{ id: task.id, result: exit.value === undefined ? null : exit.value }])
       return "succeeded" as Outcome
     }
-    if (Cause.hasInterruptsOnly(exit.cause)) {
-      const why = yield* Ref.get(stopReason)
-      if (why === "shutdown" || why === undefined) {
+    const why = yield* Ref.get(stopReason)
+    if (Cause.hasInterruptsOnly(exit.cause) && why !== undefined) {
+      if (why === "shutdown") {
         yield* reporter.flush // the checkpoint must survive the release
         yield* store.release(workerId, [task.id])
         return "released" as Outcome
       }
       return (why === "cancel" ? "cancelled" : "abandoned") as Outcome
     }
+    // A handler that interrupted itself (nobody asked it to stop) has failed like any
+    // other: released instead, it would run again for ever without using attempts.
     const failure = Cause.findErrorOption(exit.cause)
-    const error: unknown = failure._tag === "Some" ? failure.value : Cause.squash(exit.cause)
+    const error: unknown = failure._tag === "Some"
+      ? failure.value
+      : Cause.hasInterruptsOnly(exit.cause)
+      ? new TransientError({ message: "the handler interrupted itself" })
+      : Cause.squash(exit.cause)
     const classification: Classification = failure._tag === "Some" ? job.classify(error) : "transient"
     yield* reporter.flush
     yield* Effect.logWarning("job failed", { classification, error: toLastError(error, classification).message })

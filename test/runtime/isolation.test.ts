@@ -79,6 +79,20 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("fa
       expect(t.events.find((e) => e.to === "retrying")?.error).toMatchObject({ message: "kaboom", classification: "transient" })
     }).pipe(Effect.scoped))
 
+  it.effect("a handler that interrupts itself uses up its attempts instead of running for ever", () =>
+    Effect.gen(function*() {
+      const Quitter = Job.define({
+        name: "quitter", queue: "self-interrupt", payload: Schema.Struct({}),
+        retry: RetryPolicy.exponential({ baseMs: 1, maxDelayMs: 1, maxAttempts: 3 }),
+        run: () => Effect.interrupt
+      })
+      const s = yield* Runtime.startSupervisor([Quitter])
+      const { id } = yield* Tasks.enqueue(Quitter, {})
+      const outcomes = yield* Runtime.outcomesOf(s, 3)
+      expect(outcomes.map((o) => o.outcome)).toEqual(["retrying", "retrying", "failed"])
+      expect((yield* getTask(id)).task).toMatchObject({ status: "failed", attempt: 3, lastError: { message: "the handler interrupted itself" } })
+    }).pipe(Effect.scoped))
+
   it.effect("payloads are checked at enqueue (error names the field) and again at run time (dead letter)", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
