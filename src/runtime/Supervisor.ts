@@ -125,10 +125,10 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     })
 
     const sleepUntilWoken = Effect.gen(function*() {
-      const next = yield* store.nextRunAt(queues)
+      const next = yield* store.msUntilNextDue(queues)
       const untilNext = Option.match(next, {
         onNone: () => idleRecheck,
-        onSome: (at) => Duration.millis(Math.max(0, Math.min(Duration.toMillis(idleRecheck), at.getTime() - Date.now())))
+        onSome: (ms) => Duration.millis(Math.max(0, Math.min(Duration.toMillis(idleRecheck), ms)))
       })
       yield* Queue.take(wake).pipe(Effect.timeoutOrElse({ duration: untilNext, orElse: () => Effect.void }))
     })

@@ -100,8 +100,11 @@ export class TaskStore extends Context.Service<TaskStore, {
   /** Persist progress and/or checkpoint of a running task; false if not held. */
   readonly recordProgress: (workerId: string, id: string, update: { readonly progress?: unknown; readonly checkpoint?: unknown }) => Effect.Effect<boolean, DatabaseError>
   readonly stats: Effect.Effect<QueueStats, DatabaseError>
-  /** When the next not-yet-due queued or retrying task of these queues comes due. */
-  readonly nextRunAt: (queues?: ReadonlyArray<string>) => Effect.Effect<Option.Option<Date>, DatabaseError>
+  /**
+   * Milliseconds until the next not-yet-due queued or retrying task of these queues
+   * comes due, by the database clock (an app clock ahead of it would wake too early).
+   */
+  readonly msUntilNextDue: (queues?: ReadonlyArray<string>) => Effect.Effect<Option.Option<number>, DatabaseError>
 }>()("taskfiber/TaskStore") {}
 
 // The cursor carries created_at as the database prints it, to the microsecond: a
@@ -253,14 +256,15 @@ const make = Effect.gen(function*() {
         Effect.withSpan("TaskStore.recordProgress")
       ),
 
-    nextRunAt: (queues) =>
-      sql<{ at: Date | null }>`
-        select min(run_at) as at from taskfiber.tasks
+    msUntilNextDue: (queues) =>
+      sql<{ ms: number | null }>`
+        select (extract(epoch from min(run_at) - clock_timestamp()) * 1000)::float8 as ms
+        from taskfiber.tasks
         where status in ('queued', 'retrying') and run_at > now()
           and (${queues ? [...queues] : null}::text[] is null or queue = any(${queues ? [...queues] : null}::text[]))`.pipe(
-        Effect.map((rows) => Option.fromNullishOr(rows[0]?.at)),
+        Effect.map((rows) => Option.fromNullishOr(rows[0]?.ms)),
         mapSqlError,
-        Effect.withSpan("TaskStore.nextRunAt")
+        Effect.withSpan("TaskStore.msUntilNextDue")
       ),
 
     stats: Effect.gen(function*() {

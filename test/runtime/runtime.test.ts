@@ -32,6 +32,20 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("jo
       expect(yield* Ref.get(order)).toEqual([4, 2, 5, 1, 3])
     }).pipe(Effect.scoped))
 
+  it.effect("a delayed task starts when due, woken by the timer at its run_at (no notification then)", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const Later = Job.define({ name: "later", queue: "delayed", payload: Empty, run: () => Effect.void })
+      const s = yield* Runtime.startSupervisor([Later])
+      const { id } = yield* Tasks.enqueue(Later, {}, { delayMs: 400 })
+      yield* Runtime.outcomesOf(s, 1)
+      const [row] = yield* sql<{ waited: number }>`
+        select extract(epoch from started_at - created_at)::float8 * 1000 as waited
+        from taskfiber.tasks where id = ${id}::uuid`
+      expect(row!.waited).toBeGreaterThanOrEqual(395)
+      expect(row!.waited).toBeLessThan(5_000) // the timer, not the 30 s re-check
+    }).pipe(Effect.scoped))
+
   it.effect("ageing lets a long-waiting low-priority task through a flood of high priority", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
