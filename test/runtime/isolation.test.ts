@@ -18,33 +18,28 @@ const getTask = (id: string) => Effect.flatMap(TaskStore, (s) => s.get(id)).pipe
 it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("failure containment", (it) => {
   it.effect("QUEUE_CONCURRENCY caps one queue while others use the free slots", () =>
     Effect.gen(function*() {
-      const active = yield* Ref.make(0)
-      const peak = yield* Ref.make(0)
-      const track = (ms: number) =>
-        Effect.gen(function*() {
+      /** Counts runs in flight and remembers the most at once. */
+      const gauge = Effect.gen(function*() {
+        const active = yield* Ref.make(0)
+        const peak = yield* Ref.make(0)
+        const track = Effect.gen(function*() {
           const now = yield* Ref.updateAndGet(active, (n) => n + 1)
           yield* Ref.update(peak, (p) => Math.max(p, now))
-          yield* Effect.sleep(ms)
+          yield* Effect.sleep(30)
           yield* Ref.update(active, (n) => n - 1)
         })
-      const Limited = Job.define({ name: "limited", queue: "emails", payload: Schema.Struct({}), run: () => track(30) })
-      const peakFree = yield* Ref.make(0)
-      const freeActive = yield* Ref.make(0)
-      const Free = Job.define({
-        name: "free", queue: "free", payload: Schema.Struct({}),
-        run: () => Effect.gen(function*() {
-          const now = yield* Ref.updateAndGet(freeActive, (n) => n + 1)
-          yield* Ref.update(peakFree, (p) => Math.max(p, now))
-          yield* Effect.sleep(30)
-          yield* Ref.update(freeActive, (n) => n - 1)
-        })
+        return { track, peak: Ref.get(peak) }
       })
+      const limited = yield* gauge
+      const free = yield* gauge
+      const Limited = Job.define({ name: "limited", queue: "emails", payload: Schema.Struct({}), run: () => limited.track })
+      const Free = Job.define({ name: "free", queue: "free", payload: Schema.Struct({}), run: () => free.track })
       for (let i = 0; i < 6; i++) yield* Tasks.enqueue(Limited, {})
       for (let i = 0; i < 6; i++) yield* Tasks.enqueue(Free, {})
       const s = yield* Runtime.startSupervisor([Limited, Free], { maxConcurrentJobs: 5, queueConcurrency: new Map([["emails", 2]]) })
       yield* Runtime.outcomesOf(s, 12)
-      expect(yield* Ref.get(peak)).toBe(2)
-      expect(yield* Ref.get(peakFree)).toBeGreaterThan(2)
+      expect(yield* limited.peak).toBe(2)
+      expect(yield* free.peak).toBeGreaterThan(2)
     }).pipe(Effect.scoped))
 
   it.effect("a dispatcher whose claims fail is logged and restarted by its Schedule, then runs the work", () =>
