@@ -6,7 +6,7 @@
  * task's row is written at most once per interval (plus that last time), always
  * with the latest values, and no fiber per task is needed.
  */
-import { Effect, Ref, Semaphore } from "effect"
+import { Effect, Semaphore } from "effect"
 import type { TaskStore } from "../store/TaskStore.ts"
 
 interface Pending {
@@ -22,27 +22,40 @@ export interface ProgressReporter {
   readonly flush: Effect.Effect<void>
 }
 
-/** A reporter for one run of a task. */
+/**
+ * A reporter for one run of a task. Plain state, no fiber and no allocation beyond
+ * the object until the handler first reports: most handlers never do, and a
+ * worker draining thousands of tasks a second pays nothing for the feature.
+ */
 export const make = (options: {
   readonly store: TaskStore["Service"]
   readonly workerId: string
   readonly taskId: string
-}): Effect.Effect<ProgressReporter> =>
-  Effect.gen(function*() {
-    const pending = yield* Ref.make<Pending>({})
-    // Flusher and runner never write the same task at once (order of values).
-    const lock = yield* Semaphore.make(1)
-    const flush = lock.withPermit(Effect.gen(function*() {
-      const update = yield* Ref.getAndSet(pending, {})
-      if (!("progress" in update) && !("checkpoint" in update)) return
-      yield* options.store.recordProgress(options.workerId, options.taskId, update).pipe(
-        Effect.andThen(Effect.logDebug("progress saved", { taskId: options.taskId, checkpoint: "checkpoint" in update })),
-        Effect.catch((error) => Effect.logWarning("progress not saved", { taskId: options.taskId, error: error.message }))
-      )
-    }))
-    return {
-      progress: (value) => Ref.update(pending, (p) => ({ ...p, progress: value })),
-      saveCheckpoint: (value) => Ref.update(pending, (p) => ({ ...p, checkpoint: value })),
-      flush
-    }
+}): ProgressReporter => {
+  let pending: Pending = {}
+  let hasPending = false
+  // Flusher and runner never write the same task at once (order of values): the
+  // lock exists from the first report on; before that there is nothing to write.
+  let lock: Semaphore.Semaphore | undefined
+  const write = Effect.suspend(() => {
+    if (!hasPending) return Effect.void
+    const update = pending
+    pending = {}
+    hasPending = false
+    return options.store.recordProgress(options.workerId, options.taskId, update).pipe(
+      Effect.andThen(Effect.logDebug("progress saved", { taskId: options.taskId, checkpoint: "checkpoint" in update })),
+      Effect.catch((error) => Effect.logWarning("progress not saved", { taskId: options.taskId, error: error.message }))
+    )
   })
+  const report = (key: keyof Pending, value: unknown) =>
+    Effect.sync(() => {
+      pending = { ...pending, [key]: value }
+      hasPending = true
+      lock ??= Semaphore.makeUnsafe(1)
+    })
+  return {
+    progress: (value) => report("progress", value),
+    saveCheckpoint: (value) => report("checkpoint", value),
+    flush: Effect.suspend(() => (lock === undefined ? Effect.void : lock.withPermit(write)))
+  }
+}

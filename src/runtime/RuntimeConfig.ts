@@ -21,8 +21,17 @@ export interface RuntimeConfig {
   readonly reapInterval: Duration.Duration
   /** `PROGRESS_INTERVAL`: the least time between two progress writes of a task. */
   readonly progressInterval: Duration.Duration
-  /** `CLAIM_BATCH`: most tasks claimed in one statement. */
+  /** `CLAIM_BATCH`: most tasks claimed (and completed) in one statement. */
   readonly claimBatch: number
+  /**
+   * `PREFETCH`: tasks claimed ahead of free job slots and held in this instance
+   * (graphile-worker's local queue). 0, the default, claims only for free slots, so
+   * a higher-priority task enqueued later never waits behind a local buffer. More
+   * means fewer, larger claims for a worker draining many short tasks; prefetched
+   * tasks are `running` (leased, attempt counted) from their claim, and handed back
+   * to the queue at shutdown. Queues with a QUEUE_CONCURRENCY limit never prefetch.
+   */
+  readonly prefetch: number
 }
 
 /** The defaults. */
@@ -35,7 +44,8 @@ export const defaults: RuntimeConfig = {
   lease: Duration.seconds(30),
   reapInterval: Duration.seconds(5),
   progressInterval: Duration.seconds(1),
-  claimBatch: 100
+  claimBatch: 100,
+  prefetch: 0
 }
 
 /** Parses `QUEUE_CONCURRENCY` (`a=1,b=2`); throws on a malformed entry. */
@@ -62,5 +72,6 @@ export const config: Config.Config<RuntimeConfig> = Config.all({
   lease: Config.Duration("LEASE_DURATION").pipe(Config.withDefault(defaults.lease)),
   reapInterval: Config.Duration("REAP_INTERVAL").pipe(Config.withDefault(defaults.reapInterval)),
   progressInterval: Config.Duration("PROGRESS_INTERVAL").pipe(Config.withDefault(defaults.progressInterval)),
-  claimBatch: Config.Int("CLAIM_BATCH").pipe(Config.withDefault(defaults.claimBatch))
+  claimBatch: Config.Int("CLAIM_BATCH").pipe(Config.withDefault(defaults.claimBatch)),
+  prefetch: Config.Int("PREFETCH").pipe(Config.withDefault(defaults.prefetch))
 })

@@ -29,6 +29,7 @@ import { JobRegistry } from "./JobRegistry.ts"
 import type { ProgressReporter } from "./ProgressReporter.ts"
 import * as RuntimeConfig from "./RuntimeConfig.ts"
 import * as TaskRunner from "./TaskRunner.ts"
+import * as Completer from "./Completer.ts"
 
 /** The channel the schema's triggers notify when tasks become queued. */
 export const channel = "taskfiber_tasks"
@@ -36,8 +37,14 @@ export const channel = "taskfiber_tasks"
 /** Longest sleep of an idle dispatcher: recovers a notification lost with its connection. */
 const idleRecheck = Duration.seconds(30)
 
+/**
+ * A task held by this instance: waiting in the local buffer (prefetched), its
+ * handler running (counts against MAX_CONCURRENT_JOBS), or settling (handler
+ * ended, outcome being written: its slot is already free).
+ */
 interface Running extends TaskRunner.RunControl {
   readonly task: Task
+  phase: "buffered" | "running" | "settling"
   fiber?: Fiber.Fiber<TaskRunner.Outcome>
 }
 
@@ -67,7 +74,6 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     const jobScope = yield* Scope.fork(scope, "sequential")
     const workerId = makeWorkerId()
     const reporters = new Set<ProgressReporter>()
-    const env: TaskRunner.RunnerEnv = { store, registry, config, workerId, reporters }
     const queues = registry.queues
     const leaseMs = Duration.toMillis(config.lease)
     const running = new Map<string, Running>()
@@ -77,64 +83,150 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     const outcomes = yield* Queue.sliding<{ readonly taskId: string; readonly outcome: TaskRunner.Outcome }>(10_000)
     const signal = Queue.offer(wake, undefined)
 
-    const runningIn = (queue: string) => {
-      let n = 0
-      for (const r of running.values()) if (r.task.queue === queue) n++
+    // Claimed tasks not yet started, in claim order (highest effective priority first).
+    const buffer: Array<Running> = []
+    let handlers = 0
+    const handlersIn = new Map<string, number>()
+    const queueLimit = (queue: string) => config.queueConcurrency.get(queue) ?? Infinity
+    // In this instance: buffered plus running handlers (settling ones hold no slot).
+    const heldIn = (queue: string) => {
+      let n = handlersIn.get(queue) ?? 0
+      for (const r of buffer) if (r.task.queue === queue) n++
       return n
     }
+    const capacity = config.maxConcurrentJobs + Math.max(0, config.prefetch)
+    // Settling tasks wait for their (batched) completion; bounding them bounds
+    // memory when the database is slower than the handlers.
+    const maxHeld = capacity * 2 + config.claimBatch
 
-    const start = (task: Task) =>
-      Effect.gen(function*() {
-        const entry: Running = { task, stop: yield* Ref.make<TaskRunner.StopReason | undefined>(undefined) }
-        running.set(task.id, entry)
-        // Never interrupted (TaskRunner.requestStop interrupts the handler's own
-        // fiber), and uninterruptible so that no scope closing cuts the bookkeeping.
-        entry.fiber = yield* TaskRunner.run(env, task, entry).pipe(
-          Effect.tap((outcome) =>
-            Effect.logInfo("task settled", { taskId: task.id, taskType: task.type, attempt: task.attempt, outcome }).pipe(
-              Effect.andThen(Queue.offer(outcomes, { taskId: task.id, outcome }))
-            )
-          ),
-          Effect.ensuring(Effect.sync(() => running.delete(task.id)).pipe(Effect.andThen(signal))),
-          Effect.uninterruptible,
-          Effect.forkIn(jobScope)
-        )
+    const completer = yield* Completer.make({
+      store,
+      workerId,
+      maxBatch: Math.max(config.claimBatch, 1),
+      capacity: maxHeld,
+      scope
+    })
+    const env: TaskRunner.RunnerEnv = { store, registry, config, workerId, reporters, completer }
+
+    const handlerEnded = (entry: Running) =>
+      Effect.suspend(() => {
+        if (entry.phase !== "running") return Effect.void
+        entry.phase = "settling"
+        handlers--
+        handlersIn.set(entry.task.queue, (handlersIn.get(entry.task.queue) ?? 1) - 1)
+        return Effect.andThen(pump, signal)
       })
 
-    /** Claims for the free slots, per-queue limits respected; true if it may have left due work. */
+    const fork = (entry: Running) =>
+      // Never interrupted (TaskRunner.requestStop interrupts the handler's own
+      // fiber), and uninterruptible so that no scope closing cuts the bookkeeping.
+      TaskRunner.run(env, entry.task, entry).pipe(
+        Effect.tap((outcome) =>
+          Effect.logInfo("task settled", { taskId: entry.task.id, taskType: entry.task.type, attempt: entry.task.attempt, outcome }).pipe(
+            Effect.andThen(Queue.offer(outcomes, { taskId: entry.task.id, outcome }))
+          )
+        ),
+        Effect.ensuring(handlerEnded(entry).pipe(
+          Effect.andThen(Effect.sync(() => running.delete(entry.task.id))),
+          Effect.andThen(signal)
+        )),
+        Effect.uninterruptible,
+        Effect.forkIn(jobScope),
+        Effect.tap((fiber) => Effect.sync(() => (entry.fiber = fiber)))
+      )
+
+    /**
+     * Starts buffered tasks while job slots are free, in buffer order, skipping
+     * tasks of queues at their limit. The choice is made synchronously, so two
+     * fibers pumping at once never overfill the slots.
+     */
+    const pump: Effect.Effect<void> = Effect.suspend(() => {
+      const starting: Array<Running> = []
+      for (let i = 0; i < buffer.length && handlers < config.maxConcurrentJobs;) {
+        const entry = buffer[i]!
+        const q = entry.task.queue
+        if ((handlersIn.get(q) ?? 0) >= queueLimit(q)) {
+          i++
+          continue
+        }
+        buffer.splice(i, 1)
+        entry.phase = "running"
+        handlers++
+        handlersIn.set(q, (handlersIn.get(q) ?? 0) + 1)
+        starting.push(entry)
+      }
+      return starting.length === 0 ? Effect.void : Effect.forEach(starting, fork, { discard: true })
+    })
+
+    const hold = (task: Task) =>
+      Effect.map(Ref.make<TaskRunner.StopReason | undefined>(undefined), (stop) => {
+        const entry: Running = { task, stop, phase: "buffered", onHandlerEnd: Effect.void }
+        ;(entry as { onHandlerEnd: Effect.Effect<void> }).onHandlerEnd = handlerEnded(entry)
+        running.set(task.id, entry)
+        buffer.push(entry)
+      })
+
+    /** Drops a buffered task (cancelled or lost); true if it was buffered. */
+    const unbuffer = (entry: Running) => {
+      const i = buffer.indexOf(entry)
+      if (i < 0) return false
+      buffer.splice(i, 1)
+      running.delete(entry.task.id)
+      return true
+    }
+
+    /**
+     * Claims for the free capacity, per-queue limits respected. "more": a full batch
+     * came back and there is room for more; "short": fewer than asked (the queues
+     * may hold only future tasks); "full": no room worth a claim.
+     */
     const dispatchOnce = Effect.gen(function*() {
-      const free = config.maxConcurrentJobs - running.size
-      if (free <= 0 || !(yield* Ref.get(claiming))) return false
+      if (!(yield* Ref.get(claiming))) return "full" as const
+      const room = Math.min(capacity - handlers - buffer.length, maxHeld - running.size)
+      // With a prefetch buffer, claim in large batches: when half the room is free,
+      // or when the buffer cannot feed every slot.
+      const worth = config.prefetch <= 0 ||
+        room >= Math.min(config.claimBatch, Math.ceil(capacity / 2)) ||
+        handlers + buffer.length < config.maxConcurrentJobs
+      if (room <= 0 || !worth) return "full" as const
       const unlimited = queues.filter((q) => !config.queueConcurrency.has(q))
       const groups: Array<readonly [ReadonlyArray<string>, number]> = []
-      if (unlimited.length > 0) groups.push([unlimited, free])
+      if (unlimited.length > 0) groups.push([unlimited, room])
       for (const [q, limit] of config.queueConcurrency) {
-        if (queues.includes(q)) groups.push([[q], Math.min(free, limit - runningIn(q))])
+        if (queues.includes(q)) groups.push([[q], Math.min(config.maxConcurrentJobs - handlers, limit - heldIn(q))])
       }
-      let budget = free
+      let budget = room
       let full = false
+      let short = false
       for (const [qs, want] of groups) {
         const limit = Math.min(want, budget, config.claimBatch)
         if (limit <= 0) continue
-        const tasks = yield* store.claim({ workerId, queues: qs, limit, leaseMs })
-        for (const task of tasks) yield* start(task)
+        // Uninterruptible: a claimed task is held here before anything can stop us.
+        const tasks = yield* Effect.uninterruptible(
+          Effect.tap(store.claim({ workerId, queues: qs, limit, leaseMs, asyncCommit: true }), (tasks) => Effect.forEach(tasks, hold))
+        )
+        yield* pump
         budget -= tasks.length
         if (tasks.length === limit) full = true
+        else short = true
       }
-      return full && budget > 0
+      return full && budget > 0 ? "more" as const : short ? "short" as const : "full" as const
     })
 
-    const sleepUntilWoken = Effect.gen(function*() {
-      const next = yield* store.msUntilNextDue(queues)
-      const untilNext = Option.match(next, {
-        onNone: () => idleRecheck,
-        onSome: (ms) => Duration.millis(Math.max(0, Math.min(Duration.toMillis(idleRecheck), ms)))
+    const sleepUntilWoken = (last: "short" | "full") =>
+      Effect.gen(function*() {
+        // Only a short claim can mean "nothing due yet": then wake for the next
+        // run_at too. Otherwise a job ending or a notification wakes us.
+        const next = last === "short" ? yield* store.msUntilNextDue(queues) : Option.none<number>()
+        const untilNext = Option.match(next, {
+          onNone: () => idleRecheck,
+          onSome: (ms) => Duration.millis(Math.max(0, Math.min(Duration.toMillis(idleRecheck), ms)))
+        })
+        yield* Queue.take(wake).pipe(Effect.timeoutOrElse({ duration: untilNext, orElse: () => Effect.void }))
       })
-      yield* Queue.take(wake).pipe(Effect.timeoutOrElse({ duration: untilNext, orElse: () => Effect.void }))
-    })
 
     const dispatcher = Effect.forever(
-      Effect.flatMap(dispatchOnce, (more) => (more ? Effect.void : sleepUntilWoken))
+      Effect.flatMap(dispatchOnce, (last) => (last === "more" ? Effect.void : sleepUntilWoken(last)))
     ).pipe(
       Effect.sandbox,
       Effect.tapError((cause) => Effect.logError("dispatcher failed; restarting", cause)),
@@ -153,7 +245,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       const held = new Set(yield* store.extendLeases(workerId, leaseMs))
       for (const [id, entry] of before) {
         // Running here, not held in the database: cancelled or reaped elsewhere.
-        if (!held.has(id) && running.get(id) === entry) yield* interrupt(entry, "lease-lost")
+        if (!held.has(id) && running.get(id) === entry && !unbuffer(entry)) yield* interrupt(entry, "lease-lost")
       }
     }).pipe(
       Effect.catch((error) => Effect.logWarning("heartbeat failed", { error: error.message })),
@@ -191,7 +283,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       const take = yield* bus.subscribe
       yield* Effect.forever(Effect.flatMap(take, (taskId) => {
         const entry = running.get(taskId)
-        return entry ? interrupt(entry, "cancel") : Effect.void
+        return entry === undefined || unbuffer(entry) ? Effect.void : interrupt(entry, "cancel")
       }))
     }).pipe(Effect.scoped)
 
@@ -208,6 +300,17 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     yield* Scope.addFinalizer(scope, Effect.gen(function*() {
       yield* Ref.set(claiming, false)
       yield* Fiber.interrupt(dispatcherFiber)
+      // Prefetched tasks never started: straight back to the queue, attempt given back.
+      const unstarted = buffer.splice(0)
+      for (const entry of unstarted) running.delete(entry.task.id)
+      if (unstarted.length > 0) {
+        yield* store.release(workerId, unstarted.map((e) => e.task.id)).pipe(
+          Effect.tap((ids) => Effect.logInfo("shutting down: prefetched tasks released to the queue", { count: ids.length })),
+          Effect.catch((error) =>
+            Effect.logWarning("prefetched tasks not released; their leases will expire", { count: unstarted.length, error: error.message })
+          )
+        )
+      }
       const fibers = () => [...running.values()].flatMap((r) => (r.fiber ? [r.fiber] : []))
       if (running.size > 0) {
         yield* Effect.logInfo("shutting down: waiting for running jobs", { running: running.size, graceMs: Duration.toMillis(config.shutdownGrace) })

@@ -1,7 +1,7 @@
 /**
  * Runs one claimed task and settles it: one store call per outcome.
  *
- *   success                  → complete (result stored)
+ *   success                  → complete (result stored; batched with others, see Completer)
  *   transient or timeout     → retry at now() + the policy's delay, or fail when out of attempts
  *   permanent                → fail (dead letter)
  *   handler gave up (TaskCancelled) → cancelled
@@ -19,6 +19,7 @@ import { PayloadInvalid, TaskTimeout, TransientError, UnknownTaskType } from "..
 import * as RetryPolicy from "../domain/RetryPolicy.ts"
 import type { Task } from "../domain/Task.ts"
 import type { TaskStore } from "../store/TaskStore.ts"
+import type { Completer } from "./Completer.ts"
 import type { AnyJob } from "./Job.ts"
 import type { JobRegistry } from "./JobRegistry.ts"
 import * as ProgressReporter from "./ProgressReporter.ts"
@@ -35,6 +36,8 @@ export type StopReason = "cancel" | "shutdown" | "lease-lost"
 export interface RunControl {
   readonly stop: Ref.Ref<StopReason | undefined>
   handler?: Fiber.Fiber<unknown, unknown>
+  /** Run once the handler has ended, before the outcome is written: its slot is free. */
+  readonly onHandlerEnd: Effect.Effect<void>
 }
 
 /** Stops a run: the handler is interrupted; the runner then settles the task. */
@@ -53,6 +56,8 @@ export interface RunnerEnv {
   readonly registry: JobRegistry["Service"]
   readonly config: RuntimeConfig
   readonly workerId: string
+  /** Batched success (see Completer). */
+  readonly completer: Completer
   /** Reporters of the running tasks, flushed by the supervisor's progress flusher. */
   readonly reporters: Set<ProgressReporter.ProgressReporter>
 }
@@ -68,7 +73,7 @@ export const run = (env: RunnerEnv, task: Task, control: RunControl) =>
   Effect.gen(function*() {
     const job = env.registry.get(task.type)
     if (job === undefined) return yield* failedBeforeRun(env, task, new UnknownTaskType({ taskType: task.type }))
-    const decoded = yield* Effect.exit(Schema.decodeUnknownEffect(job.payload)(task.payload))
+    const decoded = Schema.decodeUnknownExit(job.payload)(task.payload)
     if (Exit.isFailure(decoded)) {
       const schemaError = Cause.findErrorOption(decoded.cause)
       return yield* failedBeforeRun(env, task, schemaError._tag === "Some"
@@ -88,17 +93,28 @@ export const run = (env: RunnerEnv, task: Task, control: RunControl) =>
     Effect.annotateLogs({ taskId: task.id, taskType: task.type, attempt: task.attempt }),
     Effect.withSpan(`taskfiber.run ${task.type}`, {
       attributes: { "taskfiber.task_id": task.id, "taskfiber.attempt": task.attempt, "taskfiber.queue": task.queue }
-    })
+    }, { captureStackTrace: false }) // a stack trace per task costs an Error object; the name says where
   )
 
 // The handler runs in a child fiber of its own, explicitly interruptible (a fiber
 // forked while a layer is built inherits an uninterruptible region); this fiber
 // awaits it and then writes the outcome, uninterruptibly.
 const runJob = (env: RunnerEnv, job: AnyJob, task: Task, payload: unknown, control: RunControl) =>
-  Effect.uninterruptible(Effect.scoped(Effect.gen(function*() {
-    const reporter = yield* ProgressReporter.make({ store: env.store, workerId: env.workerId, taskId: task.id })
+  Effect.suspend(() => {
+    const reporter = ProgressReporter.make({ store: env.store, workerId: env.workerId, taskId: task.id })
     env.reporters.add(reporter)
-    yield* Effect.addFinalizer(() => Effect.sync(() => env.reporters.delete(reporter)))
+    return Effect.ensuring(runHandler(env, job, task, payload, control, reporter), Effect.sync(() => env.reporters.delete(reporter)))
+  }).pipe(Effect.uninterruptible)
+
+const runHandler = (
+  env: RunnerEnv,
+  job: AnyJob,
+  task: Task,
+  payload: unknown,
+  control: RunControl,
+  reporter: ProgressReporter.ProgressReporter
+) =>
+  Effect.gen(function*() {
     const timeout = job.timeout ?? env.config.jobTimeout
     const span = yield* Effect.currentParentSpan.pipe(Effect.orDie)
     const handler = Effect.suspend(() =>
@@ -122,8 +138,9 @@ const runJob = (env: RunnerEnv, job: AnyJob, task: Task, payload: unknown, contr
     // A stop requested before the handler existed takes effect now.
     if ((yield* Ref.get(control.stop)) !== undefined) fiber.interruptUnsafe()
     const exit = yield* Fiber.await(fiber)
+    yield* control.onHandlerEnd
     return yield* settle(env, job, task, exit, reporter, control.stop)
-  })))
+  })
 
 const settle = (
   env: RunnerEnv,
@@ -137,7 +154,7 @@ const settle = (
     const { store, workerId } = env
     if (Exit.isSuccess(exit)) {
       yield* reporter.flush
-      yield* store.complete(workerId, [{ id: task.id, result: exit.value === undefined ? null : exit.value }])
+      yield* env.completer.complete(task.id, exit.value === undefined ? null : exit.value)
       return "succeeded" as Outcome
     }
     const why = yield* Ref.get(stopReason)

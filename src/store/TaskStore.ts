@@ -56,6 +56,12 @@ export interface ClaimOptions {
   readonly limit: number
   readonly leaseMs: number
   readonly ageing?: Ageing
+  /**
+   * Commit without waiting for the WAL flush (a server crash can only undo the
+   * claim, which re-queues the task). The supervisor's claims do; default false,
+   * since inside a caller's transaction it would hold for that whole transaction.
+   */
+  readonly asyncCommit?: boolean
 }
 
 /** A task with its history. */
@@ -184,7 +190,7 @@ const make = Effect.gen(function*() {
       const ageing = o.ageing ?? defaultAgeing
       return sql<TaskRow>`
         select * from taskfiber.claim(${o.workerId}, ${o.queues ? [...o.queues] : null}::text[], ${o.limit},
-          ${Math.round(o.leaseMs)}, ${ageing.stepSeconds}, ${ageing.maxBoost})`.pipe(
+          ${Math.round(o.leaseMs)}, ${ageing.stepSeconds}, ${ageing.maxBoost}, ${o.asyncCommit === true})`.pipe(
         Effect.map(tasks),
         mapSqlError,
         Effect.withSpan("TaskStore.claim", { attributes: { limit: o.limit } })

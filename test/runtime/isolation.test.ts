@@ -48,10 +48,10 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("fa
       const Echo = Job.define({ name: "echo-restart", queue: "restart", payload: Schema.Struct({}), run: () => Effect.succeed("ok") })
       const s = yield* Runtime.startSupervisor([Echo])
       // Break the claim function under the running dispatcher.
-      yield* sql`alter function taskfiber.claim(text, text[], integer, bigint, double precision, double precision) rename to claim_broken`
+      yield* sql`alter function taskfiber.claim(text, text[], integer, bigint, double precision, double precision, boolean) rename to claim_broken`
       const { id } = yield* Tasks.enqueue(Echo, {})
       expect((yield* getTask(id)).task.status).toBe("queued")
-      yield* sql`alter function taskfiber.claim_broken(text, text[], integer, bigint, double precision, double precision) rename to claim`
+      yield* sql`alter function taskfiber.claim_broken(text, text[], integer, bigint, double precision, double precision, boolean) rename to claim`
       const [outcome] = yield* Runtime.outcomesOf(s, 1)
       expect(outcome).toEqual({ taskId: id, outcome: "succeeded" })
     }).pipe(Effect.scoped))

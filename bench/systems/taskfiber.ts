@@ -1,0 +1,86 @@
+/**
+ * taskfiber under benchmark, used as an embedding application would: the
+ * `Taskfiber.layerWithoutDatabase` runtime over `Database.layerUrl`, one no-op job,
+ * `TaskStore.enqueueMany` as the batch API.
+ */
+import { Effect, Layer, ManagedRuntime, References, Redacted, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as Job from "../../src/runtime/Job.ts"
+import * as Database from "../../src/store/Database.ts"
+import { TaskStore } from "../../src/store/TaskStore.ts"
+import * as Taskfiber from "../../src/Taskfiber.ts"
+import type { RuntimeConfig } from "../../src/runtime/RuntimeConfig.ts"
+import { recreateDatabase } from "./pgAdmin.ts"
+import type { Payload, System, SystemFactory } from "./System.ts"
+
+const NoopPayload = Schema.Struct({ t: Schema.Number })
+
+const quiet = Layer.succeed(References.MinimumLogLevel, "Warn")
+
+const database = (url: string, poolMax: number) =>
+  Database.layerUrl(Redacted.make(url), { poolMax, applicationName: "taskfiber-bench" }).pipe(Layer.provide(quiet))
+
+const system = (
+  name: string,
+  settings: string,
+  url: string,
+  config: (concurrency: number) => Partial<RuntimeConfig>
+): System => ({
+  name,
+  settings,
+  reset: async () => {
+    await recreateDatabase(url)
+    // Building the layer runs the migrations.
+    const runtime = ManagedRuntime.make(database(url, 1))
+    await runtime.runPromise(Effect.void)
+    await runtime.dispose()
+  },
+  producer: async () => {
+    const runtime = ManagedRuntime.make(Taskfiber.services([]).pipe(Layer.provideMerge(database(url, 4)), Layer.provide(quiet)))
+    const enqueue = (payloads: ReadonlyArray<Payload>) =>
+      runtime.runPromise(Effect.flatMap(TaskStore, (store) =>
+        store.enqueueMany(payloads.map((payload) => ({ type: "noop", payload })))
+      ))
+    return {
+      addBulk: async (payloads) => void (await enqueue(payloads)),
+      add: async (payload) => void (await enqueue([payload])),
+      close: () => runtime.dispose()
+    }
+  },
+  startWorker: async ({ concurrency, onJob }) => {
+    const noop = Job.define({
+      name: "noop",
+      payload: NoopPayload,
+      run: (payload) => Effect.sync(() => onJob(payload))
+    })
+    const runtime = ManagedRuntime.make(
+      Taskfiber.layerWithoutDatabase({ jobs: [noop], config: config(concurrency) }).pipe(
+        Layer.provideMerge(database(url, 10)),
+        Layer.provide(quiet)
+      )
+    )
+    // Resolves once the supervisor listens and its dispatcher runs.
+    await runtime.runPromise(Effect.void)
+    return { stop: () => runtime.dispose() }
+  },
+  remaining: async () => {
+    const runtime = ManagedRuntime.make(database(url, 1))
+    try {
+      return await runtime.runPromise(Effect.flatMap(SqlClient, (sql) =>
+        Effect.map(sql<{ n: number }>`select count(*)::int as n from taskfiber.tasks where status <> 'succeeded'`, (rows) => rows[0]!.n)
+      ))
+    } finally {
+      await runtime.dispose()
+    }
+  }
+})
+
+/** taskfiber in its default configuration and with a local prefetch buffer (the high-throughput setting). */
+export const factory: SystemFactory = (targets) => [
+  system("taskfiber", "defaults (PREFETCH=0), MAX_CONCURRENT_JOBS=10", targets.databaseUrl, (concurrency) => ({ maxConcurrentJobs: concurrency })),
+  system("taskfiber-fast", "PREFETCH=500, CLAIM_BATCH=250, MAX_CONCURRENT_JOBS=10", targets.databaseUrl, (concurrency) => ({
+    maxConcurrentJobs: concurrency,
+    prefetch: 500,
+    claimBatch: 250
+  }))
+]
