@@ -20,6 +20,8 @@ export interface ProgressReporter {
   readonly saveCheckpoint: (value: unknown) => Effect.Effect<void>
   /** Writes the pending values, if any (one statement). */
   readonly flush: Effect.Effect<void>
+  /** True once the handler has reported anything (then the end of the run flushes). */
+  readonly used: boolean
 }
 
 /**
@@ -56,6 +58,9 @@ export const make = (options: {
   return {
     progress: (value) => report("progress", value),
     saveCheckpoint: (value) => report("checkpoint", value),
-    flush: Effect.suspend(() => (lock === undefined ? Effect.void : lock.withPermit(write)))
+    flush: Effect.suspend(() => (lock === undefined ? Effect.void : lock.withPermit(write))),
+    get used() {
+      return lock !== undefined
+    }
   }
 }

@@ -19,7 +19,7 @@
  */
 import { hostname } from "node:os"
 import { randomBytes } from "node:crypto"
-import { Context, Deferred, Duration, Effect, Fiber, Layer, Option, Queue, Ref, Schedule, Scope } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Queue, Ref, Schedule, Scope } from "effect"
 import { PgClient } from "@effect/sql-pg"
 import type { Task } from "../domain/Task.ts"
 import type { DatabaseError } from "../store/DatabaseError.ts"
@@ -45,7 +45,8 @@ const idleRecheck = Duration.seconds(30)
 interface Running extends TaskRunner.RunControl {
   readonly task: Task
   phase: "buffered" | "running" | "settling"
-  fiber?: Fiber.Fiber<TaskRunner.Outcome>
+  /** Done once the task's outcome is written (or abandoned). */
+  readonly settled: Deferred.Deferred<void>
 }
 
 /** The supervisor service. */
@@ -99,41 +100,36 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     // memory when the database is slower than the handlers.
     const maxHeld = capacity * 2 + config.claimBatch
 
-    const completer = yield* Completer.make({
-      store,
-      workerId,
-      maxBatch: Math.max(config.claimBatch, 1),
-      capacity: maxHeld,
-      scope
-    })
-    const env: TaskRunner.RunnerEnv = { store, registry, config, workerId, reporters, completer }
+    const completer = yield* Completer.make({ store, workerId, maxBatch: Math.max(config.claimBatch, 1), scope })
+    const context = yield* Effect.context<never>()
+    const env: TaskRunner.RunnerEnv = { store, registry, config, workerId, reporters, completer, jobScope, context }
+    // Handler ends wake the starter (which starts buffered tasks at once) and the
+    // dispatcher (which claims when there is room), each a one-slot signal.
+    const startSignal = yield* Queue.sliding<void>(1)
+    // "task settled" is logged by one fiber, off the path that frees job slots.
+    const settledLog = yield* Queue.sliding<{ readonly task: Task; readonly outcome: TaskRunner.Outcome }>(10_000)
 
-    const handlerEnded = (entry: Running) =>
-      Effect.suspend(() => {
-        if (entry.phase !== "running") return Effect.void
+    const hooksOf = (entry: Running): TaskRunner.RunHooks => ({
+      onHandlerEnd: () => {
+        if (entry.phase !== "running") return
         entry.phase = "settling"
         handlers--
         handlersIn.set(entry.task.queue, (handlersIn.get(entry.task.queue) ?? 1) - 1)
-        return Effect.andThen(pump, signal)
-      })
+        Queue.offerUnsafe(startSignal, undefined)
+        Queue.offerUnsafe(wake, undefined)
+      },
+      onSettled: (outcome) => {
+        running.delete(entry.task.id)
+        Queue.offerUnsafe(outcomes, { taskId: entry.task.id, outcome })
+        Queue.offerUnsafe(settledLog, { task: entry.task, outcome })
+        Deferred.doneUnsafe(entry.settled, Exit.void)
+        Queue.offerUnsafe(wake, undefined)
+      }
+    })
 
-    const fork = (entry: Running) =>
-      // Never interrupted (TaskRunner.requestStop interrupts the handler's own
-      // fiber), and uninterruptible so that no scope closing cuts the bookkeeping.
-      TaskRunner.run(env, entry.task, entry).pipe(
-        Effect.tap((outcome) =>
-          Effect.logInfo("task settled", { taskId: entry.task.id, taskType: entry.task.type, attempt: entry.task.attempt, outcome }).pipe(
-            Effect.andThen(Queue.offer(outcomes, { taskId: entry.task.id, outcome }))
-          )
-        ),
-        Effect.ensuring(handlerEnded(entry).pipe(
-          Effect.andThen(Effect.sync(() => running.delete(entry.task.id))),
-          Effect.andThen(signal)
-        )),
-        Effect.uninterruptible,
-        Effect.forkIn(jobScope),
-        Effect.tap((fiber) => Effect.sync(() => (entry.fiber = fiber)))
-      )
+    // TaskRunner.requestStop interrupts the handler's fiber only; the outcome is
+    // written outside it, uninterruptibly.
+    const fork = (entry: Running) => TaskRunner.start(env, entry.task, entry, hooksOf(entry))
 
     /**
      * Starts buffered tasks while job slots are free, in buffer order, skipping
@@ -155,13 +151,18 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         handlersIn.set(q, (handlersIn.get(q) ?? 0) + 1)
         starting.push(entry)
       }
-      return starting.length === 0 ? Effect.void : Effect.forEach(starting, fork, { discard: true })
+      // Uninterruptible: an entry marked running always gets its handler.
+      return starting.length === 0 ? Effect.void : Effect.uninterruptible(Effect.forEach(starting, fork, { discard: true }))
     })
 
+    const starter = Effect.forever(Effect.andThen(Queue.take(startSignal), pump))
+
+    const settledLogger = Effect.forever(Effect.flatMap(Queue.take(settledLog), ({ task, outcome }) =>
+      Effect.logInfo("task settled", { taskId: task.id, taskType: task.type, attempt: task.attempt, outcome })))
+
     const hold = (task: Task) =>
-      Effect.map(Ref.make<TaskRunner.StopReason | undefined>(undefined), (stop) => {
-        const entry: Running = { task, stop, phase: "buffered", onHandlerEnd: Effect.void }
-        ;(entry as { onHandlerEnd: Effect.Effect<void> }).onHandlerEnd = handlerEnded(entry)
+      Effect.sync(() => {
+        const entry: Running = { task, phase: "buffered", stopReason: undefined, settled: Deferred.makeUnsafe<void>() }
         running.set(task.id, entry)
         buffer.push(entry)
       })
@@ -287,6 +288,8 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       }))
     }).pipe(Effect.scoped)
 
+    yield* Effect.forkIn(Effect.interruptible(starter), scope)
+    yield* Effect.forkIn(Effect.interruptible(settledLogger), scope)
     yield* Effect.forkIn(Effect.interruptible(heartbeat), scope)
     yield* Effect.forkIn(Effect.interruptible(reaper), scope)
     yield* Effect.forkIn(Effect.interruptible(canceller), scope)
@@ -311,10 +314,10 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
           )
         )
       }
-      const fibers = () => [...running.values()].flatMap((r) => (r.fiber ? [r.fiber] : []))
+      const allSettled = () => Effect.forEach([...running.values()], (r) => Deferred.await(r.settled), { discard: true })
       if (running.size > 0) {
         yield* Effect.logInfo("shutting down: waiting for running jobs", { running: running.size, graceMs: Duration.toMillis(config.shutdownGrace) })
-        yield* Effect.forEach(fibers(), Fiber.await, { discard: true }).pipe(
+        yield* allSettled().pipe(
           Effect.timeoutOrElse({ duration: config.shutdownGrace, orElse: () => Effect.void })
         )
       }
@@ -323,7 +326,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         const rest = [...running.values()]
         for (const entry of rest) yield* interrupt(entry, "shutdown")
         // Each runner now releases its task to the queue; wait for them.
-        yield* Effect.forEach(fibers(), Fiber.await, { discard: true })
+        yield* allSettled()
       }
     }))
 
