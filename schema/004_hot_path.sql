@@ -243,12 +243,18 @@ end $$;
 -- arbitrary order two of them deadlock (seen: 40P01 in the drain benchmark). The
 -- claim and the reaper never wait (SKIP LOCKED), so they need no order.
 
-create or replace function taskfiber.extend_leases(p_worker text, p_lease_ms bigint)
+-- p_ids (new): renew only these of the worker's tasks. A run the worker gave up
+-- (its outcome could not be written) is no longer renewed, so its lease expires and
+-- the reaper retries it; renewing every row of the worker kept such a task leased
+-- for as long as the worker lived.
+drop function taskfiber.extend_leases(text, bigint);
+create function taskfiber.extend_leases(p_worker text, p_lease_ms bigint, p_ids uuid[] default null)
 returns setof uuid language sql as $$
   update taskfiber.tasks t
      set lease_expires_at = clock_timestamp() + p_lease_ms * interval '1 millisecond'
     from (select x.id from taskfiber.tasks x
            where x.status = 'running' and x.worker_id = p_worker
+             and (p_ids is null or x.id = any(p_ids))
            order by x.id for update) l
    where t.id = l.id
   returning t.id

@@ -243,7 +243,9 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       // Only tasks running before the statement can be judged by it: one claimed
       // while it was in flight is not in its answer, yet is ours.
       const before = [...running.entries()]
-      const held = new Set(yield* store.extendLeases(workerId, leaseMs))
+      // Only the tasks held here: one whose outcome could not be written was given
+      // up and must expire, so that the reaper retries it.
+      const held = new Set(yield* store.extendLeases(workerId, leaseMs, before.map(([id]) => id)))
       for (const [id, entry] of before) {
         // Running here, not held in the database: cancelled or reaped elsewhere.
         if (!held.has(id) && running.get(id) === entry && !unbuffer(entry)) yield* interrupt(entry, "lease-lost")

@@ -87,8 +87,11 @@ export class TaskStore extends Context.Service<TaskStore, {
   readonly list: (options?: ListOptions) => Effect.Effect<TaskPage, DatabaseError>
   /** Claim due tasks by effective priority, `FOR UPDATE SKIP LOCKED`. */
   readonly claim: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<Task>, DatabaseError>
-  /** Renew all leases of a worker; returns the ids it still holds. */
-  readonly extendLeases: (workerId: string, leaseMs: number) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
+  /**
+   * Renew the leases of a worker — of `ids` only, when given (the tasks it still
+   * runs); returns the ids it still holds.
+   */
+  readonly extendLeases: (workerId: string, leaseMs: number, ids?: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
   /** Succeed many tasks; returns the ids completed (those the worker still held). */
   readonly complete: (workerId: string, items: ReadonlyArray<{ readonly id: string; readonly result: unknown }>) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
   /** Retry after `delayMs` (database clock), or fail when out of attempts. */
@@ -197,8 +200,9 @@ const make = Effect.gen(function*() {
       )
     },
 
-    extendLeases: (workerId, leaseMs) =>
-      sql<{ extend_leases: string }>`select taskfiber.extend_leases(${workerId}, ${Math.round(leaseMs)})`.pipe(
+    extendLeases: (workerId, leaseMs, ids) =>
+      sql<{ extend_leases: string }>`
+        select taskfiber.extend_leases(${workerId}, ${Math.round(leaseMs)}, ${ids ? [...ids] : null}::uuid[])`.pipe(
         Effect.map((rows) => rows.map((r) => r.extend_leases)),
         mapSqlError,
         Effect.withSpan("TaskStore.extendLeases")

@@ -107,4 +107,27 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("pr
       // SET LOCAL semantics: nothing leaks past the transaction.
       expect(yield* setting).toBe("on")
     }))
+
+  it.effect("a completion batch that fails leaves its tasks leased: reported abandoned, reaped after the lease, run again", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const runs = yield* Ref.make(0)
+      const Count = Job.define({ name: "count", queue: "completion-fails", payload: Schema.Struct({}), run: () => Ref.update(runs, (n) => n + 1) })
+      yield* sql`alter function taskfiber.complete_tasks(text, jsonb) rename to complete_tasks_broken`
+      const s = yield* Runtime.startSupervisor([Count], { lease: Duration.seconds(1), reapInterval: Duration.millis(100) })
+      const { id } = yield* Tasks.enqueue(Count, {})
+      const [first] = yield* Runtime.outcomesOf(s, 1)
+      expect(first).toEqual({ taskId: id, outcome: "abandoned" })
+      // Nothing was written: the task is still running under this worker's lease.
+      expect((yield* getTask(id)).task).toMatchObject({ status: "running", attempt: 1 })
+      yield* sql`alter function taskfiber.complete_tasks_broken(text, jsonb) rename to complete_tasks`
+      // The heartbeat renews only the tasks the supervisor still runs, so the lease
+      // of the given-up run expires (1 s) and the reaper retries it.
+      const [second] = yield* Runtime.outcomesOf(s, 1)
+      expect(second).toEqual({ taskId: id, outcome: "succeeded" })
+      expect(yield* Ref.get(runs)).toBe(2)
+      const t = yield* getTask(id)
+      expect(t.task).toMatchObject({ status: "succeeded", attempt: 2 })
+      expect(t.events.map((e) => e.to)).toEqual(["queued", "running", "retrying", "running", "succeeded"])
+    }).pipe(Effect.scoped))
 })
