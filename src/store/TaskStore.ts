@@ -11,7 +11,6 @@
  * `Transaction.transaction(...)` (or `sql.withTransaction`) it uses that
  * transaction's connection, so e.g. an enqueue exists iff the caller commits.
  */
-import { randomUUID } from "node:crypto"
 import { Context, Effect, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { DatabaseError } from "./DatabaseError.ts"
@@ -19,6 +18,7 @@ import { mapSqlError } from "./DatabaseError.ts"
 import { defaultAgeing, type Ageing } from "../domain/Priority.ts"
 import type { TaskStatus } from "../domain/TaskStatus.ts"
 import { type StoredError, type Task, type TaskEvent, type TaskEventRow, type TaskRow, toTask, toTaskEvent } from "./TaskRow.ts"
+import { newTaskId } from "./TaskId.ts"
 import { InvalidTaskSpec, type TaskSpec, validateSpec } from "./TaskSpec.ts"
 
 export { InvalidTaskSpec, type TaskSpec } from "./TaskSpec.ts"
@@ -142,7 +142,7 @@ const make = Effect.gen(function*() {
   const enqueueMany = (specs: ReadonlyArray<TaskSpec>) =>
     Effect.gen(function*() {
       if (specs.length === 0) return []
-      const rows = specs.map((spec, index) => validateSpec(spec, index, randomUUID))
+      const rows = specs.map((spec, index) => validateSpec(spec, index, newTaskId))
       for (const r of rows) if (r instanceof InvalidTaskSpec) return yield* r
       const result = yield* sql<{ ord: number; id: string | null; created: boolean }>`
         select ord, id, created from taskfiber.enqueue(${json(rows)}::jsonb)`
