@@ -157,8 +157,19 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
 
     const starter = Effect.forever(Effect.andThen(Queue.take(startSignal), pump))
 
-    const settledLogger = Effect.forever(Effect.flatMap(Queue.take(settledLog), ({ task, outcome }) =>
-      Effect.logInfo("task settled", { taskId: task.id, taskType: task.type, attempt: task.attempt, outcome })))
+    const logSettled = ({ task, outcome }: { readonly task: Task; readonly outcome: TaskRunner.Outcome }) =>
+      Effect.logInfo("task settled", { taskId: task.id, taskType: task.type, attempt: task.attempt, outcome })
+    // An entry taken is always logged (taking and logging are one step for an
+    // interrupt); the shutdown logs what is left once every task has settled.
+    const settledLogger = Effect.forever(Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(restore(Queue.take(settledLog)), logSettled)))
+    const logRemainingSettled = Effect.gen(function*() {
+      while (true) {
+        const next = yield* Queue.poll(settledLog)
+        if (Option.isNone(next)) return
+        yield* logSettled(next.value)
+      }
+    })
 
     const hold = (task: Task) =>
       Effect.sync(() => {
@@ -330,6 +341,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         // Each runner now releases its task to the queue; wait for them.
         yield* allSettled()
       }
+      yield* logRemainingSettled
     }))
 
     yield* Effect.logInfo("supervisor started", { workerId, queues, maxConcurrentJobs: config.maxConcurrentJobs })

@@ -4,6 +4,7 @@
  * never with a database error the caller has to decode.
  */
 import { Data, Schema } from "effect"
+import { PRIORITY_MAX, PRIORITY_MIN } from "../domain/Priority.ts"
 import { EnqueueSpec, type EnqueueInput } from "../domain/Task.ts"
 
 /** An enqueue request (see `EnqueueSpec` in src/domain/Task.ts). */
@@ -55,8 +56,39 @@ const firstPath = (issue: unknown): string => {
   return visit(issue) ?? ""
 }
 
+const isLength = (v: unknown, min: number, max: number): v is string =>
+  typeof v === "string" && v.length >= min && v.length <= max
+
+/**
+ * The common spec — `type`, and maybe `queue`, `payload`, `priority` — checked by
+ * hand: the Schema decoder costs about 10 µs a spec, a third of a bulk enqueue.
+ * It accepts only what `EnqueueSpec` accepts (a subset: anything else, valid or
+ * not, goes to the decoder, which also words the errors); a property test checks
+ * that both agree.
+ */
+export const fastSpec = (spec: unknown, newId: () => string): SpecRow | undefined => {
+  if (typeof spec !== "object" || spec === null || Array.isArray(spec)) return undefined
+  const s = spec as Record<string, unknown>
+  for (const key in s) {
+    if (key !== "type" && key !== "queue" && key !== "payload" && key !== "priority") return undefined
+  }
+  const { type, queue, payload, priority } = s
+  if (!isLength(type, 1, 255)) return undefined
+  if (queue !== undefined && !isLength(queue, 1, 128)) return undefined
+  if (priority !== undefined && !(Number.isInteger(priority) && (priority as number) >= PRIORITY_MIN && (priority as number) <= PRIORITY_MAX)) return undefined
+  return {
+    id: newId(),
+    queue: queue ?? "default",
+    type,
+    payload: payload === undefined ? {} : payload,
+    priority: (priority as number | undefined) ?? 0
+  }
+}
+
 /** Validates one spec and turns it into the row the SQL reads. */
 export const validateSpec = (spec: unknown, index: number, newId: () => string): SpecRow | InvalidTaskSpec => {
+  const fast = fastSpec(spec, newId)
+  if (fast !== undefined) return fast
   const exit = decode(spec)
   if (exit._tag === "Failure") {
     const error = exit.cause.reasons.find((r) => r._tag === "Fail")

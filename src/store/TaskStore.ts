@@ -146,10 +146,9 @@ const make = Effect.gen(function*() {
       for (const r of rows) if (r instanceof InvalidTaskSpec) return yield* r
       const result = yield* sql<{ ord: number; id: string | null; created: boolean }>`
         select ord, id, created from taskfiber.enqueue(${json(rows)}::jsonb)`
-      return yield* Effect.forEach(result, (r) =>
-        r.id === null
-          ? Effect.die(new Error(`taskfiber.enqueue found no task for spec #${r.ord - 1}`))
-          : Effect.succeed({ id: r.id, created: r.created === true }))
+      const missing = result.find((r) => r.id === null)
+      if (missing) return yield* Effect.die(new Error(`taskfiber.enqueue found no task for spec #${missing.ord - 1}`))
+      return result.map((r) => ({ id: r.id as string, created: r.created === true }))
     }).pipe(mapSqlError, Effect.withSpan("TaskStore.enqueueMany", { attributes: { count: specs.length } }))
 
   return TaskStore.of({
