@@ -16,7 +16,9 @@
  * taskfiber systems also get (e): peak RSS of a worker draining `--big` queued
  * tasks (default 100,000).
  *
- * Reported: the median of the runs, with min and max. Written to
+ * The runs go in rounds (every system once, then again), so that a noisy stretch
+ * of a shared machine falls on all systems alike. Reported: the median of the
+ * runs, with min and max. Written to
  * bench/results/latest.json and a dated copy (only when every system ran, or with
  * --save).
  *
@@ -188,13 +190,18 @@ const main = async () => {
   log(`machine: ${machineLine}`)
   const results: Record<string, unknown> = {}
   const rows: Array<Array<string>> = []
-  for (const system of systems) {
-    const done: Array<Run> = []
-    for (let r = 1; r <= runs; r++) {
+  // Rounds outermost: every system's r-th run happens in the same stretch of time,
+  // so a noisy minute on a shared machine hits all of them, not one.
+  const done = new Map<string, Array<Run>>(systems.map((s) => [s.name, []]))
+  for (let r = 1; r <= runs; r++) {
+    for (const system of systems) {
       log(`${system.name} (${system.settings}): run ${r}/${runs}`)
-      done.push(await runOnce(system))
+      done.get(system.name)!.push(await runOnce(system))
     }
-    const of = (f: (run: Run) => number) => spread(done.map(f))
+  }
+  for (const system of systems) {
+    const runsOf = done.get(system.name)!
+    const of = (f: (run: Run) => number) => spread(runsOf.map(f))
     const enqueue = of((r) => r.enqueueJobsPerSec)
     const drained = of((r) => r.drainJobsPerSec)
     const p50 = of((r) => r.latencyMs.p50)
@@ -202,7 +209,7 @@ const main = async () => {
     const p99 = of((r) => r.latencyMs.p99)
     const max = of((r) => r.latencyMs.max)
     const rss = of((r) => r.peakRssMb)
-    const bigRss = done[0]?.bigPeakRssMb === undefined ? undefined : of((r) => r.bigPeakRssMb!)
+    const bigRss = runsOf[0]?.bigPeakRssMb === undefined ? undefined : of((r) => r.bigPeakRssMb!)
     const pair = (s: Spread, digits = 0) => [round(s.min, digits), round(s.max, digits)]
     results[system.name] = {
       settings: system.settings,
