@@ -145,7 +145,10 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
           i++
           continue
         }
-        buffer.splice(i, 1)
+        // The head, nearly always (only limited queues are skipped): shift is O(1)
+        // here, splice would move the whole buffer for every start.
+        if (i === 0) buffer.shift()
+        else buffer.splice(i, 1)
         entry.phase = "running"
         handlers++
         handlersIn.set(q, (handlersIn.get(q) ?? 0) + 1)
