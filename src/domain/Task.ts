@@ -88,6 +88,13 @@ export const Task = Schema.Struct({
 export type Task = typeof Task.Type
 
 /**
+ * What a worker needs of a task it claimed in order to run it: the columns
+ * `TaskStore.claimToRun` reads. Timestamps, results and errors stay in the
+ * database (parsing them cost more per task than the rest of the claim).
+ */
+export type ClaimedTask = Pick<Task, "id" | "queue" | "type" | "payload" | "attempt" | "maxAttempts" | "checkpoint">
+
+/**
  * Schema of one status change in a task's history (`taskfiber.task_events`).
  *
  * @since 0.1.0

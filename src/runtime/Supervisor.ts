@@ -19,9 +19,9 @@
  */
 import { hostname } from "node:os"
 import { randomBytes } from "node:crypto"
-import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Option, Queue, Ref, Schedule, Scope } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, LogLevel, Option, Queue, Ref, References, Schedule, Scope } from "effect"
 import { PgClient } from "@effect/sql-pg"
-import type { Task } from "../domain/Task.ts"
+import type { ClaimedTask } from "../domain/Task.ts"
 import type { DatabaseError } from "../store/DatabaseError.ts"
 import { TaskStore } from "../store/TaskStore.ts"
 import { CancelBus } from "./CancelBus.ts"
@@ -43,7 +43,7 @@ const idleRecheck = Duration.seconds(30)
  * ended, outcome being written: its slot is already free).
  */
 interface Running extends TaskRunner.RunControl {
-  readonly task: Task
+  readonly task: ClaimedTask
   phase: "buffered" | "running" | "settling"
   /** Done once the task's outcome is written (or abandoned). */
   readonly settled: Deferred.Deferred<void>
@@ -106,8 +106,10 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     // Handler ends wake the starter (which starts buffered tasks at once) and the
     // dispatcher (which claims when there is room), each a one-slot signal.
     const startSignal = yield* Queue.sliding<void>(1)
-    // "task settled" is logged by one fiber, off the path that frees job slots.
-    const settledLog = yield* Queue.sliding<{ readonly task: Task; readonly outcome: TaskRunner.Outcome }>(10_000)
+    // "task settled" is logged by one fiber, off the path that frees job slots;
+    // when Info is below the minimum level nothing is queued for it at all.
+    const settledLog = yield* Queue.sliding<{ readonly task: ClaimedTask; readonly outcome: TaskRunner.Outcome }>(10_000)
+    const logsSettled = LogLevel.isGreaterThanOrEqualTo("Info", Context.get(context, References.MinimumLogLevel))
 
     const hooksOf = (entry: Running): TaskRunner.RunHooks => ({
       onHandlerEnd: () => {
@@ -121,7 +123,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       onSettled: (outcome) => {
         running.delete(entry.task.id)
         Queue.offerUnsafe(outcomes, { taskId: entry.task.id, outcome })
-        Queue.offerUnsafe(settledLog, { task: entry.task, outcome })
+        if (logsSettled) Queue.offerUnsafe(settledLog, { task: entry.task, outcome })
         Deferred.doneUnsafe(entry.settled, Exit.void)
         Queue.offerUnsafe(wake, undefined)
       }
@@ -160,12 +162,12 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
 
     const starter = Effect.forever(Effect.andThen(Queue.take(startSignal), pump))
 
-    const logSettled = ({ task, outcome }: { readonly task: Task; readonly outcome: TaskRunner.Outcome }) =>
+    const logSettled = ({ task, outcome }: { readonly task: ClaimedTask; readonly outcome: TaskRunner.Outcome }) =>
       Effect.logInfo("task settled", { taskId: task.id, taskType: task.type, attempt: task.attempt, outcome })
     // An entry taken is always logged (taking and logging are one step for an
     // interrupt); the shutdown logs what is left once every task has settled.
     const settledLogger = Effect.forever(Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(restore(Queue.take(settledLog)), logSettled)))
+      Effect.flatMap(restore(Queue.takeAll(settledLog)), (all) => Effect.forEach(all, logSettled, { discard: true }))))
     const logRemainingSettled = Effect.gen(function*() {
       while (true) {
         const next = yield* Queue.poll(settledLog)
@@ -174,7 +176,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       }
     })
 
-    const hold = (task: Task) =>
+    const hold = (task: ClaimedTask) =>
       Effect.sync(() => {
         const entry: Running = { task, phase: "buffered", stopReason: undefined, settled: Deferred.makeUnsafe<void>() }
         running.set(task.id, entry)
@@ -218,7 +220,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         if (limit <= 0) continue
         // Uninterruptible: a claimed task is held here before anything can stop us.
         const tasks = yield* Effect.uninterruptible(
-          Effect.tap(store.claim({ workerId, queues: qs, limit, leaseMs, asyncCommit: true }), (tasks) => Effect.forEach(tasks, hold))
+          Effect.tap(store.claimToRun({ workerId, queues: qs, limit, leaseMs, asyncCommit: true }), (tasks) => Effect.forEach(tasks, hold))
         )
         yield* pump
         budget -= tasks.length
@@ -315,8 +317,10 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     yield* Deferred.await(listening)
     const dispatcherFiber = yield* Effect.forkIn(Effect.interruptible(dispatcher), scope)
 
-    // Graceful shutdown, before the forked fibers above are interrupted (LIFO).
-    yield* Scope.addFinalizer(scope, Effect.gen(function*() {
+    // Graceful shutdown, before the forked fibers above are interrupted (LIFO). It
+    // runs on the fiber that closes the scope: given the supervisor's services
+    // (logger, minimum level) so that its lines obey the same configuration.
+    yield* Scope.addFinalizer(scope, Effect.provideContext(Effect.gen(function*() {
       yield* Ref.set(claiming, false)
       yield* Fiber.interrupt(dispatcherFiber)
       // Prefetched tasks never started: straight back to the queue, attempt given back.
@@ -345,7 +349,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         yield* allSettled()
       }
       yield* logRemainingSettled
-    }))
+    }), context))
 
     yield* Effect.logInfo("supervisor started", { workerId, queues, maxConcurrentJobs: config.maxConcurrentJobs })
 

@@ -25,7 +25,7 @@ import type { Context } from "effect"
 import { type Classification, toLastError } from "../domain/Classification.ts"
 import { PayloadInvalid, TaskTimeout, TransientError, UnknownTaskType } from "../domain/Errors.ts"
 import * as RetryPolicy from "../domain/RetryPolicy.ts"
-import type { Task } from "../domain/Task.ts"
+import type { ClaimedTask } from "../domain/Task.ts"
 import type { DatabaseError } from "../store/DatabaseError.ts"
 import type { TaskStore } from "../store/TaskStore.ts"
 import type { Completer } from "./Completer.ts"
@@ -85,14 +85,14 @@ export interface RunHooks {
 
 // The settling statement failed (database down): the lease will expire and the
 // reaper will retry the task. Nothing is lost; say so.
-const abandoned = (task: Task) => (error: unknown) =>
+const abandoned = (task: ClaimedTask) => (error: unknown) =>
   Effect.logError("task not settled; its lease will expire and it will be retried", {
     taskId: task.id,
     error: error instanceof Error ? error.message : String(error)
   }).pipe(Effect.as<Outcome>("abandoned"))
 
 /** Runs a settling effect in a fiber of its own, uninterruptible, then reports. */
-const settleInBackground = (env: RunnerEnv, task: Task, hooks: RunHooks, effect: Effect.Effect<Outcome, DatabaseError>) => {
+const settleInBackground = (env: RunnerEnv, task: ClaimedTask, hooks: RunHooks, effect: Effect.Effect<Outcome, DatabaseError>) => {
   const fiber = Effect.runForkWith(env.context)(effect.pipe(
     Effect.catch(abandoned(task)),
     Effect.annotateLogs({ taskId: task.id, taskType: task.type, attempt: task.attempt }),
@@ -105,7 +105,7 @@ const settleInBackground = (env: RunnerEnv, task: Task, hooks: RunHooks, effect:
  * Starts `task` (claimed by `env.workerId`): its handler runs in a fiber of
  * `env.jobScope`; `hooks` hear of its end and of its settled outcome. Never fails.
  */
-export const start = (env: RunnerEnv, task: Task, control: RunControl, hooks: RunHooks): Effect.Effect<void> =>
+export const start = (env: RunnerEnv, task: ClaimedTask, control: RunControl, hooks: RunHooks): Effect.Effect<void> =>
   Effect.suspend(() => {
     const job = env.registry.get(task.type)
     const failBeforeRun = (error: unknown) => {
@@ -125,30 +125,38 @@ export const start = (env: RunnerEnv, task: Task, control: RunControl, hooks: Ru
     return runHandler(env, job, task, decoded.value, control, hooks)
   })
 
-const runHandler = (env: RunnerEnv, job: AnyJob, task: Task, payload: unknown, control: RunControl, hooks: RunHooks) =>
-  Effect.gen(function*() {
-    const reporter = ProgressReporter.make({ store: env.store, workerId: env.workerId, taskId: task.id })
-    env.reporters.add(reporter)
-    const timeout = job.timeout ?? env.config.jobTimeout
-    const handler = Effect.flatMap(Effect.currentParentSpan, (span) =>
-      job.run(payload, {
-        taskId: task.id,
-        attempt: task.attempt,
-        maxAttempts: task.maxAttempts,
-        checkpoint: task.checkpoint,
-        progress: reporter.progress,
-        saveCheckpoint: reporter.saveCheckpoint,
-        span
-      })).pipe(
-        Effect.annotateLogs({ taskId: task.id, taskType: task.type, attempt: task.attempt }),
-        Effect.withSpan(`taskfiber.run ${task.type}`, {
-          attributes: { "taskfiber.task_id": task.id, "taskfiber.attempt": task.attempt, "taskfiber.queue": task.queue }
-        }, { captureStackTrace: false }), // a stack trace per task costs an Error object; the name says where
-        // Explicitly interruptible: a fiber forked while a layer is built inherits
-        // an uninterruptible region.
-        Effect.interruptible
-      )
-    const fiber = yield* Effect.forkIn(handler, env.jobScope)
+// Plain code, no generator: this runs once per task, and a generator's frame and
+// iterator cost more than the rest of the setup.
+const runHandler = (
+  env: RunnerEnv,
+  job: AnyJob,
+  task: ClaimedTask,
+  payload: unknown,
+  control: RunControl,
+  hooks: RunHooks
+): Effect.Effect<void> => {
+  const reporter = ProgressReporter.make({ store: env.store, workerId: env.workerId, taskId: task.id })
+  env.reporters.add(reporter)
+  const timeout = job.timeout ?? env.config.jobTimeout
+  const handler = Effect.flatMap(Effect.currentParentSpan, (span) =>
+    job.run(payload, {
+      taskId: task.id,
+      attempt: task.attempt,
+      maxAttempts: task.maxAttempts,
+      checkpoint: task.checkpoint,
+      progress: reporter.progress,
+      saveCheckpoint: reporter.saveCheckpoint,
+      span
+    })).pipe(
+      Effect.annotateLogs({ taskId: task.id, taskType: task.type, attempt: task.attempt }),
+      Effect.withSpan(`taskfiber.run ${task.type}`, {
+        attributes: { "taskfiber.task_id": task.id, "taskfiber.attempt": task.attempt, "taskfiber.queue": task.queue }
+      }, { captureStackTrace: false }), // a stack trace per task costs an Error object; the name says where
+      // Explicitly interruptible: a fiber forked while a layer is built inherits
+      // an uninterruptible region.
+      Effect.interruptible
+    )
+  return Effect.map(Effect.forkIn(handler, env.jobScope), (fiber) => {
     control.handler = fiber
     let timedOut = false
     const timer = setTimeout(() => {
@@ -179,11 +187,12 @@ const runHandler = (env: RunnerEnv, job: AnyJob, task: Task, payload: unknown, c
       settleInBackground(env, task, { ...hooks, onSettled: done }, settle(env, job, task, exit, reporter, control))
     })
   })
+}
 
 const settle = (
   env: RunnerEnv,
   job: AnyJob,
-  task: Task,
+  task: ClaimedTask,
   exit: Exit.Exit<unknown, unknown>,
   reporter: ProgressReporter.ProgressReporter,
   control: RunControl

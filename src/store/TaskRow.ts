@@ -3,12 +3,12 @@
  * (snake_case, timestamps as Date, jsonb parsed), and their domain shapes.
  */
 import type { LastError } from "../domain/Classification.ts"
-import type { Task, TaskEvent } from "../domain/Task.ts"
+import type { ClaimedTask, Task, TaskEvent } from "../domain/Task.ts"
 import type { TaskStatus } from "../domain/TaskStatus.ts"
 
 /** `last_error` as stored. */
 export type StoredError = LastError
-export type { Task, TaskEvent }
+export type { ClaimedTask, Task, TaskEvent }
 
 /** A row of `taskfiber.tasks`. */
 export interface TaskRow {
@@ -34,6 +34,9 @@ export interface TaskRow {
   readonly updated_at: Date
   readonly traceparent: string | null
 }
+
+/** The columns of a task row that {@link toClaimedTask} reads. */
+export type ClaimedRow = Pick<TaskRow, "id" | "queue" | "type" | "payload" | "attempt" | "max_attempts" | "checkpoint">
 
 /** A row of `taskfiber.task_events`. */
 export interface TaskEventRow {
@@ -70,6 +73,17 @@ export const toTask = (r: TaskRow): Task => ({
   finishedAt: r.finished_at,
   updatedAt: r.updated_at,
   traceparent: r.traceparent
+})
+
+/** The claimed task of a (partial) row. */
+export const toClaimedTask = (r: ClaimedRow): ClaimedTask => ({
+  id: r.id,
+  queue: r.queue,
+  type: r.type,
+  payload: r.payload as Task["payload"],
+  attempt: r.attempt,
+  maxAttempts: r.max_attempts,
+  checkpoint: r.checkpoint as Task["checkpoint"]
 })
 
 /** The domain event of a row. */

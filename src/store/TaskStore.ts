@@ -17,7 +17,7 @@ import type { DatabaseError } from "./DatabaseError.ts"
 import { mapSqlError } from "./DatabaseError.ts"
 import { defaultAgeing, type Ageing } from "../domain/Priority.ts"
 import type { TaskStatus } from "../domain/TaskStatus.ts"
-import { type StoredError, type Task, type TaskEvent, type TaskEventRow, type TaskRow, toTask, toTaskEvent } from "./TaskRow.ts"
+import { type ClaimedRow, type ClaimedTask, type StoredError, type Task, type TaskEvent, type TaskEventRow, type TaskRow, toClaimedTask, toTask, toTaskEvent } from "./TaskRow.ts"
 import { newTaskId } from "./TaskId.ts"
 import { InvalidTaskSpec, type TaskSpec, validateSpec } from "./TaskSpec.ts"
 
@@ -87,6 +87,8 @@ export class TaskStore extends Context.Service<TaskStore, {
   readonly list: (options?: ListOptions) => Effect.Effect<TaskPage, DatabaseError>
   /** Claim due tasks by effective priority, `FOR UPDATE SKIP LOCKED`. */
   readonly claim: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<Task>, DatabaseError>
+  /** The same claim, reading only what running the task needs (the supervisor's). */
+  readonly claimToRun: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<ClaimedTask>, DatabaseError>
   /**
    * Renew the leases of a worker — of `ids` only, when given (the tasks it still
    * runs); returns the ids it still holds.
@@ -196,6 +198,20 @@ const make = Effect.gen(function*() {
         Effect.map(tasks),
         mapSqlError,
         Effect.withSpan("TaskStore.claim", { attributes: { limit: o.limit } })
+      )
+    },
+
+    // Seven columns instead of twenty-one: the six timestamps were most of the
+    // client's parsing work per claimed task (and of the server's formatting).
+    claimToRun: (o) => {
+      const ageing = o.ageing ?? defaultAgeing
+      return sql<ClaimedRow>`
+        select id, queue, type, payload, attempt, max_attempts, checkpoint
+          from taskfiber.claim(${o.workerId}, ${o.queues ? [...o.queues] : null}::text[], ${o.limit},
+            ${Math.round(o.leaseMs)}, ${ageing.stepSeconds}, ${ageing.maxBoost}, ${o.asyncCommit === true})`.pipe(
+        Effect.map((rows) => rows.map(toClaimedTask)),
+        mapSqlError,
+        Effect.withSpan("TaskStore.claimToRun", { attributes: { limit: o.limit } })
       )
     },
 
