@@ -172,4 +172,44 @@ it.layer(Env, { timeout: 60_000 })("schema", (it) => {
       const ats = got.value.events.map((e) => e.at.getTime())
       expect([...ats].sort((a, b) => a - b)).toEqual(ats)
     }))
+
+  // A cached plan made once for a large statement carried JIT into every later call
+  // of that connection (370 ms per status change, see schema/005).
+  it.effect("the functions that write tasks never JIT-compile their statements", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const rows = yield* sql<{ name: string; jit: boolean }>`
+        select p.proname as name, coalesce('jit=off' = any(p.proconfig), false) as jit
+          from pg_proc p
+         where p.pronamespace = 'taskfiber'::regnamespace
+           and p.proname in ('tasks_after_insert', 'tasks_after_update', 'tasks_after_delete', 'claim', 'enqueue',
+                             'complete_tasks', 'cancel_tasks', 'release_tasks', 'reap_expired', 'extend_leases')
+         order by p.proname`
+      expect(rows).toHaveLength(10)
+      expect(rows.filter((r) => !r.jit).map((r) => r.name)).toEqual([])
+    }))
+
+  // The claim and the completion take the trigger's short path (005); the retry
+  // takes the general one. Both must relay the same status events.
+  it.effect("with the outbox on, every status change also writes its event to the outbox", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const store = yield* TaskStore.TaskStore
+      yield* sql`update taskfiber.settings set outbox_topic = 'task-status'`
+      const id = yield* newTask("outbox")
+      yield* store.claim({ workerId: "w1", queues: ["outbox"], limit: 1, leaseMs: 60_000 })
+      yield* store.retry("w1", id, { tag: "Flaky", message: "again", classification: "transient" }, 0)
+      yield* store.claimToRun({ workerId: "w2", queues: ["outbox"], limit: 1, leaseMs: 60_000, asyncCommit: true })
+      yield* store.complete("w2", [{ id, result: { ok: 1 } }])
+      const rows = yield* sql<{ topic: string; key: string; payload: { from: string | null; to: string; attempt: number; result: unknown } }>`
+        select topic, key, payload from taskfiber.outbox where key = ${id} order by id`
+      expect(rows.map((r) => [r.topic, r.key, r.payload.from, r.payload.to, r.payload.attempt])).toEqual([
+        ["task-status", id, null, "queued", 0],
+        ["task-status", id, "queued", "running", 1],
+        ["task-status", id, "running", "retrying", 1],
+        ["task-status", id, "retrying", "running", 2],
+        ["task-status", id, "running", "succeeded", 2]
+      ])
+      expect(rows[4]?.payload.result).toEqual({ ok: 1 })
+    }).pipe(Effect.ensuring(Effect.orDie(Effect.flatMap(SqlClient, (sql) => sql`update taskfiber.settings set outbox_topic = null`)))))
 })
