@@ -62,7 +62,8 @@ const log = (line: string) => process.stderr.write(`${line}\n`)
 /** Starts bench/worker.ts for `system`; resolves its reports through `onReport`. */
 const startWorker = (system: System, mode: "drain" | "latency", count: number) => {
   const child = fork(new URL("./worker.ts", import.meta.url), [system.name, mode, String(count), String(concurrency)], {
-    stdio: ["ignore", "inherit", "inherit", "ipc"]
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+    execArgv: [...process.execArgv, ...(system.workerNodeOptions ?? [])]
   })
   const reports: Array<WorkerReport> = []
   const waiters: Array<(r: WorkerReport) => void> = []

@@ -52,6 +52,8 @@ export interface System {
    * per second either way, and the results say how many jobs were used.
    */
   readonly maxJobs?: number
+  /** Node options the system's documentation recommends for a worker process. */
+  readonly workerNodeOptions?: ReadonlyArray<string>
   /**
    * Fresh state: drop and recreate the system's database (or flush its Redis db)
    * and install its schema, so that no run sees another's rows, bloat or caches.
