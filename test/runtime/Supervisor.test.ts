@@ -1,5 +1,5 @@
 import { expect, it } from "@effect/vitest"
-import { Effect, Option, Schema } from "effect"
+import { Deferred, Duration, Effect, Exit, Logger, Option, Queue, References, Schema, Scope } from "effect"
 import * as Job from "../../src/runtime/Job.ts"
 import * as Tasks from "../../src/runtime/Tasks.ts"
 import { TaskStore } from "../../src/store/TaskStore.ts"
@@ -38,5 +38,54 @@ it.layer(Runtime.layer([Echo, Traced]), { timeout: 60_000, excludeTestServices: 
       yield* Runtime.awaitOutcomes(1)
       const task = Option.getOrThrow(yield* Effect.flatMap(TaskStore, (s) => s.get(id))).task
       expect(task.result).toEqual({ span: "taskfiber.run traced", taskId: id })
+    }))
+})
+
+const Quick = Job.define({
+  name: "quick",
+  queue: "logs",
+  payload: Schema.Struct({}),
+  run: () => Effect.void
+})
+
+it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Supervisor logs", (it) => {
+  // A supervisor's lines obey the minimum level it was built with, also those of
+  // its shutdown, which runs on whatever fiber closes its scope (here one without
+  // the level, as when an application disposes a ManagedRuntime).
+  const run = (level: "Warn" | "Info") => {
+    const lines: Array<{ readonly level: string; readonly message: string }> = []
+    const collector = Logger.make((o) => {
+      lines.push({ level: o.logLevel, message: String(Array.isArray(o.message) ? o.message[0] : o.message) })
+    })
+    return Effect.gen(function*() {
+      const started = yield* Deferred.make<void>()
+      const Blocked = Job.define({
+        name: "blocked",
+        queue: "logs",
+        payload: Schema.Struct({}),
+        run: () => Effect.andThen(Deferred.succeed(started, undefined), Effect.never)
+      })
+      const scope = yield* Scope.make()
+      yield* Effect.gen(function*() {
+        const s = yield* Runtime.startSupervisor([Quick, Blocked], { shutdownGrace: Duration.millis(50) })
+        const outcomes = yield* s.outcomes
+        for (let i = 0; i < 3; i++) yield* Tasks.enqueue(Quick, {})
+        for (let i = 0; i < 3; i++) yield* Queue.take(outcomes)
+        yield* Tasks.enqueue(Blocked, {})
+        yield* Deferred.await(started) // running when the scope closes
+      }).pipe(Scope.provide(scope), Effect.provideService(References.MinimumLogLevel, level))
+      yield* Scope.close(scope, Exit.void)
+      return lines
+    }).pipe(Effect.provide(Logger.layer([collector])))
+  }
+
+  it.effect("below Info nothing is logged at Info, shutdown included; at Info every settled task is", () =>
+    Effect.gen(function*() {
+      const quiet = yield* run("Warn")
+      expect(quiet.filter((l) => l.level === "Info" || l.level === "Debug" || l.level === "Trace")).toEqual([])
+      const chatty = yield* run("Info")
+      const messages = chatty.map((l) => l.message)
+      expect(messages.filter((m) => m === "task settled")).toHaveLength(4) // 3 succeeded, 1 released
+      expect(messages).toContain("shutting down: releasing unfinished jobs to the queue")
     }))
 })
