@@ -24,9 +24,11 @@
  *
  *   node bench/run.ts [--only a,b] [--runs 3] [--jobs 20000] [--save] [--label x]
  */
-import { fork } from "node:child_process"
-import { mkdirSync, writeFileSync } from "node:fs"
+import { execFileSync, fork } from "node:child_process"
+import { cpSync, mkdirSync, rmSync, writeFileSync } from "node:fs"
+import { createRequire } from "node:module"
 import os from "node:os"
+import { pathToFileURL } from "node:url"
 import { parseArgs } from "node:util"
 import pg from "pg"
 import { Redis } from "ioredis"
@@ -59,11 +61,28 @@ const big = Number(args.big)
 
 const log = (line: string) => process.stderr.write(`${line}\n`)
 
-/** Starts bench/worker.ts for `system`; resolves its reports through `onReport`. */
+/**
+ * Worker processes run JavaScript compiled from bench/ and src/ into .bench-build/
+ * (git-ignored), as a deployed service runs its build: Node's type stripping,
+ * loaded for the first `.ts` file, would add 20–70 MB to every system's worker RSS.
+ * The schema is copied beside the build, where src/store/Migrations.ts looks for it.
+ */
+const buildWorker = (): URL => {
+  const root = new URL("../", import.meta.url)
+  const out = new URL(".bench-build/", root)
+  rmSync(out, { recursive: true, force: true })
+  const tsc = new URL("bin/tsc", pathToFileURL(createRequire(import.meta.url).resolve("typescript/package.json"))).pathname
+  execFileSync(process.execPath, [tsc, "-p", new URL("tsconfig.json", import.meta.url).pathname], { stdio: "inherit" })
+  cpSync(new URL("schema/", root), new URL("schema/", out), { recursive: true })
+  return new URL("bench/worker.js", out)
+}
+const workerScript = buildWorker()
+
+/** Starts the compiled bench/worker.ts for `system`; resolves its reports through `onReport`. */
 const startWorker = (system: System, mode: "drain" | "latency", count: number) => {
-  const child = fork(new URL("./worker.ts", import.meta.url), [system.name, mode, String(count), String(concurrency)], {
+  const child = fork(workerScript, [system.name, mode, String(count), String(concurrency)], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
-    execArgv: [...process.execArgv, ...(system.workerNodeOptions ?? [])]
+    execArgv: [...(system.workerNodeOptions ?? [])]
   })
   const reports: Array<WorkerReport> = []
   const waiters: Array<(r: WorkerReport) => void> = []
