@@ -13,10 +13,19 @@ import { randomFillSync } from "node:crypto"
 
 const hex: ReadonlyArray<string> = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"))
 const bytes = new Uint8Array(16)
+// Random bytes are drawn 4 kB at a time (as crypto.randomUUID caches its entropy):
+// one randomFillSync per id cost 3.5 µs, a tenth of a bulk enqueue's time per task.
+const pool = new Uint8Array(4096)
+let poolAt = pool.length
 
 /** A new UUIDv7 string (version 7, variant 10xx). */
 export const newTaskId = (now: number = Date.now()): string => {
-  randomFillSync(bytes, 6, 10)
+  if (poolAt + 10 > pool.length) {
+    randomFillSync(pool)
+    poolAt = 0
+  }
+  bytes.set(pool.subarray(poolAt, poolAt + 10), 6)
+  poolAt += 10
   let ms = now
   for (let i = 5; i >= 0; i--) {
     bytes[i] = ms % 256
