@@ -43,6 +43,10 @@ const system = (
   },
   producer: async () => {
     const runtime = ManagedRuntime.make(Taskfiber.services([]).pipe(Layer.provideMerge(database(url, 4)), Layer.provide(quiet)))
+    // Connected (and the schema checked) before the first job, as BullMQ's
+    // waitUntilReady: a ManagedRuntime builds its layers on first use, which put
+    // the connection's start-up into the first job's pickup latency.
+    await runtime.runPromise(Effect.void)
     const enqueue = (payloads: ReadonlyArray<Payload>) =>
       runtime.runPromise(Effect.flatMap(TaskStore, (store) =>
         store.enqueueMany(payloads.map((payload) => ({ type: "noop", payload })))
