@@ -24,7 +24,8 @@ export const newTaskId = (now: number = Date.now()): string => {
     randomFillSync(pool)
     poolAt = 0
   }
-  bytes.set(pool.subarray(poolAt, poolAt + 10), 6)
+  // Copied byte by byte: a subarray view per id would be one more allocation.
+  for (let i = 0; i < 10; i++) bytes[6 + i] = pool[poolAt + i]!
   poolAt += 10
   let ms = now
   for (let i = 5; i >= 0; i--) {
