@@ -9,6 +9,7 @@ import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import * as EmbeddedPostgres from "./EmbeddedPostgres.ts"
 import * as Migrations from "./Migrations.ts"
+import * as Warmup from "./Warmup.ts"
 import { redactSecrets } from "../domain/Redact.ts"
 
 /** Database settings, read from the environment. */
@@ -17,6 +18,8 @@ export interface DatabaseConfig {
   readonly url: Option.Option<Redacted.Redacted<string>>
   /** `DB_POOL_MAX`: connections in the pool. */
   readonly poolMax: number
+  /** `DB_POOL_MIN`: connections kept open (and warmed) while idle; default `DB_POOL_MAX`. */
+  readonly poolMin: number
   /** `EMBEDDED_PG_DIR`: data folder of the embedded server. */
   readonly embeddedDir: string
   /** `EMBEDDED_PG_PORT`: port of the embedded server. */
@@ -30,30 +33,42 @@ export const config: Config.Config<DatabaseConfig> = Config.all({
     Config.map(Option.filter((url) => Redacted.value(url).trim() !== ""))
   ),
   poolMax: Config.Int("DB_POOL_MAX").pipe(Config.withDefault(10)),
+  poolMin: Config.Int("DB_POOL_MIN").pipe(Config.withDefault(-1)),
   embeddedDir: Config.String("EMBEDDED_PG_DIR").pipe(Config.withDefault(".data/postgres")),
   embeddedPort: Config.Int("EMBEDDED_PG_PORT").pipe(Config.withDefault(54329))
 })
 
 /** Pool options beyond the URL. */
 export interface ClientOptions {
+  /** Default 10. */
   readonly poolMax?: number
+  /**
+   * Connections kept open while idle, each warmed once (see Warmup); default
+   * `poolMax`, so that no task meets a connection opened on demand. A negative
+   * value means the default.
+   */
+  readonly poolMin?: number
   readonly applicationName?: string
 }
 
-/** A migrated client for a server at `url`. */
+/** A migrated client for a server at `url`, its kept connections warmed. */
 export const layerUrl = (
   url: Redacted.Redacted<string>,
   options: ClientOptions = {}
-): Layer.Layer<PgClient.PgClient | SqlClient, Migrations.MigrationFailed | SqlError> =>
-  Layer.effectDiscard(Migrations.run).pipe(
+): Layer.Layer<PgClient.PgClient | SqlClient, Migrations.MigrationFailed | SqlError> => {
+  const poolMax = options.poolMax ?? 10
+  const poolMin = Math.min(poolMax, options.poolMin === undefined || options.poolMin < 0 ? poolMax : options.poolMin)
+  return Layer.effectDiscard(Effect.andThen(Migrations.run, Warmup.warmConnections(poolMin))).pipe(
     Layer.provideMerge(
       PgClient.layer({
         url,
-        maxConnections: options.poolMax ?? 10,
+        maxConnections: poolMax,
+        minConnections: poolMin,
         applicationName: options.applicationName ?? "taskfiber"
       })
     )
   )
+}
 
 /**
  * The database from {@link config}: `DATABASE_URL` when set, else an embedded
@@ -67,7 +82,7 @@ export const layer: Layer.Layer<
     const cfg = yield* config
     if (Option.isSome(cfg.url)) {
       yield* Effect.logInfo("using PostgreSQL", { url: redactSecrets(Redacted.value(cfg.url.value)) })
-      return layerUrl(cfg.url.value, { poolMax: cfg.poolMax })
+      return layerUrl(cfg.url.value, { poolMax: cfg.poolMax, poolMin: cfg.poolMin })
     }
     const embedded = yield* EmbeddedPostgres.acquire({
       dataDir: cfg.embeddedDir,
@@ -80,6 +95,6 @@ export const layer: Layer.Layer<
         : "using the embedded PostgreSQL already running on this data folder (DATABASE_URL not set)",
       { dataDir: embedded.dataDir, port: embedded.port }
     )
-    return layerUrl(embedded.url, { poolMax: cfg.poolMax })
+    return layerUrl(embedded.url, { poolMax: cfg.poolMax, poolMin: cfg.poolMin })
   })
 )

@@ -191,6 +191,19 @@ it.layer(Env, { timeout: 60_000 })("schema", (it) => {
       expect(rows.filter((r) => !r.jit).map((r) => r.name)).toEqual([])
     }))
 
+  // A connection whose first claim moved one task planned the trigger's join of
+  // its transition tables as a nested loop, kept for the session: every later
+  // claim of 500 compared 500 × 500 rows (see schema/006).
+  it.effect("the status-change trigger never plans its transition tables' join as a nested loop", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const rows = yield* sql<{ config: ReadonlyArray<string> | null }>`
+        select p.proconfig as config from pg_proc p
+         where p.pronamespace = 'taskfiber'::regnamespace and p.proname = 'tasks_after_update'`
+      expect(rows).toHaveLength(1)
+      expect(rows[0]?.config).toContain("enable_nestloop=off")
+    }))
+
   // The claim and the completion take the trigger's short path (005); the retry
   // takes the general one. Both must relay the same status events.
   it.effect("with the outbox on, every status change also writes its event to the outbox", () =>

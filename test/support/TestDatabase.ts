@@ -45,6 +45,6 @@ export const scopedDatabase = Effect.acquireRelease(
 export const layer = (options: Database.ClientOptions = {}) =>
   Layer.unwrap(
     Effect.map(scopedDatabase, (name) =>
-      Database.layerUrl(Redacted.make(urlForDatabase(serverUrl(), name)), { poolMax: 20, ...options })
+      Database.layerUrl(Redacted.make(urlForDatabase(serverUrl(), name)), { poolMax: 20, poolMin: 2, ...options })
     )
   )

@@ -1,0 +1,16 @@
+-- taskfiber 006: the status-change trigger's plans hold for batches of any size.
+--
+-- A statement trigger's queries read its transition tables, whose size the planner
+-- takes from the rows they hold when the query is first planned; PL/pgSQL then
+-- keeps that plan for the session. When a connection's first claim (or completion)
+-- changed one task, tasks_after_update's join of new_rows to old_rows was planned
+-- as a nested loop, and every later claim of 500 on that connection compared
+-- 500 × 500 rows: a worker draining 20,000 tasks took 4.7–7.4 s instead of
+-- 1.4–1.7 s (one backend, claim 500 + complete, each committed; PostgreSQL 15).
+-- A worker whose first claim finds one task, then meets a burst, hit exactly this;
+-- so did Warmup's claim of one task per connection.
+--
+-- Hash joins are linear at every size and cost nothing measurable for one row.
+-- (Re-planning on every call with EXECUTE would also fix it, at ~0.1 ms a
+-- statement; pinning the plan costs one setting per call.)
+alter function taskfiber.tasks_after_update() set enable_nestloop = off;
