@@ -29,7 +29,9 @@ import * as Taskfiber from "../Taskfiber.ts"
 import * as JobsModule from "./jobsModule.ts"
 import * as Render from "./render.ts"
 
-const Store = TaskStore.layer.pipe(Layer.provideMerge(Database.layer))
+// One-shot commands: no idle connections kept, none warmed.
+const OneShotDatabase = Database.layerWith({ poolMin: 0 })
+const Store = TaskStore.layer.pipe(Layer.provideMerge(OneShotDatabase))
 
 /**
  * A failure already told to the user on stderr: exit code 1, and `runMain` does
@@ -203,7 +205,7 @@ const status = Command.make("status", {
 // migrate
 
 const migrate = Command.make("migrate", {}, () =>
-  Console.log("taskfiber: schema up to date").pipe(Effect.provide(Database.layer), Effect.catch(report("")))).pipe(
+  Console.log("taskfiber: schema up to date").pipe(Effect.provide(OneShotDatabase), Effect.catch(report("")))).pipe(
   Command.withDescription("Apply pending migrations from schema/ and exit")
 )
 

@@ -73,28 +73,35 @@ export const layerUrl = (
 /**
  * The database from {@link config}: `DATABASE_URL` when set, else an embedded
  * PostgreSQL in `EMBEDDED_PG_DIR` (logged, so a newcomer knows where the data is).
+ * `overrides` replace the configured pool sizes (a one-shot command keeps no idle
+ * connections).
  */
-export const layer: Layer.Layer<
+export const layerWith = (overrides: Pick<ClientOptions, "poolMax" | "poolMin"> = {}): Layer.Layer<
   PgClient.PgClient | SqlClient,
   Migrations.MigrationFailed | SqlError | EmbeddedPostgres.EmbeddedPostgresError | Config.ConfigError
-> = Layer.unwrap(
-  Effect.gen(function*() {
-    const cfg = yield* config
-    if (Option.isSome(cfg.url)) {
-      yield* Effect.logInfo("using PostgreSQL", { url: redactSecrets(Redacted.value(cfg.url.value)) })
-      return layerUrl(cfg.url.value, { poolMax: cfg.poolMax, poolMin: cfg.poolMin })
-    }
-    const embedded = yield* EmbeddedPostgres.acquire({
-      dataDir: cfg.embeddedDir,
-      port: cfg.embeddedPort,
-      persistent: true
+> =>
+  Layer.unwrap(
+    Effect.gen(function*() {
+      const cfg = yield* config
+      const pool = { poolMax: cfg.poolMax, poolMin: cfg.poolMin, ...overrides }
+      if (Option.isSome(cfg.url)) {
+        yield* Effect.logInfo("using PostgreSQL", { url: redactSecrets(Redacted.value(cfg.url.value)) })
+        return layerUrl(cfg.url.value, pool)
+      }
+      const embedded = yield* EmbeddedPostgres.acquire({
+        dataDir: cfg.embeddedDir,
+        port: cfg.embeddedPort,
+        persistent: true
+      })
+      yield* Effect.logInfo(
+        embedded.started
+          ? "using embedded PostgreSQL (DATABASE_URL not set)"
+          : "using the embedded PostgreSQL already running on this data folder (DATABASE_URL not set)",
+        { dataDir: embedded.dataDir, port: embedded.port }
+      )
+      return layerUrl(embedded.url, pool)
     })
-    yield* Effect.logInfo(
-      embedded.started
-        ? "using embedded PostgreSQL (DATABASE_URL not set)"
-        : "using the embedded PostgreSQL already running on this data folder (DATABASE_URL not set)",
-      { dataDir: embedded.dataDir, port: embedded.port }
-    )
-    return layerUrl(embedded.url, { poolMax: cfg.poolMax, poolMin: cfg.poolMin })
-  })
-)
+  )
+
+/** {@link layerWith} the configured pool sizes. */
+export const layer = layerWith()

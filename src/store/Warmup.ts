@@ -26,7 +26,7 @@ class RolledBack extends Data.TaggedError("RolledBack")<{}> {}
 
 /**
  * Runs the hot path once on each of `connections` pool connections (concurrent
- * transactions hold distinct connections), leaving nothing behind.
+ * transactions hold distinct connections), leaving nothing behind. 0: nothing.
  */
 export const warmConnections = (connections: number): Effect.Effect<void, never, SqlClient> =>
   Effect.gen(function*() {
@@ -42,7 +42,7 @@ export const warmConnections = (connections: number): Effect.Effect<void, never,
       return yield* new RolledBack()
     }))
     yield* Effect.forEach(
-      Array.from({ length: Math.max(1, connections) }),
+      Array.from({ length: connections }),
       () =>
         once.pipe(
           Effect.catchTag("RolledBack", () => Effect.void),
