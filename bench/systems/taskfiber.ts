@@ -29,7 +29,9 @@ const system = (
   name: string,
   settings: string,
   url: string,
-  config: (concurrency: number) => Partial<RuntimeConfig>
+  config: (concurrency: number) => Partial<RuntimeConfig>,
+  // Tasks enqueued with removeOnComplete: deleted on success, no happy-path history.
+  removeOnComplete = false
 ): System => ({
   name,
   settings: `${settings}, node ${workerNodeOptions.join(" ")}`,
@@ -49,7 +51,7 @@ const system = (
     await runtime.runPromise(Effect.void)
     const enqueue = (payloads: ReadonlyArray<Payload>) =>
       runtime.runPromise(Effect.flatMap(TaskStore, (store) =>
-        store.enqueueMany(payloads.map((payload) => ({ type: "noop", payload })))
+        store.enqueueMany(payloads.map((payload) => (removeOnComplete ? { type: "noop", payload, removeOnComplete } : { type: "noop", payload })))
       ))
     return {
       addBulk: async (payloads) => void (await enqueue(payloads)),
@@ -61,6 +63,7 @@ const system = (
     const noop = Job.define({
       name: "noop",
       payload: NoopPayload,
+      removeOnComplete,
       run: (payload) => Effect.sync(() => onJob(payload))
     })
     const runtime = ManagedRuntime.make(
@@ -85,12 +88,22 @@ const system = (
   }
 })
 
-/** taskfiber in its default configuration and with a local prefetch buffer (the high-throughput setting). */
+/**
+ * taskfiber in its default configuration, with a local prefetch buffer (the
+ * high-throughput setting), and with that buffer and tasks that leave on success.
+ */
 export const factory: SystemFactory = (targets) => [
   system("taskfiber", "defaults (PREFETCH=0), MAX_CONCURRENT_JOBS=10", targets.databaseUrl, (concurrency) => ({ maxConcurrentJobs: concurrency })),
   system("taskfiber-fast", "PREFETCH=1000, CLAIM_BATCH=500, MAX_CONCURRENT_JOBS=10", targets.databaseUrl, (concurrency) => ({
     maxConcurrentJobs: concurrency,
     prefetch: 1000,
     claimBatch: 500
-  }))
+  })),
+  // A separate row, never the default: graphile-worker's data model (a job leaves on
+  // success, no history), as BullMQ's removeOnComplete.
+  system("taskfiber-lean", "PREFETCH=1000, CLAIM_BATCH=500, MAX_CONCURRENT_JOBS=10, removeOnComplete", targets.databaseUrl, (concurrency) => ({
+    maxConcurrentJobs: concurrency,
+    prefetch: 1000,
+    claimBatch: 500
+  }), true)
 ]

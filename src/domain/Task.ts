@@ -77,7 +77,9 @@ export const Task = Schema.Struct({
   startedAt: Schema.NullOr(DateInput),
   finishedAt: Schema.NullOr(DateInput),
   updatedAt: DateInput,
-  traceparent: Schema.NullOr(Schema.String)
+  traceparent: Schema.NullOr(Schema.String),
+  /** Deleted by the statement that completes it; no history of its happy path. */
+  removeOnComplete: Schema.Boolean
 })
 
 /**
@@ -136,7 +138,12 @@ export const EnqueueSpec = Schema.Struct({
   dedupeKey: Schema.optional(DedupeKey),
   runAt: Schema.optional(DateInput),
   delayMs: Schema.optional(Count),
-  traceparent: Schema.optional(Schema.String)
+  traceparent: Schema.optional(Schema.String),
+  /**
+   * Delete the task when it succeeds (BullMQ's `removeOnComplete`): it keeps no
+   * history of its happy path; retries, failures and dead letters are recorded.
+   */
+  removeOnComplete: Schema.optional(Schema.Boolean)
 }).check(Schema.makeFilter((spec) =>
   spec.runAt === undefined || spec.delayMs === undefined
     ? undefined

@@ -37,6 +37,13 @@ export interface JobOptions<Name extends string, P, A, E> {
   readonly queue?: string
   /** Default: transient unless marked permanent (`Classification.classify`). */
   readonly classify?: Classifier
+  /**
+   * Its tasks are deleted by the statement that completes them, and keep no history
+   * of their happy path (BullMQ's `removeOnComplete`; graphile-worker does this for
+   * every job). Retries, failures and dead letters are recorded as for any task.
+   * Default false: every task stays, with its history.
+   */
+  readonly removeOnComplete?: boolean
 }
 
 /** A defined job. */
@@ -49,6 +56,7 @@ export interface Job<Name extends string = string, P = any, A = unknown, E = unk
   readonly priority: number
   readonly queue: string
   readonly classify: Classifier
+  readonly removeOnComplete: boolean
 }
 
 /** Any job, its types erased (registries hold these). */
@@ -65,6 +73,7 @@ export const define = <const Name extends string, P, A, E>(options: JobOptions<N
     timeout: options.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout),
     priority: options.priority ?? 0,
     queue: options.queue ?? "default",
-    classify: options.classify ?? classify
+    classify: options.classify ?? classify,
+    removeOnComplete: options.removeOnComplete ?? false
   }
 }

@@ -21,6 +21,8 @@ export interface EnqueueOptions {
   readonly dedupeKey?: string
   readonly maxAttempts?: number
   readonly traceparent?: string
+  /** Overrides the job's `removeOnComplete`. */
+  readonly removeOnComplete?: boolean
 }
 
 const spec = (job: Job<string, any>, payload: unknown, o: EnqueueOptions): TaskSpec => ({
@@ -33,7 +35,8 @@ const spec = (job: Job<string, any>, payload: unknown, o: EnqueueOptions): TaskS
   ...(o.delayMs === undefined ? {} : { delayMs: o.delayMs }),
   ...(o.runAt === undefined ? {} : { runAt: o.runAt }),
   ...(o.dedupeKey === undefined ? {} : { dedupeKey: o.dedupeKey }),
-  ...(o.traceparent === undefined ? {} : { traceparent: o.traceparent })
+  ...(o.traceparent === undefined ? {} : { traceparent: o.traceparent }),
+  ...((o.removeOnComplete ?? job.removeOnComplete) ? { removeOnComplete: true } : {})
 })
 
 const encodePayload = <P>(job: Job<string, P>, payload: unknown, decodeFirst: boolean) =>

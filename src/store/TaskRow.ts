@@ -33,6 +33,7 @@ export interface TaskRow {
   readonly finished_at: Date | null
   readonly updated_at: Date
   readonly traceparent: string | null
+  readonly remove_on_complete: boolean
 }
 
 /** The columns of a task row that {@link toClaimedTask} reads. */
@@ -72,7 +73,8 @@ export const toTask = (r: TaskRow): Task => ({
   startedAt: r.started_at,
   finishedAt: r.finished_at,
   updatedAt: r.updated_at,
-  traceparent: r.traceparent
+  traceparent: r.traceparent,
+  removeOnComplete: r.remove_on_complete
 })
 
 /** The claimed task of a (partial) row. */

@@ -31,6 +31,7 @@ export interface SpecRow {
   readonly delay_ms?: number
   readonly dedupe_key?: string
   readonly traceparent?: string
+  readonly remove_on_complete?: boolean
 }
 
 const decode = Schema.decodeUnknownExit(EnqueueSpec)
@@ -60,8 +61,8 @@ const isLength = (v: unknown, min: number, max: number): v is string =>
   typeof v === "string" && v.length >= min && v.length <= max
 
 /**
- * The common spec — `type`, and maybe `queue`, `payload`, `priority` — checked by
- * hand: the Schema decoder costs about 10 µs a spec, a third of a bulk enqueue.
+ * The common spec — `type`, and maybe `queue`, `payload`, `priority`,
+ * `removeOnComplete` — checked by hand: the Schema decoder costs about 10 µs a spec, a third of a bulk enqueue.
  * It accepts only what `EnqueueSpec` accepts (a subset: anything else, valid or
  * not, goes to the decoder, which also words the errors); a property test checks
  * that both agree.
@@ -70,19 +71,23 @@ export const fastSpec = (spec: unknown, newId: () => string): SpecRow | undefine
   if (typeof spec !== "object" || spec === null || Array.isArray(spec)) return undefined
   const s = spec as Record<string, unknown>
   for (const key in s) {
-    if (key !== "type" && key !== "queue" && key !== "payload" && key !== "priority") return undefined
+    if (key !== "type" && key !== "queue" && key !== "payload" && key !== "priority" && key !== "removeOnComplete") {
+      return undefined
+    }
   }
-  const { type, queue, payload, priority } = s
+  const { type, queue, payload, priority, removeOnComplete } = s
   if (!isLength(type, 1, 255)) return undefined
   if (queue !== undefined && !isLength(queue, 1, 128)) return undefined
   if (priority !== undefined && !(Number.isInteger(priority) && (priority as number) >= PRIORITY_MIN && (priority as number) <= PRIORITY_MAX)) return undefined
-  return {
+  if (removeOnComplete !== undefined && typeof removeOnComplete !== "boolean") return undefined
+  const row: SpecRow = {
     id: newId(),
     queue: queue ?? "default",
     type,
     payload: payload === undefined ? {} : payload,
     priority: (priority as number | undefined) ?? 0
   }
+  return removeOnComplete === true ? { ...row, remove_on_complete: true } : row
 }
 
 /** Validates one spec and turns it into the row the SQL reads. */
@@ -111,6 +116,7 @@ export const validateSpec = (spec: unknown, index: number, newId: () => string):
     ...(s.runAt === undefined ? {} : { run_at: s.runAt.toISOString() }),
     ...(s.delayMs === undefined ? {} : { delay_ms: s.delayMs }),
     ...(s.dedupeKey === undefined ? {} : { dedupe_key: s.dedupeKey }),
-    ...(s.traceparent === undefined ? {} : { traceparent: s.traceparent })
+    ...(s.traceparent === undefined ? {} : { traceparent: s.traceparent }),
+    ...(s.removeOnComplete === true ? { remove_on_complete: true } : {})
   }
 }

@@ -80,7 +80,8 @@ describe("Task", () => {
     startedAt: "2030-01-01T00:00:01.000Z",
     finishedAt: null,
     updatedAt: "2030-01-01T00:00:02.000Z",
-    traceparent: null
+    traceparent: null,
+    removeOnComplete: false
   }
 
   it("decodes a stored row", () => {

@@ -13,7 +13,8 @@ const SpecLike = Schema.Struct({
   queue: Schema.optional(Schema.Union([Schema.String, Schema.Number])),
   payload: Schema.optional(Schema.Json),
   priority: Schema.optional(Schema.Union([Schema.Int, Schema.Number, Schema.String])),
-  delayMs: Schema.optional(Anything)
+  delayMs: Schema.optional(Anything),
+  removeOnComplete: Schema.optional(Schema.Union([Schema.Boolean, Schema.String, Schema.Null]))
 })
 
 describe("task specs", () => {
@@ -24,13 +25,22 @@ describe("task specs", () => {
     expect(Exit.isSuccess(decoded)).toBe(true)
     if (Exit.isSuccess(decoded)) {
       const d = decoded.value
-      expect(fast).toEqual({ id: fixedId(), queue: d.queue, type: d.type, payload: d.payload, priority: d.priority })
+      expect(fast).toEqual({
+        id: fixedId(),
+        queue: d.queue,
+        type: d.type,
+        payload: d.payload,
+        priority: d.priority,
+        ...(d.removeOnComplete === true ? { remove_on_complete: true } : {})
+      })
     }
   })
 
   it("takes the common spec by hand and leaves everything else to the schema", () => {
     expect(fastSpec({ type: "t", payload: { a: 1 } }, fixedId)).toEqual({ id: fixedId(), queue: "default", type: "t", payload: { a: 1 }, priority: 0 })
     expect(fastSpec({ type: "t", delayMs: 5 }, fixedId)).toBeUndefined()
+    expect(fastSpec({ type: "t", removeOnComplete: true }, fixedId)).toMatchObject({ remove_on_complete: true })
+    expect(fastSpec({ type: "t", removeOnComplete: "yes" }, fixedId)).toBeUndefined()
     expect(fastSpec({ type: "", payload: {} }, fixedId)).toBeUndefined()
     expect(fastSpec({ type: "t", priority: 1001 }, fixedId)).toBeUndefined()
     const bad = validateSpec({ type: "t", priority: 1001 }, 3, fixedId)
