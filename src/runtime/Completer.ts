@@ -15,11 +15,22 @@
  * Memory is bounded by the caller: the supervisor holds at most a fixed number of
  * tasks in the instance, and every pending completion is one of them.
  */
-import { Cause, Effect, Exit, Queue, Scope } from "effect"
+import { Cause, Data, Effect, Exit, Queue, Scope } from "effect"
 import { DatabaseError } from "../store/DatabaseError.ts"
 import type { TaskStore } from "../store/TaskStore.ts"
 
-/** `undefined`: committed; otherwise why not (a DatabaseError, or a defect). */
+/**
+ * The completion committed, but the task was not among those it completed: by
+ * then the worker no longer held it (its lease had expired and it was reaped, or it
+ * was cancelled). Its success is not recorded; whoever holds it now decides.
+ */
+export class TaskNotHeld extends Data.TaggedError("TaskNotHeld")<{ readonly taskId: string }> {
+  override get message() {
+    return `task ${this.taskId} was no longer held by this worker (reaped or cancelled); its success is not recorded`
+  }
+}
+
+/** `undefined`: committed; otherwise why not (TaskNotHeld, a DatabaseError, or a defect). */
 export type CompletionFailure = unknown
 
 interface Item {
@@ -33,7 +44,7 @@ export interface Completer {
   /** Queues the task's success; `done` is called once its statement committed (or failed). */
   readonly push: (id: string, result: unknown, done: (failure: CompletionFailure | undefined) => void) => void
   /** The same as an effect: succeeds when the task's completion is committed. */
-  readonly complete: (id: string, result: unknown) => Effect.Effect<void, DatabaseError>
+  readonly complete: (id: string, result: unknown) => Effect.Effect<void, DatabaseError | TaskNotHeld>
 }
 
 /** A completer whose writers live in `scope`; at most `maxBatch` tasks per statement. */
@@ -51,8 +62,14 @@ export const make = (options: {
       Effect.map(
         Effect.exit(options.store.complete(options.workerId, batch.map((item) => ({ id: item.id, result: item.result })))),
         (exit) => {
-          const failure = Exit.isSuccess(exit) ? undefined : Cause.squash(exit.cause) ?? "completion failed"
-          for (const item of batch) item.done(failure)
+          if (Exit.isFailure(exit)) {
+            const failure = Cause.squash(exit.cause) ?? "completion failed"
+            for (const item of batch) item.done(failure)
+            return
+          }
+          // Every id the statement completed; the others were not held any more.
+          const completed = new Set(exit.value)
+          for (const item of batch) item.done(completed.has(item.id) ? undefined : new TaskNotHeld({ taskId: item.id }))
         }
       )
     const writer = Effect.forever(Effect.gen(function*() {
@@ -74,9 +91,15 @@ export const make = (options: {
     return {
       push,
       complete: (id, result) =>
-        Effect.callback<void, DatabaseError>((resume) => {
+        Effect.callback<void, DatabaseError | TaskNotHeld>((resume) => {
           push(id, result, (failure) =>
-            resume(failure === undefined ? Effect.void : failure instanceof DatabaseError ? Effect.fail(failure) : Effect.die(failure)))
+            resume(
+              failure === undefined
+                ? Effect.void
+                : failure instanceof DatabaseError || failure instanceof TaskNotHeld
+                ? Effect.fail(failure)
+                : Effect.die(failure)
+            ))
         })
     }
   })

@@ -28,7 +28,7 @@ import * as RetryPolicy from "../domain/RetryPolicy.ts"
 import type { ClaimedTask } from "../domain/Task.ts"
 import type { DatabaseError } from "../store/DatabaseError.ts"
 import type { TaskStore } from "../store/TaskStore.ts"
-import type { Completer } from "./Completer.ts"
+import { type Completer, TaskNotHeld } from "./Completer.ts"
 import type { AnyJob } from "./Job.ts"
 import type { JobRegistry } from "./JobRegistry.ts"
 import * as ProgressReporter from "./ProgressReporter.ts"
@@ -84,12 +84,15 @@ export interface RunHooks {
 }
 
 // The settling statement failed (database down): the lease will expire and the
-// reaper will retry the task. Nothing is lost; say so.
+// reaper will retry the task. Nothing is lost; say so. Or the completion found the
+// task held no more (reaped or cancelled meanwhile): its holder decides.
 const abandoned = (task: ClaimedTask) => (error: unknown) =>
-  Effect.logError("task not settled; its lease will expire and it will be retried", {
-    taskId: task.id,
-    error: error instanceof Error ? error.message : String(error)
-  }).pipe(Effect.as<Outcome>("abandoned"))
+  (error instanceof TaskNotHeld
+    ? Effect.logWarning("task succeeded after this worker lost it; the success is not recorded", { taskId: task.id })
+    : Effect.logError("task not settled; its lease will expire and it will be retried", {
+      taskId: task.id,
+      error: error instanceof Error ? error.message : String(error)
+    })).pipe(Effect.as<Outcome>("abandoned"))
 
 /** Runs a settling effect in a fiber of its own, uninterruptible, then reports. */
 const settleInBackground = (env: RunnerEnv, task: ClaimedTask, hooks: RunHooks, effect: Effect.Effect<Outcome, DatabaseError>) => {
@@ -201,8 +204,10 @@ const settle = (
     const { store, workerId } = env
     if (Exit.isSuccess(exit)) {
       yield* reporter.flush
-      yield* env.completer.complete(task.id, exit.value === undefined ? null : exit.value)
-      return "succeeded" as Outcome
+      return yield* env.completer.complete(task.id, exit.value === undefined ? null : exit.value).pipe(
+        Effect.as<Outcome>("succeeded"),
+        Effect.catchTag("TaskNotHeld", abandoned(task))
+      )
     }
     const why = control.stopReason
     if (Cause.hasInterruptsOnly(exit.cause) && why !== undefined) {

@@ -130,4 +130,23 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("pr
       expect(t.task).toMatchObject({ status: "succeeded", attempt: 2 })
       expect(t.events.map((e) => e.to)).toEqual(["queued", "running", "retrying", "running", "succeeded"])
     }).pipe(Effect.scoped))
+
+  // The completion statement completes only tasks the worker still holds; one that
+  // was cancelled (or reaped) between the handler's start and its completion is not
+  // reported as a success.
+  it.effect("a success whose task was cancelled meanwhile is reported abandoned, and the task stays cancelled", () =>
+    Effect.gen(function*() {
+      const store = yield* TaskStore
+      const Lost = Job.define({
+        name: "lost", queue: "lost", payload: Schema.Struct({}),
+        // Cancelled in the database alone, as by another instance whose bus message
+        // has not arrived: the handler returns a success all the same.
+        run: (_, ctx) => Effect.asVoid(Effect.orDie(store.cancel([ctx.taskId], "cancelled elsewhere")))
+      })
+      const { id } = yield* Tasks.enqueue(Lost, {})
+      const s = yield* Runtime.startSupervisor([Lost], { prefetch: 10, claimBatch: 10 })
+      const [o] = yield* Runtime.outcomesOf(s, 1)
+      expect(o).toEqual({ taskId: id, outcome: "abandoned" })
+      expect((yield* getTask(id)).task.status).toBe("cancelled")
+    }).pipe(Effect.scoped))
 })
