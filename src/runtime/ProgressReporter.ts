@@ -25,42 +25,53 @@ export interface ProgressReporter {
 }
 
 /**
- * A reporter for one run of a task. Plain state, no fiber and no allocation beyond
- * the object until the handler first reports: most handlers never do, and a
- * worker draining thousands of tasks a second pays nothing for the feature.
+ * A reporter for one run of a task. Plain state, no fiber, and nothing beyond the
+ * object and its two report functions until the handler first reports: most
+ * handlers never do, and a worker draining thousands of tasks a second pays
+ * nothing more for the feature. On its first report it joins `active`, the set
+ * the supervisor's flusher writes.
  */
 export const make = (options: {
   readonly store: TaskStore["Service"]
   readonly workerId: string
   readonly taskId: string
+  readonly active: Set<ProgressReporter>
 }): ProgressReporter => {
   let pending: Pending = {}
   let hasPending = false
   // Flusher and runner never write the same task at once (order of values): the
-  // lock exists from the first report on; before that there is nothing to write.
-  let lock: Semaphore.Semaphore | undefined
-  const write = Effect.suspend(() => {
-    if (!hasPending) return Effect.void
-    const update = pending
-    pending = {}
-    hasPending = false
-    return options.store.recordProgress(options.workerId, options.taskId, update).pipe(
-      Effect.andThen(Effect.logDebug("progress saved", { taskId: options.taskId, checkpoint: "checkpoint" in update })),
-      Effect.catch((error) => Effect.logWarning("progress not saved", { taskId: options.taskId, error: error.message }))
-    )
-  })
+  // lock and the write exist from the first report on; before that there is
+  // nothing to write.
+  let locked: Effect.Effect<void> | undefined
+  const write = () =>
+    Effect.suspend(() => {
+      if (!hasPending) return Effect.void
+      const update = pending
+      pending = {}
+      hasPending = false
+      return options.store.recordProgress(options.workerId, options.taskId, update).pipe(
+        Effect.andThen(Effect.logDebug("progress saved", { taskId: options.taskId, checkpoint: "checkpoint" in update })),
+        Effect.catch((error) => Effect.logWarning("progress not saved", { taskId: options.taskId, error: error.message }))
+      )
+    })
   const report = (key: keyof Pending, value: unknown) =>
     Effect.sync(() => {
       pending = { ...pending, [key]: value }
       hasPending = true
-      lock ??= Semaphore.makeUnsafe(1)
+      if (locked === undefined) {
+        locked = Semaphore.makeUnsafe(1).withPermit(write())
+        options.active.add(reporter)
+      }
     })
-  return {
+  const reporter: ProgressReporter = {
     progress: (value) => report("progress", value),
     saveCheckpoint: (value) => report("checkpoint", value),
-    flush: Effect.suspend(() => (lock === undefined ? Effect.void : lock.withPermit(write))),
+    get flush() {
+      return locked ?? Effect.void
+    },
     get used() {
-      return lock !== undefined
+      return locked !== undefined
     }
   }
+  return reporter
 }

@@ -45,8 +45,11 @@ const idleRecheck = Duration.seconds(30)
 interface Running extends TaskRunner.RunControl {
   readonly task: ClaimedTask
   phase: "buffered" | "running" | "settling"
-  /** Done once the task's outcome is written (or abandoned). */
-  readonly settled: Deferred.Deferred<void>
+  /**
+   * Done once the task's outcome is written (or abandoned). Made only when the
+   * shutdown waits for the task: a Deferred per task cost an allocation on every run.
+   */
+  settled: Deferred.Deferred<void> | undefined
 }
 
 /** The supervisor service. */
@@ -124,7 +127,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         running.delete(entry.task.id)
         Queue.offerUnsafe(outcomes, { taskId: entry.task.id, outcome })
         if (logsSettled) Queue.offerUnsafe(settledLog, { task: entry.task, outcome })
-        Deferred.doneUnsafe(entry.settled, Exit.void)
+        if (entry.settled !== undefined) Deferred.doneUnsafe(entry.settled, Exit.void)
         Queue.offerUnsafe(wake, undefined)
       }
     })
@@ -176,12 +179,11 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       }
     })
 
-    const hold = (task: ClaimedTask) =>
-      Effect.sync(() => {
-        const entry: Running = { task, phase: "buffered", stopReason: undefined, settled: Deferred.makeUnsafe<void>() }
-        running.set(task.id, entry)
-        buffer.push(entry)
-      })
+    const hold = (task: ClaimedTask) => {
+      const entry: Running = { task, phase: "buffered", stopReason: undefined, settled: undefined }
+      running.set(task.id, entry)
+      buffer.push(entry)
+    }
 
     /** Drops a buffered task (cancelled or lost); true if it was buffered. */
     const unbuffer = (entry: Running) => {
@@ -220,7 +222,10 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         if (limit <= 0) continue
         // Uninterruptible: a claimed task is held here before anything can stop us.
         const tasks = yield* Effect.uninterruptible(
-          Effect.tap(store.claimToRun({ workerId, queues: qs, limit, leaseMs, asyncCommit: true }), (tasks) => Effect.forEach(tasks, hold))
+          Effect.tap(store.claimToRun({ workerId, queues: qs, limit, leaseMs, asyncCommit: true }), (tasks) =>
+            Effect.sync(() => {
+              for (const task of tasks) hold(task)
+            }))
         )
         yield* pump
         budget -= tasks.length
@@ -334,7 +339,10 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
           )
         )
       }
-      const allSettled = () => Effect.forEach([...running.values()], (r) => Deferred.await(r.settled), { discard: true })
+      // An entry still here has not settled yet (settling removes it), so a Deferred
+      // made now is completed by its onSettled.
+      const allSettled = () =>
+        Effect.forEach([...running.values()], (r) => Deferred.await(r.settled ??= Deferred.makeUnsafe<void>()), { discard: true })
       if (running.size > 0) {
         yield* Effect.logInfo("shutting down: waiting for running jobs", { running: running.size, graceMs: Duration.toMillis(config.shutdownGrace) })
         yield* allSettled().pipe(

@@ -64,7 +64,7 @@ export interface RunnerEnv {
   readonly workerId: string
   /** Batched success (see Completer). */
   readonly completer: Completer
-  /** Reporters of the running tasks, flushed by the supervisor's progress flusher. */
+  /** Reporters of the running tasks that reported, flushed by the supervisor's progress flusher. */
   readonly reporters: Set<ProgressReporter.ProgressReporter>
   /** Handler fibers live here (closed after the graceful shutdown). */
   readonly jobScope: Scope.Scope
@@ -128,6 +128,15 @@ export const start = (env: RunnerEnv, task: ClaimedTask, control: RunControl, ho
     return runHandler(env, job, task, decoded.value, control, hooks)
   })
 
+const spanNames = new WeakMap<AnyJob, string>()
+const spanName = (job: AnyJob): string => {
+  let name = spanNames.get(job)
+  if (name === undefined) spanNames.set(job, name = `taskfiber.run ${job.name}`)
+  return name
+}
+// A stack trace per task costs an Error object; the span's name says where.
+const noStackTrace = { captureStackTrace: false } as const
+
 // Plain code, no generator: this runs once per task, and a generator's frame and
 // iterator cost more than the rest of the setup.
 const runHandler = (
@@ -138,23 +147,29 @@ const runHandler = (
   control: RunControl,
   hooks: RunHooks
 ): Effect.Effect<void> => {
-  const reporter = ProgressReporter.make({ store: env.store, workerId: env.workerId, taskId: task.id })
-  env.reporters.add(reporter)
+  const reporter = ProgressReporter.make({ store: env.store, workerId: env.workerId, taskId: task.id, active: env.reporters })
   const timeout = job.timeout ?? env.config.jobTimeout
-  const handler = Effect.flatMap(Effect.currentParentSpan, (span) =>
-    job.run(payload, {
-      taskId: task.id,
-      attempt: task.attempt,
-      maxAttempts: task.maxAttempts,
-      checkpoint: task.checkpoint,
-      progress: reporter.progress,
-      saveCheckpoint: reporter.saveCheckpoint,
-      span
-    })).pipe(
-      Effect.annotateLogs({ taskId: task.id, taskType: task.type, attempt: task.attempt }),
-      Effect.withSpan(`taskfiber.run ${task.type}`, {
-        attributes: { "taskfiber.task_id": task.id, "taskfiber.attempt": task.attempt, "taskfiber.queue": task.queue }
-      }, { captureStackTrace: false }), // a stack trace per task costs an Error object; the name says where
+  // The span as Effect.withSpan makes it, without looking it up again to hand it to
+  // the handler; its name is made once per job.
+  const handler = Effect.useSpan(spanName(job), {
+    attributes: { "taskfiber.task_id": task.id, "taskfiber.attempt": task.attempt, "taskfiber.queue": task.queue }
+  }, (span) =>
+    Effect.withParentSpan(
+      Effect.annotateLogs(
+        job.run(payload, {
+          taskId: task.id,
+          attempt: task.attempt,
+          maxAttempts: task.maxAttempts,
+          checkpoint: task.checkpoint,
+          progress: reporter.progress,
+          saveCheckpoint: reporter.saveCheckpoint,
+          span
+        }),
+        { taskId: task.id, taskType: task.type, attempt: task.attempt }
+      ),
+      span,
+      noStackTrace
+    )).pipe(
       // Explicitly interruptible: a fiber forked while a layer is built inherits
       // an uninterruptible region.
       Effect.interruptible
