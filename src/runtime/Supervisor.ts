@@ -114,8 +114,8 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     const settledLog = yield* Queue.sliding<{ readonly task: ClaimedTask; readonly outcome: TaskRunner.Outcome }>(10_000)
     const logsSettled = LogLevel.isGreaterThanOrEqualTo("Info", Context.get(context, References.MinimumLogLevel))
 
-    const hooksOf = (entry: Running): TaskRunner.RunHooks => ({
-      onHandlerEnd: () => {
+    const hooks: TaskRunner.RunHooks<Running> = {
+      onHandlerEnd: (entry) => {
         if (entry.phase !== "running") return
         entry.phase = "settling"
         handlers--
@@ -123,18 +123,18 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         Queue.offerUnsafe(startSignal, undefined)
         Queue.offerUnsafe(wake, undefined)
       },
-      onSettled: (outcome) => {
+      onSettled: (entry, outcome) => {
         running.delete(entry.task.id)
         Queue.offerUnsafe(outcomes, { taskId: entry.task.id, outcome })
         if (logsSettled) Queue.offerUnsafe(settledLog, { task: entry.task, outcome })
         if (entry.settled !== undefined) Deferred.doneUnsafe(entry.settled, Exit.void)
         Queue.offerUnsafe(wake, undefined)
       }
-    })
+    }
 
     // TaskRunner.requestStop interrupts the handler's fiber only; the outcome is
     // written outside it, uninterruptibly.
-    const fork = (entry: Running) => TaskRunner.start(env, entry.task, entry, hooksOf(entry))
+    const fork = (entry: Running) => TaskRunner.start(env, entry.task, entry, hooks)
 
     /**
      * Starts buffered tasks while job slots are free, in buffer order, skipping

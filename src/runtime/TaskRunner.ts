@@ -21,7 +21,7 @@
  * tens of thousands of short tasks a second.
  */
 import { Cause, Duration, Effect, Exit, Fiber, Schema, Scope } from "effect"
-import type { Context } from "effect"
+import type { Context, Tracer } from "effect"
 import { type Classification, toLastError } from "../domain/Classification.ts"
 import { PayloadInvalid, TaskTimeout, TransientError, UnknownTaskType } from "../domain/Errors.ts"
 import * as RetryPolicy from "../domain/RetryPolicy.ts"
@@ -30,6 +30,7 @@ import type { DatabaseError } from "../store/DatabaseError.ts"
 import type { TaskStore } from "../store/TaskStore.ts"
 import { type Completer, TaskNotHeld } from "./Completer.ts"
 import type { AnyJob } from "./Job.ts"
+import type { JobContext } from "./JobContext.ts"
 import type { JobRegistry } from "./JobRegistry.ts"
 import * as ProgressReporter from "./ProgressReporter.ts"
 import type { RuntimeConfig } from "./RuntimeConfig.ts"
@@ -75,12 +76,15 @@ export interface RunnerEnv {
 /** The outcome written for a task (for logs and tests). */
 export type Outcome = "succeeded" | "retrying" | "failed" | "cancelled" | "released" | "abandoned"
 
-/** What the supervisor hears of a run. */
-export interface RunHooks {
+/**
+ * What the supervisor hears of a run, told which run: one hooks object serves every
+ * run (a pair of closures per task was an allocation the runtime can do without).
+ */
+export interface RunHooks<C extends RunControl = RunControl> {
   /** The handler has ended (its slot is free); the outcome is not written yet. */
-  readonly onHandlerEnd: () => void
+  readonly onHandlerEnd: (control: C) => void
   /** The outcome is written (or could not be: "abandoned"). Called exactly once. */
-  readonly onSettled: (outcome: Outcome) => void
+  readonly onSettled: (control: C, outcome: Outcome) => void
 }
 
 // The settling statement failed (database down): the lease will expire and the
@@ -95,25 +99,30 @@ const abandoned = (task: ClaimedTask) => (error: unknown) =>
     })).pipe(Effect.as<Outcome>("abandoned"))
 
 /** Runs a settling effect in a fiber of its own, uninterruptible, then reports. */
-const settleInBackground = (env: RunnerEnv, task: ClaimedTask, hooks: RunHooks, effect: Effect.Effect<Outcome, DatabaseError>) => {
+const settleInBackground = (
+  env: RunnerEnv,
+  task: ClaimedTask,
+  onSettled: (outcome: Outcome) => void,
+  effect: Effect.Effect<Outcome, DatabaseError>
+) => {
   const fiber = Effect.runForkWith(env.context)(effect.pipe(
     Effect.catch(abandoned(task)),
     Effect.annotateLogs({ taskId: task.id, taskType: task.type, attempt: task.attempt }),
     Effect.uninterruptible
   ))
-  fiber.addObserver((exit) => hooks.onSettled(Exit.isSuccess(exit) ? exit.value : "abandoned"))
+  fiber.addObserver((exit) => onSettled(Exit.isSuccess(exit) ? exit.value : "abandoned"))
 }
 
 /**
  * Starts `task` (claimed by `env.workerId`): its handler runs in a fiber of
  * `env.jobScope`; `hooks` hear of its end and of its settled outcome. Never fails.
  */
-export const start = (env: RunnerEnv, task: ClaimedTask, control: RunControl, hooks: RunHooks): Effect.Effect<void> =>
+export const start = <C extends RunControl>(env: RunnerEnv, task: ClaimedTask, control: C, hooks: RunHooks<C>): Effect.Effect<void> =>
   Effect.suspend(() => {
     const job = env.registry.get(task.type)
     const failBeforeRun = (error: unknown) => {
-      hooks.onHandlerEnd()
-      settleInBackground(env, task, hooks,
+      hooks.onHandlerEnd(control)
+      settleInBackground(env, task, (outcome) => hooks.onSettled(control, outcome),
         env.store.fail(env.workerId, task.id, toLastError(error, "permanent")).pipe(Effect.as<Outcome>("failed")))
       return Effect.void
     }
@@ -137,17 +146,57 @@ const spanName = (job: AnyJob): string => {
 // A stack trace per task costs an Error object; the span's name says where.
 const noStackTrace = { captureStackTrace: false } as const
 
+/**
+ * The handler's `ctx`. Its progress reporter is made on the first use of `progress`
+ * or `saveCheckpoint`: most handlers never report, and a reporter with its
+ * functions was a tenth of the runner's allocations per task.
+ */
+class RunContext implements JobContext {
+  readonly taskId: string
+  readonly attempt: number
+  readonly maxAttempts: number
+  readonly checkpoint: unknown
+  readonly span: Tracer.AnySpan
+  readonly #env: RunnerEnv
+  reporter: ProgressReporter.ProgressReporter | undefined = undefined
+  constructor(env: RunnerEnv, task: ClaimedTask, span: Tracer.AnySpan) {
+    this.#env = env
+    this.taskId = task.id
+    this.attempt = task.attempt
+    this.maxAttempts = task.maxAttempts
+    this.checkpoint = task.checkpoint
+    this.span = span
+  }
+  #reporter(): ProgressReporter.ProgressReporter {
+    return this.reporter ??= ProgressReporter.make({
+      store: this.#env.store,
+      workerId: this.#env.workerId,
+      taskId: this.taskId,
+      active: this.#env.reporters
+    })
+  }
+  get progress() {
+    return this.#reporter().progress
+  }
+  get saveCheckpoint() {
+    return this.#reporter().saveCheckpoint
+  }
+}
+
+const flushOf = (reporter: ProgressReporter.ProgressReporter | undefined) => reporter?.flush ?? Effect.void
+
 // Plain code, no generator: this runs once per task, and a generator's frame and
 // iterator cost more than the rest of the setup.
-const runHandler = (
+const runHandler = <C extends RunControl>(
   env: RunnerEnv,
   job: AnyJob,
   task: ClaimedTask,
   payload: unknown,
-  control: RunControl,
-  hooks: RunHooks
+  control: C,
+  hooks: RunHooks<C>
 ): Effect.Effect<void> => {
-  const reporter = ProgressReporter.make({ store: env.store, workerId: env.workerId, taskId: task.id, active: env.reporters })
+  // Made when the handler's fiber starts (it needs the span).
+  let ctx: RunContext | undefined
   const timeout = job.timeout ?? env.config.jobTimeout
   // The span as Effect.withSpan makes it, without looking it up again to hand it to
   // the handler; its name is made once per job.
@@ -156,15 +205,7 @@ const runHandler = (
   }, (span) =>
     Effect.withParentSpan(
       Effect.annotateLogs(
-        job.run(payload, {
-          taskId: task.id,
-          attempt: task.attempt,
-          maxAttempts: task.maxAttempts,
-          checkpoint: task.checkpoint,
-          progress: reporter.progress,
-          saveCheckpoint: reporter.saveCheckpoint,
-          span
-        }),
+        job.run(payload, ctx = new RunContext(env, task, span)),
         { taskId: task.id, taskType: task.type, attempt: task.attempt }
       ),
       span,
@@ -185,24 +226,25 @@ const runHandler = (
     if (control.stopReason !== undefined) fiber.interruptUnsafe()
     fiber.addObserver((handlerExit) => {
       clearTimeout(timer)
-      hooks.onHandlerEnd()
+      hooks.onHandlerEnd(control)
       const exit: Exit.Exit<unknown, unknown> =
         timedOut && control.stopReason === undefined && Exit.isFailure(handlerExit) && Cause.hasInterruptsOnly(handlerExit.cause)
           ? Exit.fail(new TaskTimeout({ taskId: task.id, timeoutMs: Duration.toMillis(timeout) }))
           : handlerExit
+      const reporter = ctx?.reporter
       const done = (outcome: Outcome) => {
-        env.reporters.delete(reporter)
-        hooks.onSettled(outcome)
+        if (reporter !== undefined) env.reporters.delete(reporter)
+        hooks.onSettled(control, outcome)
       }
-      if (Exit.isSuccess(exit) && !reporter.used) {
+      if (Exit.isSuccess(exit) && !(reporter?.used ?? false)) {
         // The common case, without a fiber: straight into the next completion batch.
         env.completer.push(task.id, exit.value === undefined ? null : exit.value, (error) => {
           if (error === undefined) return done("succeeded")
-          settleInBackground(env, task, { ...hooks, onSettled: done }, abandoned(task)(error))
+          settleInBackground(env, task, done, abandoned(task)(error))
         })
         return
       }
-      settleInBackground(env, task, { ...hooks, onSettled: done }, settle(env, job, task, exit, reporter, control))
+      settleInBackground(env, task, done, settle(env, job, task, exit, reporter, control))
     })
   })
 }
@@ -212,13 +254,13 @@ const settle = (
   job: AnyJob,
   task: ClaimedTask,
   exit: Exit.Exit<unknown, unknown>,
-  reporter: ProgressReporter.ProgressReporter,
+  reporter: ProgressReporter.ProgressReporter | undefined,
   control: RunControl
 ): Effect.Effect<Outcome, DatabaseError> =>
   Effect.gen(function*() {
     const { store, workerId } = env
     if (Exit.isSuccess(exit)) {
-      yield* reporter.flush
+      yield* flushOf(reporter)
       return yield* env.completer.complete(task.id, exit.value === undefined ? null : exit.value).pipe(
         Effect.as<Outcome>("succeeded"),
         Effect.catchTag("TaskNotHeld", abandoned(task))
@@ -227,7 +269,7 @@ const settle = (
     const why = control.stopReason
     if (Cause.hasInterruptsOnly(exit.cause) && why !== undefined) {
       if (why === "shutdown") {
-        yield* reporter.flush // the checkpoint must survive the release
+        yield* flushOf(reporter) // the checkpoint must survive the release
         yield* store.release(workerId, [task.id])
         return "released" as Outcome
       }
@@ -242,7 +284,7 @@ const settle = (
       ? new TransientError({ message: "the handler interrupted itself" })
       : Cause.squash(exit.cause)
     const classification: Classification = failure._tag === "Some" ? job.classify(error) : "transient"
-    yield* reporter.flush
+    yield* flushOf(reporter)
     yield* Effect.logWarning("job failed", { classification, error: toLastError(error, classification).message })
     if (classification === "cancelled") {
       yield* store.cancel([task.id], toLastError(error, classification).message)
