@@ -30,6 +30,11 @@ export class TaskNotHeld extends Data.TaggedError("TaskNotHeld")<{ readonly task
   }
 }
 
+/** Resumes after the current macrotask: the fibers made runnable in this round run first. */
+const nextRound: Effect.Effect<void> = Effect.callback<void>((resume) => {
+  setImmediate(() => resume(Effect.void))
+})
+
 /** `undefined`: committed; otherwise why not (TaskNotHeld, a DatabaseError, or a defect). */
 export type CompletionFailure = unknown
 
@@ -47,7 +52,7 @@ export interface Completer {
   readonly complete: (id: string, result: unknown) => Effect.Effect<void, DatabaseError | TaskNotHeld>
 }
 
-/** A completer whose writers live in `scope`; at most `maxBatch` tasks per statement. */
+/** A completer whose writer lives in `scope`; at most `maxBatch` tasks per statement. */
 export const make = (options: {
   readonly store: TaskStore["Service"]
   readonly workerId: string
@@ -72,18 +77,27 @@ export const make = (options: {
           for (const item of batch) item.done(completed.has(item.id) ? undefined : new TaskNotHeld({ taskId: item.id }))
         }
       )
+    // One statement in flight at a time: completions that arrive while it commits
+    // form the next batch (group commit). Before taking a batch the writer lets the
+    // runtime finish its current round of fibers (one macrotask), so the tasks that
+    // end in the same round share a statement instead of each opening one.
+    //
+    // Measured (20,000 no-op tasks, PREFETCH=1000, CLAIM_BATCH=500, 10 handlers):
+    //   two writers, no wait           ~300 statements, drain 1,100–1,300 ms
+    //   one writer, no wait            ~200 statements, ~1,100 ms
+    //   one writer, one macrotask      ~160 statements, 1,020–1,050 ms
+    // Two writers overlapped statements but halved the batches, and PostgreSQL's
+    // cost per statement (plan, locks, commit flush) is what the drain pays for.
     const writer = Effect.forever(Effect.gen(function*() {
       if (pending.length === 0) yield* Queue.take(wake)
-      const batch = pending.splice(0, options.maxBatch)
-      if (pending.length > 0) Queue.offerUnsafe(wake, undefined) // the other writer can start the next batch
-      // A batch is written uninterruptibly: a shutdown interrupts a writer while it
-      // waits for work, never between a commit and the callbacks.
-      if (batch.length > 0) yield* Effect.uninterruptible(write(batch))
+      // From here to the callbacks the writer is uninterruptible: a shutdown
+      // interrupts it only while it waits for work, never with a batch in hand.
+      yield* Effect.uninterruptible(Effect.flatMap(nextRound, () => {
+        const batch = pending.splice(0, options.maxBatch)
+        return batch.length > 0 ? write(batch) : Effect.void
+      }))
     }))
-    // Two writers: one statement is built and sent while the other commits, and
-    // their batches are disjoint (a task completes once), so they never wait on
-    // each other's locks.
-    for (let i = 0; i < 2; i++) yield* Effect.forkIn(Effect.interruptible(writer), options.scope)
+    yield* Effect.forkIn(Effect.interruptible(writer), options.scope)
     const push = (id: string, result: unknown, done: (failure: CompletionFailure | undefined) => void) => {
       pending.push({ id, result, done })
       if (pending.length === 1) Queue.offerUnsafe(wake, undefined)
