@@ -4,7 +4,9 @@
  * All pending migrations run in one transaction that first takes a transaction-level
  * advisory lock, so two instances starting at once apply them exactly once (the
  * second waits, then finds nothing to do), and a failure leaves no half-applied
- * schema. Running again is a no-op.
+ * schema. Running again is a no-op, and cheap: when the newest file's number is
+ * already recorded, two plain reads say so and the locking transaction (nine round
+ * trips, 15–20 ms of every start-up) is skipped.
  */
 import { readdir, readFile } from "node:fs/promises"
 import { Data, Effect } from "effect"
@@ -37,10 +39,15 @@ const runSqlFile = (text: string) =>
     sql.unsafe(`do $taskfiber_migration$ begin execute '${text.replaceAll("'", "''")}'; end $taskfiber_migration$`)
   )
 
+const migrationFiles = async () => (await readdir(schemaDirectory)).filter((f) => /^\d+_.+\.sql$/.test(f)).sort()
+
+const unreadable = (cause: unknown) =>
+  new Migrator.MigrationError({ kind: "ImportError", message: `cannot read ${schemaDirectory.pathname}`, cause })
+
 /** Loads `schema/NNN_name.sql`, in order. */
 export const loader: Migrator.Loader<never> = Effect.tryPromise({
   try: async () => {
-    const files = (await readdir(schemaDirectory)).filter((f) => /^\d+_.+\.sql$/.test(f)).sort()
+    const files = await migrationFiles()
     const record: Record<string, Effect.Effect<unknown, unknown, SqlClient>> = {}
     for (const file of files) {
       const text = await readFile(new URL(file, schemaDirectory), "utf8")
@@ -48,9 +55,33 @@ export const loader: Migrator.Loader<never> = Effect.tryPromise({
     }
     return record
   },
-  catch: (cause) =>
-    new Migrator.MigrationError({ kind: "ImportError", message: `cannot read ${schemaDirectory.pathname}`, cause })
+  catch: unreadable
 }).pipe(Effect.flatMap(Migrator.fromRecord))
+
+/** The newest file's number (0 with none). */
+const newestFile = Effect.tryPromise({
+  try: async () => Math.max(0, ...(await migrationFiles()).map((f) => Number.parseInt(f, 10))),
+  catch: unreadable
+})
+
+/**
+ * The newest migration recorded (0 before the first). Ids are applied in order,
+ * each batch in one transaction, so every smaller one is recorded too.
+ */
+const newestApplied = Effect.gen(function*() {
+  const sql = yield* SqlClient
+  // Read from pg_class, not with to_regclass: a name lookup that finds nothing
+  // leaves a negative entry in the session's catalog cache, which the Migrator's
+  // own to_regclass would then trust, inside its transaction, after waiting for
+  // another instance that created the table (and fail creating it again).
+  const [table] = yield* sql<{ present: boolean }>`
+    select exists (select from pg_catalog.pg_class c
+                    where c.relname = ${migrationsTable} and c.relkind = 'r'
+                      and pg_catalog.pg_table_is_visible(c.oid)) as present`
+  if (table?.present !== true) return 0
+  const [row] = yield* sql<{ id: number | null }>`select max(migration_id)::int as id from ${sql(migrationsTable)}`
+  return row?.id ?? 0
+})
 
 const migrate = Migrator.make({})
 
@@ -58,6 +89,7 @@ const migrate = Migrator.make({})
 export const run: Effect.Effect<ReadonlyArray<readonly [number, string]>, MigrationFailed, SqlClient> = Effect.gen(
   function*() {
     const sql = yield* SqlClient
+    if ((yield* newestApplied) >= (yield* newestFile)) return []
     return yield* sql.withTransaction(
       Effect.gen(function*() {
         yield* sql`select pg_advisory_xact_lock(${LOCK_KEY})`

@@ -26,3 +26,19 @@ it.live("two instances migrating at once apply each migration exactly once, and 
     const rows = yield* sql<{ n: number }>`select count(*)::int as n from taskfiber_migrations`
     expect(rows[0]?.n).toBe(files)
   }).pipe(Effect.scoped))
+
+it.live("an up-to-date schema is recognised without the migration lock: a start-up never waits behind another instance", () =>
+  Effect.gen(function*() {
+    const name = yield* TestDatabase.scopedDatabase
+    const url = Redacted.make(TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name))
+    const a = yield* Layer.build(PgClient.layer({ url, maxConnections: 2 }))
+    const b = yield* Layer.build(PgClient.layer({ url, maxConnections: 2 }))
+    expect((yield* Migrations.run.pipe(Effect.provide(a))).length).toBeGreaterThanOrEqual(3)
+    // Another instance holds the migration lock (as while it migrates) for the whole check.
+    const holder = yield* Effect.provide(SqlClient, b)
+    yield* holder.withTransaction(Effect.gen(function*() {
+      yield* holder`select pg_advisory_xact_lock(${0x74666d69})`
+      const again = yield* Migrations.run.pipe(Effect.provide(a), Effect.timeout("5 seconds"))
+      expect(again).toEqual([])
+    }))
+  }).pipe(Effect.scoped))
