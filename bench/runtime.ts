@@ -5,8 +5,10 @@
  * against PostgreSQL shares two cores between the worker and the database and
  * scatters ±20%; this figure moves only with the runtime's code, so it is the one
  * to compare before and after a change to the supervisor, the runner or the
- * completer (see README, Benchmarks: the worker takes 44–46 µs of CPU per task in
- * a real drain, graphile-worker's 20–24).
+ * completer (see README, Benchmarks: in a real drain of 20,000 tasks, start
+ * included, taskfiber-lean's worker takes 42–53 µs of CPU per task and
+ * graphile-worker-fast's 26–35; a fresh process's first 20,000 tasks cost this
+ * benchmark 39–48 µs each, against 15 once warm).
  *
  *   node bench/runtime.ts [--tasks 200000] [--runs 3]
  *

@@ -123,6 +123,8 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Com
       while (statements.length === 0) yield* Effect.yieldNow
       // Closing the scope interrupts the writer; it holds a batch, so it finishes it first.
       const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      for (let i = 0; i < 5; i++) yield* macrotask
+      expect(closing.pollUnsafe()).toBeUndefined() // still waiting for the statement
       yield* Deferred.succeed(gate, undefined)
       yield* Fiber.await(closing)
       expect((yield* Deferred.await(reported)).every((f) => f === undefined)).toBe(true)
