@@ -18,6 +18,11 @@ export interface JobContext {
   readonly progress: (value: unknown) => Effect.Effect<void>
   /** Saves a checkpoint; throttled like `progress`, and flushed before the run ends. */
   readonly saveCheckpoint: (value: unknown) => Effect.Effect<void>
-  /** The run's span (`taskfiber.run <type>`): add attributes, or parent your own spans. */
-  readonly span: Tracer.AnySpan
+  /**
+   * The run's span (`taskfiber.run <type>`): add attributes. With a tracing backend
+   * installed it is current in the handler, so the handler's own spans are its
+   * children. With none (Effect's native tracer exports nothing) no span is made
+   * per run, and this is a stand-in made on first use, parent of nothing.
+   */
+  readonly span: Tracer.Span
 }

@@ -105,7 +105,10 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
 
     const completer = yield* Completer.make({ store, workerId, maxBatch: Math.max(config.claimBatch, 1), scope })
     const context = yield* Effect.context<never>()
-    const env: TaskRunner.RunnerEnv = { store, registry, config, workerId, reporters, completer, jobScope, context }
+    const env: TaskRunner.RunnerEnv = {
+      store, registry, config, workerId, reporters, completer, jobScope, context,
+      tracing: TaskRunner.tracingIn(context)
+    }
     // Handler ends wake the starter (which starts buffered tasks at once) and the
     // dispatcher (which claims when there is room), each a one-slot signal.
     const startSignal = yield* Queue.sliding<void>(1)

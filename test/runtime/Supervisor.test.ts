@@ -11,23 +11,7 @@ const Echo = Job.define({
   payload: Schema.Struct({ text: Schema.String }),
   run: (payload) => Effect.succeed(payload)
 })
-const Traced = Job.define({
-  name: "traced",
-  queue: "basics",
-  payload: Schema.Struct({}),
-  run: (_, ctx) =>
-    Effect.gen(function*() {
-      // A span the handler opens is a child of the run's.
-      const child = yield* Effect.withSpan(Effect.currentSpan, "child")
-      return {
-        span: ctx.span._tag === "Span" ? ctx.span.name : "external",
-        taskId: ctx.span._tag === "Span" ? ctx.span.attributes.get("taskfiber.task_id") : undefined,
-        childOfRun: child.parent._tag === "Some" && child.parent.value.spanId === ctx.span.spanId
-      }
-    })
-})
-
-it.layer(Runtime.layer([Echo, Traced]), { timeout: 60_000, excludeTestServices: true })("Supervisor", (it) => {
+it.layer(Runtime.layer([Echo]), { timeout: 60_000, excludeTestServices: true })("Supervisor", (it) => {
   it.effect("runs a task to succeeded with its result", () =>
     Effect.gen(function*() {
       const { id } = yield* Tasks.enqueue(Echo, { text: "hi" })
@@ -35,14 +19,6 @@ it.layer(Runtime.layer([Echo, Traced]), { timeout: 60_000, excludeTestServices: 
       expect(outcome).toEqual({ taskId: id, outcome: "succeeded" })
       const task = Option.getOrThrow(yield* Effect.flatMap(TaskStore, (s) => s.get(id))).task
       expect(task).toMatchObject({ status: "succeeded", attempt: 1, result: { text: "hi" } })
-    }))
-
-  it.effect("the handler's ctx carries the run's span, tagged with the task id, and parents the handler's spans", () =>
-    Effect.gen(function*() {
-      const { id } = yield* Tasks.enqueue(Traced, {})
-      yield* Runtime.awaitOutcomes(1)
-      const task = Option.getOrThrow(yield* Effect.flatMap(TaskStore, (s) => s.get(id))).task
-      expect(task.result).toEqual({ span: "taskfiber.run traced", taskId: id, childOfRun: true })
     }))
 })
 
