@@ -19,7 +19,7 @@ import { defaultAgeing, type Ageing } from "../domain/Priority.ts"
 import type { TaskStatus } from "../domain/TaskStatus.ts"
 import { type ClaimedRow, type ClaimedTask, type StoredError, type Task, type TaskEvent, type TaskEventRow, type TaskRow, toClaimedTask, toTask, toTaskEvent } from "./TaskRow.ts"
 import { newTaskId } from "./TaskId.ts"
-import { InvalidTaskSpec, type TaskSpec, validateSpec } from "./TaskSpec.ts"
+import { InvalidTaskSpec, type SpecRow, type TaskSpec, validateSpec } from "./TaskSpec.ts"
 
 export { InvalidTaskSpec, type TaskSpec } from "./TaskSpec.ts"
 
@@ -144,12 +144,19 @@ const make = Effect.gen(function*() {
   const enqueueMany = (specs: ReadonlyArray<TaskSpec>) =>
     Effect.gen(function*() {
       if (specs.length === 0) return []
-      const rows = specs.map((spec, index) => validateSpec(spec, index, newTaskId))
-      for (const r of rows) if (r instanceof InvalidTaskSpec) return yield* r
+      const rows: Array<SpecRow> = []
+      for (let index = 0; index < specs.length; index++) {
+        const row = validateSpec(specs[index], index, newTaskId)
+        if (row instanceof InvalidTaskSpec) return yield* row
+        rows.push(row)
+      }
+      // No rows: every spec created the task it names (see schema/009), the common
+      // case, answered without a row per task to send and decode.
       const result = yield* sql<{ ord: number; id: string | null; created: boolean }>`
-        select ord, id, created from taskfiber.enqueue(${json(rows)}::jsonb)`
+        select ord, id, created from taskfiber.enqueue_quiet(${json(rows)}::jsonb)`
+      if (result.length === 0) return rows.map((r) => ({ id: r.id, created: true }))
       const missing = result.find((r) => r.id === null)
-      if (missing) return yield* Effect.die(new Error(`taskfiber.enqueue found no task for spec #${missing.ord - 1}`))
+      if (missing) return yield* Effect.die(new Error(`taskfiber.enqueue_quiet found no task for spec #${missing.ord - 1}`))
       return result.map((r) => ({ id: r.id as string, created: r.created === true }))
     }).pipe(mapSqlError, Effect.withSpan("TaskStore.enqueueMany", { attributes: { count: specs.length } }))
 

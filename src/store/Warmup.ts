@@ -34,7 +34,7 @@ export const warmConnections = (connections: number): Effect.Effect<void, never,
     const once = sql.withTransaction(Effect.gen(function*() {
       const worker = `warm-up-${crypto.randomUUID()}`
       const spec = JSON.stringify([{ id: crypto.randomUUID(), queue: warmupQueue, type: warmupQueue }])
-      yield* sql`select count(*) from taskfiber.enqueue(${spec}::jsonb)`
+      yield* sql`select count(*) from taskfiber.enqueue_quiet(${spec}::jsonb)`
       const claimed = yield* sql<{ id: string }>`
         select id from taskfiber.claim(${worker}, array[${warmupQueue}]::text[], 1, 60000, 60, 0, true)`
       const items = JSON.stringify(claimed.map((t) => ({ id: t.id, result: null })))

@@ -35,6 +35,36 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
       expect(Option.isNone(yield* s.get("not-a-uuid"))).toBe(true)
     }))
 
+  it.effect("enqueueMany answers each spec in order: a batch of new tasks, and one mixing duplicates", () =>
+    Effect.gen(function*() {
+      const s = yield* store
+      const sql = yield* SqlClient
+      const fresh = yield* s.enqueueMany([{ type: "echo", queue: "batch" }, { type: "echo", queue: "batch", id: crypto.randomUUID() }])
+      expect(fresh.map((r) => r.created)).toEqual([true, true])
+      const stored = yield* sql<{ id: string }>`select id from taskfiber.tasks where queue = 'batch' order by created_at, id`
+      expect(new Set(stored.map((r) => r.id))).toEqual(new Set(fresh.map((r) => r.id)))
+      // A known id, a new task, the same dedupe key twice in the batch.
+      const mixed = yield* s.enqueueMany([
+        { type: "echo", queue: "batch", id: fresh[0]!.id },
+        { type: "echo", queue: "batch" },
+        { type: "echo", queue: "batch", dedupeKey: "twice" },
+        { type: "echo", queue: "batch", dedupeKey: "twice" }
+      ])
+      expect(mixed.map((r) => r.created)).toEqual([false, true, true, false])
+      expect(mixed[0]!.id).toBe(fresh[0]!.id)
+      expect(mixed[3]!.id).toBe(mixed[2]!.id)
+      // The SQL functions: enqueue_quiet says nothing when every spec created its
+      // own task; enqueue answers one row per spec either way.
+      const spec = (id: string) => JSON.stringify([{ id, type: "echo", queue: "batch" }])
+      const newId = crypto.randomUUID()
+      expect(yield* sql`select * from taskfiber.enqueue_quiet(${spec(crypto.randomUUID())}::jsonb)`).toEqual([])
+      expect(yield* sql`select * from taskfiber.enqueue_quiet(${spec(newId)}::jsonb)`).toEqual([])
+      expect(yield* sql`select * from taskfiber.enqueue_quiet(${spec(newId)}::jsonb)`).toEqual([{ ord: 1, id: newId, created: false }])
+      const another = crypto.randomUUID()
+      expect(yield* sql`select * from taskfiber.enqueue(${spec(another)}::jsonb)`).toEqual([{ ord: 1, id: another, created: true }])
+      expect(yield* sql`select * from taskfiber.enqueue(${spec(another)}::jsonb)`).toEqual([{ ord: 1, id: another, created: false }])
+    }))
+
   it.effect("a bad spec fails with InvalidTaskSpec naming the field and writes nothing", () =>
     Effect.gen(function*() {
       const s = yield* store
