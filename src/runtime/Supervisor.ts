@@ -295,14 +295,26 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       Effect.forEach([...reporters], (r) => r.flush, { discard: true })
     ).pipe(Effect.repeat(Schedule.spaced(config.progressInterval)))
 
+    // Done once LISTEN is confirmed (or has failed once): the dispatcher's first
+    // claim waits for it, so a task enqueued after that claim is always notified.
+    const listening = yield* Deferred.make<void>()
     const listener = Effect.gen(function*() {
       const notifications = yield* pg.listen(channel)
+      yield* Deferred.succeed(listening, undefined)
+      // Notifications sent while not listening (before the first LISTEN, or between
+      // a lost connection and the new one) are gone: claim once to catch up.
+      yield* signal
       yield* Effect.forever(Effect.flatMap(Queue.take(notifications), (n) =>
         queues.includes(n.payload) ? signal : Effect.void
       ))
     }).pipe(
       Effect.scoped,
-      Effect.tapError((error) => Effect.logWarning("LISTEN failed; reconnecting", { error: error.message })),
+      Effect.tapError((error) =>
+        Effect.andThen(
+          Deferred.succeed(listening, undefined),
+          Effect.logWarning("LISTEN failed; reconnecting", { error: error.message })
+        )
+      ),
       Effect.retry(Schedule.spaced("1 second"))
     )
 
@@ -320,8 +332,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     yield* Effect.forkIn(Effect.interruptible(reaper), scope)
     yield* Effect.forkIn(Effect.interruptible(canceller), scope)
     yield* Effect.forkIn(Effect.interruptible(progressFlusher), scope)
-    const listening = yield* Deferred.make<void>()
-    yield* Effect.forkIn(Effect.interruptible(Effect.andThen(Deferred.succeed(listening, undefined), listener)), scope)
+    yield* Effect.forkIn(Effect.interruptible(listener), scope)
     yield* Deferred.await(listening)
     const dispatcherFiber = yield* Effect.forkIn(Effect.interruptible(dispatcher), scope)
 

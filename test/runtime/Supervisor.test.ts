@@ -66,3 +66,24 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Sup
       expect(messages).toContain("shutting down: releasing unfinished jobs to the queue")
     }))
 })
+
+it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Supervisor start", (it) => {
+  const Ping = Job.define({ name: "ping", queue: "start-race", payload: Schema.Struct({}), run: () => Effect.void })
+
+  // The supervisor is up only once its LISTEN is confirmed. Before, LISTEN was
+  // sent alongside the first claim: a task enqueued between that claim and the
+  // confirmation was never notified and waited for the 30 s idle recheck.
+  it.effect("a task enqueued the moment a supervisor is up is notified, not left for the idle recheck", () =>
+    Effect.gen(function*() {
+      for (let i = 0; i < 10; i++) {
+        const scope = yield* Scope.make()
+        yield* Effect.gen(function*() {
+          const s = yield* Runtime.startSupervisor([Ping])
+          yield* Tasks.enqueue(Ping, {})
+          const outcomes = yield* Runtime.outcomesOf(s, 1).pipe(Effect.timeoutOption(Duration.seconds(5)))
+          expect(Option.isSome(outcomes)).toBe(true)
+        }).pipe(Scope.provide(scope))
+        yield* Scope.close(scope, Exit.void)
+      }
+    }))
+})
