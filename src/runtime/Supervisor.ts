@@ -30,6 +30,7 @@ import type { ProgressReporter } from "./ProgressReporter.ts"
 import * as RuntimeConfig from "./RuntimeConfig.ts"
 import * as TaskRunner from "./TaskRunner.ts"
 import * as Completer from "./Completer.ts"
+import { Deadlines } from "./Deadlines.ts"
 
 /** The channel the schema's triggers notify when tasks become queued. */
 export const channel = "taskfiber_tasks"
@@ -107,6 +108,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     const context = yield* Effect.context<never>()
     const env: TaskRunner.RunnerEnv = {
       store, registry, config, workerId, reporters, completer, jobScope, context,
+      deadlines: new Deadlines(),
       tracing: TaskRunner.tracingIn(context)
     }
     // Handler ends wake the starter (which starts buffered tasks at once) and the

@@ -28,6 +28,7 @@ import type { ClaimedTask } from "../domain/Task.ts"
 import type { DatabaseError } from "../store/DatabaseError.ts"
 import type { TaskStore } from "../store/TaskStore.ts"
 import { type Completer, TaskNotHeld } from "./Completer.ts"
+import type { Deadlines } from "./Deadlines.ts"
 import type { AnyJob } from "./Job.ts"
 import type { JobContext } from "./JobContext.ts"
 import type { JobRegistry } from "./JobRegistry.ts"
@@ -70,6 +71,8 @@ export interface RunnerEnv {
   readonly jobScope: Scope.Scope
   /** The supervisor's services (logger, tracer, levels) for fibers started from callbacks. */
   readonly context: Context.Context<never>
+  /** The handlers' timeouts. */
+  readonly deadlines: Deadlines
   /** A tracing backend is installed in `context` (see {@link tracingIn}): each run gets a span. */
   readonly tracing: boolean
 }
@@ -256,14 +259,14 @@ const runHandler = <C extends RunControl>(
   return Effect.map(Effect.forkIn(handler, env.jobScope), (fiber) => {
     control.handler = fiber
     let timedOut = false
-    const timer = setTimeout(() => {
+    const deadline = env.deadlines.set(Duration.toMillis(timeout), () => {
       timedOut = true
       fiber.interruptUnsafe()
-    }, Duration.toMillis(timeout))
+    })
     // A stop requested before the handler existed takes effect now.
     if (control.stopReason !== undefined) fiber.interruptUnsafe()
     fiber.addObserver((handlerExit) => {
-      clearTimeout(timer)
+      env.deadlines.clear(deadline)
       hooks.onHandlerEnd(control)
       const exit: Exit.Exit<unknown, unknown> =
         timedOut && control.stopReason === undefined && Exit.isFailure(handlerExit) && Cause.hasInterruptsOnly(handlerExit.cause)
