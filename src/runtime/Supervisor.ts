@@ -74,9 +74,6 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     const bus = yield* CancelBus
     const pg = yield* PgClient.PgClient
     const scope = yield* Effect.scope
-    // Job fibers live in a child scope, closed after the graceful finalizer below
-    // (finalizers run last-in first-out), so that shutdown decides their fate.
-    const jobScope = yield* Scope.fork(scope, "sequential")
     const workerId = makeWorkerId()
     const reporters = new Set<ProgressReporter>()
     const queues = registry.queues
@@ -107,7 +104,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     const completer = yield* Completer.make({ store, workerId, maxBatch: Math.max(config.claimBatch, 1), scope })
     const context = yield* Effect.context<never>()
     const env: TaskRunner.RunnerEnv = {
-      store, registry, config, workerId, reporters, completer, jobScope, context,
+      store, registry, config, workerId, reporters, completer, context,
       deadlines: new Deadlines(),
       tracing: TaskRunner.tracingIn(context)
     }
@@ -164,8 +161,11 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         handlersIn.set(q, (handlersIn.get(q) ?? 0) + 1)
         starting.push(entry)
       }
-      // Uninterruptible: an entry marked running always gets its handler.
-      return starting.length === 0 ? Effect.void : Effect.uninterruptible(Effect.forEach(starting, fork, { discard: true }))
+      // Started after the choice: a handler that ends at once frees its slot for
+      // the next pump, not for this loop. Synchronous, so nothing can come between
+      // marking an entry running and starting its handler.
+      for (const entry of starting) fork(entry)
+      return Effect.void
     })
 
     const starter = Effect.forever(Effect.andThen(Queue.take(startSignal), pump))

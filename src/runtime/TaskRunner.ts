@@ -20,7 +20,7 @@
  * keeps the runtime's own cost per task to a few microseconds, so a worker can run
  * tens of thousands of short tasks a second.
  */
-import { Cause, Context, Duration, Effect, Exit, Fiber, Option, References, Schema, Scope, Tracer } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Fiber, Option, References, Schema, Tracer } from "effect"
 import { type Classification, toLastError } from "../domain/Classification.ts"
 import { PayloadInvalid, TaskTimeout, TransientError, UnknownTaskType } from "../domain/Errors.ts"
 import * as RetryPolicy from "../domain/RetryPolicy.ts"
@@ -67,8 +67,6 @@ export interface RunnerEnv {
   readonly completer: Completer
   /** Reporters of the running tasks that reported, flushed by the supervisor's progress flusher. */
   readonly reporters: Set<ProgressReporter.ProgressReporter>
-  /** Handler fibers live here (closed after the graceful shutdown). */
-  readonly jobScope: Scope.Scope
   /** The supervisor's services (logger, tracer, levels) for fibers started from callbacks. */
   readonly context: Context.Context<never>
   /** The handlers' timeouts. */
@@ -128,28 +126,27 @@ const settleInBackground = (
 }
 
 /**
- * Starts `task` (claimed by `env.workerId`): its handler runs in a fiber of
- * `env.jobScope`; `hooks` hear of its end and of its settled outcome. Never fails.
+ * Starts `task` (claimed by `env.workerId`): its handler's fiber starts at once, in
+ * this call (it runs until it first waits, or to its end); `hooks` hear of its end
+ * and of its settled outcome. Never throws.
  */
-export const start = <C extends RunControl>(env: RunnerEnv, task: ClaimedTask, control: C, hooks: RunHooks<C>): Effect.Effect<void> =>
-  Effect.suspend(() => {
-    const job = env.registry.get(task.type)
-    const failBeforeRun = (error: unknown) => {
-      hooks.onHandlerEnd(control)
-      settleInBackground(env, task, (outcome) => hooks.onSettled(control, outcome),
-        env.store.fail(env.workerId, task.id, toLastError(error, "permanent")).pipe(Effect.as<Outcome>("failed")))
-      return Effect.void
-    }
-    if (job === undefined) return failBeforeRun(new UnknownTaskType({ taskType: task.type }))
-    const decoded = Schema.decodeUnknownExit(job.payload)(task.payload)
-    if (Exit.isFailure(decoded)) {
-      const schemaError = Cause.findErrorOption(decoded.cause)
-      return failBeforeRun(schemaError._tag === "Some"
-        ? PayloadInvalid.fromSchemaError(task.type, schemaError.value)
-        : new PayloadInvalid({ taskType: task.type, path: "", message: "payload could not be decoded" }))
-    }
-    return runHandler(env, job, task, decoded.value, control, hooks)
-  })
+export const start = <C extends RunControl>(env: RunnerEnv, task: ClaimedTask, control: C, hooks: RunHooks<C>): void => {
+  const job = env.registry.get(task.type)
+  const failBeforeRun = (error: unknown) => {
+    hooks.onHandlerEnd(control)
+    settleInBackground(env, task, (outcome) => hooks.onSettled(control, outcome),
+      env.store.fail(env.workerId, task.id, toLastError(error, "permanent")).pipe(Effect.as<Outcome>("failed")))
+  }
+  if (job === undefined) return failBeforeRun(new UnknownTaskType({ taskType: task.type }))
+  const decoded = Schema.decodeUnknownExit(job.payload)(task.payload)
+  if (Exit.isFailure(decoded)) {
+    const schemaError = Cause.findErrorOption(decoded.cause)
+    return failBeforeRun(schemaError._tag === "Some"
+      ? PayloadInvalid.fromSchemaError(task.type, schemaError.value)
+      : new PayloadInvalid({ taskType: task.type, path: "", message: "payload could not be decoded" }))
+  }
+  runHandler(env, job, task, decoded.value, control, hooks)
+}
 
 const spanNames = new WeakMap<AnyJob, string>()
 const spanName = (job: AnyJob): string => {
@@ -235,58 +232,60 @@ const runHandler = <C extends RunControl>(
   payload: unknown,
   control: C,
   hooks: RunHooks<C>
-): Effect.Effect<void> => {
+): void => {
   // Made with the handler's effect (within the span, when there is one).
   let ctx: RunContext | undefined
   const timeout = job.timeout ?? env.config.jobTimeout
   const name = spanName(job)
+  // `run` is called in the handler's fiber: a handler that throws instead of
+  // returning an effect fails its run (a defect), like any other failure.
   const annotated = (span: Tracer.Span | undefined) =>
     Effect.annotateLogs(
-      job.run(payload, ctx = new RunContext(env, task, name, span)),
+      Effect.suspend(() => job.run(payload, ctx = new RunContext(env, task, name, span))),
       { taskId: task.id, taskType: task.type, attempt: task.attempt }
     )
   // With a tracing backend: the span as Effect.withSpan makes it, without looking
   // it up again to hand it to the handler; its name is made once per job.
-  const handler = (env.tracing
+  const handler = env.tracing
     ? Effect.useSpan(name, {
       attributes: { "taskfiber.task_id": task.id, "taskfiber.attempt": task.attempt, "taskfiber.queue": task.queue }
     }, (span) => Effect.withParentSpan(annotated(span), span, noStackTrace))
-    : annotated(undefined)).pipe(
-      // Explicitly interruptible: a fiber forked while a layer is built inherits
-      // an uninterruptible region.
-      Effect.interruptible
-    )
-  return Effect.map(Effect.forkIn(handler, env.jobScope), (fiber) => {
-    control.handler = fiber
-    let timedOut = false
-    const deadline = env.deadlines.set(Duration.toMillis(timeout), () => {
-      timedOut = true
-      fiber.interruptUnsafe()
-    })
-    // A stop requested before the handler existed takes effect now.
-    if (control.stopReason !== undefined) fiber.interruptUnsafe()
-    fiber.addObserver((handlerExit) => {
-      env.deadlines.clear(deadline)
-      hooks.onHandlerEnd(control)
-      const exit: Exit.Exit<unknown, unknown> =
-        timedOut && control.stopReason === undefined && Exit.isFailure(handlerExit) && Cause.hasInterruptsOnly(handlerExit.cause)
-          ? Exit.fail(new TaskTimeout({ taskId: task.id, timeoutMs: Duration.toMillis(timeout) }))
-          : handlerExit
-      const reporter = ctx?.reporter
-      const done = (outcome: Outcome) => {
-        if (reporter !== undefined) env.reporters.delete(reporter)
-        hooks.onSettled(control, outcome)
-      }
-      if (Exit.isSuccess(exit) && !(reporter?.used ?? false)) {
-        // The common case, without a fiber: straight into the next completion batch.
-        env.completer.push(task.id, exit.value === undefined ? null : exit.value, (error) => {
-          if (error === undefined) return done("succeeded")
-          settleInBackground(env, task, done, abandoned(task)(error))
-        })
-        return
-      }
-      settleInBackground(env, task, done, settle(env, job, task, exit, reporter, control))
-    })
+    : annotated(undefined)
+  // A root fiber with the supervisor's services, started here and now (the
+  // supervisor's shutdown stops and awaits every run through `control`). Forked
+  // into a scope, each run cost a scheduled task, an async-hooks resource and a
+  // scope entry: about a tenth of the runtime's CPU per task.
+  const fiber = Effect.runForkWith(env.context)(handler)
+  control.handler = fiber
+  let timedOut = false
+  // A handler that already ended (a synchronous one) needs no deadline.
+  const deadline = fiber.pollUnsafe() !== undefined ? undefined : env.deadlines.set(Duration.toMillis(timeout), () => {
+    timedOut = true
+    fiber.interruptUnsafe()
+  })
+  // A stop requested before the handler existed takes effect now.
+  if (control.stopReason !== undefined) fiber.interruptUnsafe()
+  fiber.addObserver((handlerExit) => {
+    if (deadline !== undefined) env.deadlines.clear(deadline)
+    hooks.onHandlerEnd(control)
+    const exit: Exit.Exit<unknown, unknown> =
+      timedOut && control.stopReason === undefined && Exit.isFailure(handlerExit) && Cause.hasInterruptsOnly(handlerExit.cause)
+        ? Exit.fail(new TaskTimeout({ taskId: task.id, timeoutMs: Duration.toMillis(timeout) }))
+        : handlerExit
+    const reporter = ctx?.reporter
+    const done = (outcome: Outcome) => {
+      if (reporter !== undefined) env.reporters.delete(reporter)
+      hooks.onSettled(control, outcome)
+    }
+    if (Exit.isSuccess(exit) && !(reporter?.used ?? false)) {
+      // The common case, without a fiber: straight into the next completion batch.
+      env.completer.push(task.id, exit.value === undefined ? null : exit.value, (error) => {
+        if (error === undefined) return done("succeeded")
+        settleInBackground(env, task, done, abandoned(task)(error))
+      })
+      return
+    }
+    settleInBackground(env, task, done, settle(env, job, task, exit, reporter, control))
   })
 }
 

@@ -63,15 +63,28 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("fa
         retry: RetryPolicy.exponential({ baseMs: 1, maxDelayMs: 1, maxAttempts: 2 }),
         run: (_, ctx) => ctx.attempt === 1 ? Effect.sync(() => { throw new Error("kaboom") }) : Effect.succeed("second time lucky")
       })
+      // Throws before it has an effect to return.
+      const ThrowsInRun = Job.define({
+        name: "throws-in-run", queue: "defects", payload: Schema.Struct({}),
+        retry: RetryPolicy.exponential({ baseMs: 1, maxDelayMs: 1, maxAttempts: 2 }),
+        run: (_, ctx) => {
+          if (ctx.attempt === 1) throw new Error("kaboom before the effect")
+          return Effect.succeed("second time lucky")
+        }
+      })
       const Fine = Job.define({ name: "fine", queue: "defects", payload: Schema.Struct({ n: Schema.Int }), run: (p) => Effect.succeed(p.n) })
-      const s = yield* Runtime.startSupervisor([Thrower, Fine])
+      const s = yield* Runtime.startSupervisor([Thrower, ThrowsInRun, Fine])
       const thrower = yield* Tasks.enqueue(Thrower, {})
+      const throwsInRun = yield* Tasks.enqueue(ThrowsInRun, {})
       for (let n = 0; n < 5; n++) yield* Tasks.enqueue(Fine, { n })
-      const outcomes = yield* Runtime.outcomesOf(s, 7)
-      expect(outcomes.filter((o) => o.outcome === "succeeded")).toHaveLength(6)
+      const outcomes = yield* Runtime.outcomesOf(s, 9)
+      expect(outcomes.filter((o) => o.outcome === "succeeded")).toHaveLength(7)
       const t = yield* getTask(thrower.id)
       expect(t.task).toMatchObject({ status: "succeeded", attempt: 2 })
       expect(t.events.find((e) => e.to === "retrying")?.error).toMatchObject({ message: "kaboom", classification: "transient" })
+      const u = yield* getTask(throwsInRun.id)
+      expect(u.task).toMatchObject({ status: "succeeded", attempt: 2 })
+      expect(u.events.find((e) => e.to === "retrying")?.error).toMatchObject({ message: "kaboom before the effect", classification: "transient" })
     }).pipe(Effect.scoped))
 
   it.effect("a handler that interrupts itself uses up its attempts instead of running for ever", () =>
