@@ -5,10 +5,12 @@
  * against PostgreSQL shares two cores between the worker and the database and
  * scatters ±20%; this figure moves only with the runtime's code, so it is the one
  * to compare before and after a change to the supervisor, the runner or the
- * completer (see README, Benchmarks: in a real drain of 20,000 tasks, start
- * included, taskfiber-lean's worker takes 42–53 µs of CPU per task and
- * graphile-worker-fast's 26–35; a fresh process's first 20,000 tasks cost this
- * benchmark 39–48 µs each, against 15 once warm).
+ * completer. Figures (see README, Benchmarks): a fresh process's first 20,000
+ * tasks cost this benchmark 18.5–20.5 µs of CPU each, 9.8 µs once warm (they were
+ * 39–48 and 15 before the run's span became conditional, handler fibers started
+ * without a scope and timeouts shared a timer); in a real drain of 20,000 tasks,
+ * start included, taskfiber-lean's worker takes 19–28 µs of CPU per task and
+ * graphile-worker-fast's 18–26.
  *
  *   node bench/runtime.ts [--tasks 200000] [--runs 3]
  *
