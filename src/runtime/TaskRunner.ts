@@ -16,7 +16,8 @@
  * One fiber per task: the handler's. Its end is observed by a callback, and the
  * common outcome — success with no progress to write — goes straight to the
  * Completer; only the rare ones (failures, stops, pending progress) start a fiber
- * of their own to write. The handler's timeout is a timer that interrupts it. This
+ * of their own to write. The handler's timeout (a deadline on the supervisor's one
+ * timer, see Deadlines) interrupts it. This
  * keeps the runtime's own cost per task to a few microseconds, so a worker can run
  * tens of thousands of short tasks a second.
  */
@@ -67,7 +68,7 @@ export interface RunnerEnv {
   readonly completer: Completer
   /** Reporters of the running tasks that reported, flushed by the supervisor's progress flusher. */
   readonly reporters: Set<ProgressReporter.ProgressReporter>
-  /** The supervisor's services (logger, tracer, levels) for fibers started from callbacks. */
+  /** The supervisor's services (logger, tracer, levels): handler fibers and settling fibers run with them. */
   readonly context: Context.Context<never>
   /** The handlers' timeouts. */
   readonly deadlines: Deadlines
