@@ -114,8 +114,11 @@ export class TaskStore extends Context.Service<TaskStore, {
   /**
    * Milliseconds until the next not-yet-due queued or retrying task of these queues
    * comes due, by the database clock (an app clock ahead of it would wake too early).
+   * With `dueWithinMs`, tasks that came due in the last `dueWithinMs` ms count too
+   * (the answer is then ≤ 0): a claimer passes the time since its last claim began,
+   * so that a task that came due after that claim looked is not left waiting.
    */
-  readonly msUntilNextDue: (queues?: ReadonlyArray<string>) => Effect.Effect<Option.Option<number>, DatabaseError>
+  readonly msUntilNextDue: (queues?: ReadonlyArray<string>, dueWithinMs?: number) => Effect.Effect<Option.Option<number>, DatabaseError>
 }>()("taskfiber/TaskStore") {}
 
 // The cursor carries created_at as the database prints it, to the microsecond: a
@@ -288,11 +291,12 @@ const make = Effect.gen(function*() {
         Effect.withSpan("TaskStore.recordProgress")
       ),
 
-    msUntilNextDue: (queues) =>
+    msUntilNextDue: (queues, dueWithinMs = 0) =>
       sql<{ ms: number | null }>`
         select (extract(epoch from min(run_at) - clock_timestamp()) * 1000)::float8 as ms
         from taskfiber.tasks
-        where status in ('queued', 'retrying') and run_at > now()
+        where status in ('queued', 'retrying')
+          and run_at > now() - ${Math.max(0, dueWithinMs)}::float8 * interval '1 millisecond'
           and (${queues ? [...queues] : null}::text[] is null or queue = any(${queues ? [...queues] : null}::text[]))`.pipe(
         Effect.map((rows) => Option.fromNullishOr(rows[0]?.ms)),
         mapSqlError,

@@ -1,5 +1,7 @@
 import { expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Logger, Option, Queue, References, Schema, Scope } from "effect"
+import { TransientError } from "../../src/domain/Errors.ts"
+import * as RetryPolicy from "../../src/domain/RetryPolicy.ts"
 import * as Job from "../../src/runtime/Job.ts"
 import * as Tasks from "../../src/runtime/Tasks.ts"
 import { TaskStore } from "../../src/store/TaskStore.ts"
@@ -65,6 +67,29 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Sup
       expect(messages.filter((m) => m === "task settled")).toHaveLength(4) // 3 succeeded, 1 released
       expect(messages).toContain("shutting down: releasing unfinished jobs to the queue")
     }))
+})
+
+it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Supervisor retries", (it) => {
+  const Flaky = Job.define({
+    name: "flaky-once", queue: "retry-race", payload: Schema.Struct({}),
+    retry: RetryPolicy.exponential({ baseMs: 5, maxDelayMs: 10, maxAttempts: 3 }),
+    run: (_, ctx) => ctx.attempt === 1 ? Effect.fail(new TransientError({ message: "once" })) : Effect.void
+  })
+
+  // The dispatcher sleeps until the earliest run_at, then claims. Its timer can fire
+  // a fraction of a millisecond before the database's clock reaches run_at; the
+  // claim then finds nothing, and the next-due query used to skip the task as no
+  // longer in the future, leaving it for the 30 s idle re-check (one retry in ten
+  // or so). Sixty retries, one at a time, each given 5 s.
+  it.effect("a retry is claimed when it comes due, also when the dispatcher's timer fires early", () =>
+    Effect.gen(function*() {
+      const s = yield* Runtime.startSupervisor([Flaky])
+      for (let i = 0; i < 60; i++) {
+        yield* Tasks.enqueue(Flaky, {})
+        const outcomes = yield* Runtime.outcomesOf(s, 2).pipe(Effect.timeoutOption(Duration.seconds(5)))
+        expect(Option.map(outcomes, (o) => o.map((x) => x.outcome))).toEqual(Option.some(["retrying", "succeeded"]))
+      }
+    }).pipe(Effect.scoped))
 })
 
 it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Supervisor start", (it) => {

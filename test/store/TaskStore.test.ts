@@ -65,6 +65,22 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
       expect(yield* sql`select * from taskfiber.enqueue(${spec(another)}::jsonb)`).toEqual([{ ord: 1, id: another, created: false }])
     }))
 
+  it.effect("msUntilNextDue: the next future run_at; with dueWithinMs, tasks that came due that recently too", () =>
+    Effect.gen(function*() {
+      const s = yield* store
+      expect(yield* s.msUntilNextDue(["next-due"])).toEqual(Option.none())
+      yield* s.enqueue({ type: "t", queue: "next-due", delayMs: 60_000 })
+      const ahead = Option.getOrThrow(yield* s.msUntilNextDue(["next-due"]))
+      expect(ahead).toBeGreaterThan(50_000)
+      expect(ahead).toBeLessThanOrEqual(60_000)
+      // Due for a minute already: not next, unless the caller's window reaches it.
+      yield* s.enqueue({ type: "t", queue: "came-due", runAt: new Date(Date.now() - 60_000) })
+      expect(yield* s.msUntilNextDue(["came-due"])).toEqual(Option.none())
+      expect(yield* s.msUntilNextDue(["came-due"], 1_000)).toEqual(Option.none())
+      const late = Option.getOrThrow(yield* s.msUntilNextDue(["came-due"], 600_000))
+      expect(late).toBeLessThan(-50_000)
+    }))
+
   it.effect("a bad spec fails with InvalidTaskSpec naming the field and writes nothing", () =>
     Effect.gen(function*() {
       const s = yield* store
