@@ -49,7 +49,7 @@ export interface ClientOptions {
    * an enqueue, so none of them meets a connection opened on demand. Warming all
    * ten of a default pool took 100 ms of start-up against 50 for four, and the
    * pickup latency was the same. 0 starts a worker facing a backlog sooner (a
-   * 20,000-task drain ended ~90 ms earlier) at the price of cold first calls. A
+   * 20,000-task drain ended 54–90 ms earlier) at the price of cold first calls. A
    * negative value means the default.
    */
   readonly poolMin?: number
