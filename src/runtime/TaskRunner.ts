@@ -155,6 +155,13 @@ const spanName = (job: AnyJob): string => {
   if (name === undefined) spanNames.set(job, name = `taskfiber.run ${job.name}`)
   return name
 }
+/** The run span's attributes, the same on a backend's span and on the stand-in. */
+const runAttributes = (task: ClaimedTask) => ({
+  "taskfiber.task_id": task.id,
+  "taskfiber.attempt": task.attempt,
+  "taskfiber.queue": task.queue
+})
+
 // A stack trace per task costs an Error object; the span's name says where.
 const noStackTrace = { captureStackTrace: false } as const
 
@@ -169,8 +176,8 @@ class RunContext implements JobContext {
   readonly maxAttempts: number
   readonly checkpoint: unknown
   readonly #env: RunnerEnv
+  readonly #task: ClaimedTask
   readonly #spanName: string
-  readonly #queue: string
   #span: Tracer.Span | undefined
   reporter: ProgressReporter.ProgressReporter | undefined = undefined
   constructor(env: RunnerEnv, task: ClaimedTask, spanName: string, span: Tracer.Span | undefined) {
@@ -179,8 +186,8 @@ class RunContext implements JobContext {
     this.attempt = task.attempt
     this.maxAttempts = task.maxAttempts
     this.checkpoint = task.checkpoint
+    this.#task = task
     this.#spanName = spanName
-    this.#queue = task.queue
     this.#span = span
   }
   /**
@@ -200,10 +207,7 @@ class RunContext implements JobContext {
       root: false,
       sampled: false
     })
-    // The attributes a backend's span is made with.
-    span.attribute("taskfiber.task_id", this.taskId)
-    span.attribute("taskfiber.attempt", this.attempt)
-    span.attribute("taskfiber.queue", this.#queue)
+    for (const [key, value] of Object.entries(runAttributes(this.#task))) span.attribute(key, value)
     return this.#span = span
   }
   #reporter(): ProgressReporter.ProgressReporter {
@@ -248,9 +252,8 @@ const runHandler = <C extends RunControl>(
   // With a tracing backend: the span as Effect.withSpan makes it, without looking
   // it up again to hand it to the handler; its name is made once per job.
   const handler = env.tracing
-    ? Effect.useSpan(name, {
-      attributes: { "taskfiber.task_id": task.id, "taskfiber.attempt": task.attempt, "taskfiber.queue": task.queue }
-    }, (span) => Effect.withParentSpan(annotated(span), span, noStackTrace))
+    ? Effect.useSpan(name, { attributes: runAttributes(task) }, (span) =>
+      Effect.withParentSpan(annotated(span), span, noStackTrace))
     : annotated(undefined)
   // A root fiber with the supervisor's services, started here and now (the
   // supervisor's shutdown stops and awaits every run through `control`). Forked
