@@ -48,7 +48,7 @@ const memoryStore = (count: number) => {
         const n = Math.min(o.limit, count - next)
         const claimed: Array<ClaimedTask> = []
         for (let i = 0; i < n; i++) {
-          claimed.push({ id: newTaskId(), queue: "default", type: "noop", payload: { t: next + i }, attempt: 1, maxAttempts: 25, checkpoint: null })
+          claimed.push({ id: newTaskId(), queue: "default", type: "noop", payload: { t: next + i }, attempt: 1, maxAttempts: 25, checkpoint: null, removeOnComplete: false })
         }
         next += n
         return claimed

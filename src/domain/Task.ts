@@ -94,7 +94,7 @@ export type Task = typeof Task.Type
  * `TaskStore.claimToRun` reads. Timestamps, results and errors stay in the
  * database (parsing them cost more per task than the rest of the claim).
  */
-export type ClaimedTask = Pick<Task, "id" | "queue" | "type" | "payload" | "attempt" | "maxAttempts" | "checkpoint">
+export type ClaimedTask = Pick<Task, "id" | "queue" | "type" | "payload" | "attempt" | "maxAttempts" | "checkpoint" | "removeOnComplete">
 
 /**
  * Schema of one status change in a task's history (`taskfiber.task_events`).

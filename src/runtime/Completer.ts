@@ -41,15 +41,19 @@ export type CompletionFailure = unknown
 interface Item {
   readonly id: string
   readonly result: unknown
+  readonly remove: boolean
   readonly done: (failure: CompletionFailure | undefined) => void
 }
 
 /** Completes tasks of one worker in batches. */
 export interface Completer {
-  /** Queues the task's success; `done` is called once its statement committed (or failed). */
-  readonly push: (id: string, result: unknown, done: (failure: CompletionFailure | undefined) => void) => void
+  /**
+   * Queues the task's success; `done` is called once its statement committed (or
+   * failed). `remove`: the task was claimed as removeOnComplete (see TaskStore.complete).
+   */
+  readonly push: (id: string, result: unknown, remove: boolean, done: (failure: CompletionFailure | undefined) => void) => void
   /** The same as an effect: succeeds when the task's completion is committed. */
-  readonly complete: (id: string, result: unknown) => Effect.Effect<void, DatabaseError | TaskNotHeld>
+  readonly complete: (id: string, result: unknown, remove: boolean) => Effect.Effect<void, DatabaseError | TaskNotHeld>
 }
 
 /** A completer whose writer lives in `scope`; at most `maxBatch` tasks per statement. */
@@ -65,7 +69,7 @@ export const make = (options: {
     const wake = yield* Queue.sliding<void>(1)
     const write = (batch: ReadonlyArray<Item>) =>
       Effect.map(
-        Effect.exit(options.store.complete(options.workerId, batch.map((item) => ({ id: item.id, result: item.result })))),
+        Effect.exit(options.store.complete(options.workerId, batch.map((item) => ({ id: item.id, result: item.result, remove: item.remove })))),
         (exit) => {
           if (Exit.isFailure(exit)) {
             const failure = Cause.squash(exit.cause) ?? "completion failed"
@@ -98,15 +102,15 @@ export const make = (options: {
       }))
     }))
     yield* Effect.forkIn(Effect.interruptible(writer), options.scope)
-    const push = (id: string, result: unknown, done: (failure: CompletionFailure | undefined) => void) => {
-      pending.push({ id, result, done })
+    const push = (id: string, result: unknown, remove: boolean, done: (failure: CompletionFailure | undefined) => void) => {
+      pending.push({ id, result, remove, done })
       if (pending.length === 1) Queue.offerUnsafe(wake, undefined)
     }
     return {
       push,
-      complete: (id, result) =>
+      complete: (id, result, remove) =>
         Effect.callback<void, DatabaseError | TaskNotHeld>((resume) => {
-          push(id, result, (failure) =>
+          push(id, result, remove, (failure) =>
             resume(
               failure === undefined
                 ? Effect.void

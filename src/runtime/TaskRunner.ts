@@ -283,7 +283,7 @@ const runHandler = <C extends RunControl>(
     }
     if (Exit.isSuccess(exit) && !(reporter?.used ?? false)) {
       // The common case, without a fiber: straight into the next completion batch.
-      env.completer.push(task.id, exit.value === undefined ? null : exit.value, (error) => {
+      env.completer.push(task.id, exit.value === undefined ? null : exit.value, task.removeOnComplete, (error) => {
         if (error === undefined) return done("succeeded")
         settleInBackground(env, task, done, abandoned(task)(error))
       })
@@ -305,7 +305,7 @@ const settle = (
     const { store, workerId } = env
     if (Exit.isSuccess(exit)) {
       yield* flushOf(reporter)
-      return yield* env.completer.complete(task.id, exit.value === undefined ? null : exit.value).pipe(
+      return yield* env.completer.complete(task.id, exit.value === undefined ? null : exit.value, task.removeOnComplete).pipe(
         Effect.as<Outcome>("succeeded"),
         Effect.catchTag("TaskNotHeld", abandoned(task))
       )

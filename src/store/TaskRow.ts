@@ -37,7 +37,7 @@ export interface TaskRow {
 }
 
 /** The columns of a task row that {@link toClaimedTask} reads. */
-export type ClaimedRow = Pick<TaskRow, "id" | "queue" | "type" | "payload" | "attempt" | "max_attempts" | "checkpoint">
+export type ClaimedRow = Pick<TaskRow, "id" | "queue" | "type" | "payload" | "attempt" | "max_attempts" | "checkpoint" | "remove_on_complete">
 
 /** A row of `taskfiber.task_events`. */
 export interface TaskEventRow {
@@ -85,7 +85,8 @@ export const toClaimedTask = (r: ClaimedRow): ClaimedTask => ({
   payload: r.payload as Task["payload"],
   attempt: r.attempt,
   maxAttempts: r.max_attempts,
-  checkpoint: r.checkpoint as Task["checkpoint"]
+  checkpoint: r.checkpoint as Task["checkpoint"],
+  removeOnComplete: r.remove_on_complete
 })
 
 /** The domain event of a row. */

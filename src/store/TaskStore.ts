@@ -41,7 +41,10 @@ export interface ListOptions {
   readonly cursor?: string
 }
 
-/** One page of tasks, oldest first. */
+/**
+ * One page of tasks in id order: oldest first for the ids taskfiber makes (UUIDv7,
+ * to the millisecond of the producer's clock); a producer's own ids sort as uuids.
+ */
 export interface TaskPage {
   readonly tasks: ReadonlyArray<Task>
   /** Absent on the last page. */
@@ -84,6 +87,7 @@ export class TaskStore extends Context.Service<TaskStore, {
   /** Enqueue many in one statement; results in input order. */
   readonly enqueueMany: (specs: ReadonlyArray<TaskSpec>) => Effect.Effect<ReadonlyArray<EnqueueResult>, InvalidTaskSpec | DatabaseError>
   readonly get: (id: string) => Effect.Effect<Option.Option<TaskWithEvents>, DatabaseError>
+  /** A page of tasks in id order (the primary key), filtered; see {@link TaskPage}. */
   readonly list: (options?: ListOptions) => Effect.Effect<TaskPage, DatabaseError>
   /** Claim due tasks by effective priority, `FOR UPDATE SKIP LOCKED`. */
   readonly claim: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<Task>, DatabaseError>
@@ -94,8 +98,15 @@ export class TaskStore extends Context.Service<TaskStore, {
    * runs); returns the ids it still holds.
    */
   readonly extendLeases: (workerId: string, leaseMs: number, ids?: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
-  /** Succeed many tasks; returns the ids completed (those the worker still held). */
-  readonly complete: (workerId: string, items: ReadonlyArray<{ readonly id: string; readonly result: unknown }>) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
+  /**
+   * Succeed many tasks; returns the ids completed (those the worker still held).
+   * `remove`: the task was claimed as removeOnComplete. When every item says so,
+   * the batch takes the shorter way (schema/010); the database checks it anyway.
+   */
+  readonly complete: (
+    workerId: string,
+    items: ReadonlyArray<{ readonly id: string; readonly result: unknown; readonly remove?: boolean }>
+  ) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
   /** Retry after `delayMs` (database clock), or fail when out of attempts. */
   readonly retry: (workerId: string, id: string, error: StoredError, delayMs: number) => Effect.Effect<Option.Option<Task>, DatabaseError>
   /** Fail and dead-letter. */
@@ -121,22 +132,20 @@ export class TaskStore extends Context.Service<TaskStore, {
   readonly msUntilNextDue: (queues?: ReadonlyArray<string>, dueWithinMs?: number) => Effect.Effect<Option.Option<number>, DatabaseError>
 }>()("taskfiber/TaskStore") {}
 
-// The cursor carries created_at as the database prints it, to the microsecond: a
-// JS Date keeps only milliseconds, and a truncated cursor would repeat a page.
-const encodeCursor = (createdAt: string, id: string): string =>
-  Buffer.from(JSON.stringify([createdAt, id])).toString("base64url")
-const decodeCursor = (cursor: string): readonly [string, string] | undefined => {
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+// The cursor is the last task's id: pages follow the primary key (schema/010).
+// A cursor of earlier versions ([created_at, id]) continues from its id.
+const encodeCursor = (id: string): string => Buffer.from(JSON.stringify(id)).toString("base64url")
+const decodeCursor = (cursor: string): string | undefined => {
   try {
     const v: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"))
-    return Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && typeof v[1] === "string"
-      ? [v[0], v[1]]
-      : undefined
+    const id = Array.isArray(v) && v.length === 2 ? v[1] : v
+    return typeof id === "string" && uuidPattern.test(id) ? id : undefined
   } catch {
     return undefined
   }
 }
-
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 const make = Effect.gen(function*() {
   const sql = yield* SqlClient
@@ -183,20 +192,18 @@ const make = Effect.gen(function*() {
       Effect.gen(function*() {
         const limit = Math.min(500, Math.max(1, Math.floor(options.limit ?? 50)))
         const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor)
-        const rows = yield* sql<TaskRow & { cursor_at: string }>`
-          select *, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as cursor_at
-          from taskfiber.tasks
+        const rows = yield* sql<TaskRow>`
+          select * from taskfiber.tasks
           where (${options.status ?? null}::taskfiber.task_status is null or status = ${options.status ?? null}::taskfiber.task_status)
             and (${options.queue ?? null}::text is null or queue = ${options.queue ?? null})
             and (${options.type ?? null}::text is null or type = ${options.type ?? null})
-            and (${after?.[0] ?? null}::timestamptz is null
-                 or (created_at, id) > (${after?.[0] ?? null}::timestamptz, ${after?.[1] ?? null}::uuid))
-          order by created_at, id
+            and (${after ?? null}::uuid is null or id > ${after ?? null}::uuid)
+          order by id
           limit ${limit + 1}`
         const page = rows.slice(0, limit)
         const last = page[page.length - 1]
         return rows.length > limit && last
-          ? { tasks: tasks(page), nextCursor: encodeCursor(last.cursor_at, last.id) }
+          ? { tasks: tasks(page), nextCursor: encodeCursor(last.id) }
           : { tasks: tasks(page) }
       }).pipe(mapSqlError, Effect.withSpan("TaskStore.list")),
 
@@ -211,12 +218,12 @@ const make = Effect.gen(function*() {
       )
     },
 
-    // Seven columns instead of twenty-one: the six timestamps were most of the
+    // Eight columns instead of twenty-two: the six timestamps were most of the
     // client's parsing work per claimed task (and of the server's formatting).
     claimToRun: (o) => {
       const ageing = o.ageing ?? defaultAgeing
       return sql<ClaimedRow>`
-        select id, queue, type, payload, attempt, max_attempts, checkpoint
+        select id, queue, type, payload, attempt, max_attempts, checkpoint, remove_on_complete
           from taskfiber.claim(${o.workerId}, ${o.queues ? [...o.queues] : null}::text[], ${o.limit},
             ${Math.round(o.leaseMs)}, ${ageing.stepSeconds}, ${ageing.maxBoost}, ${o.asyncCommit === true})`.pipe(
         Effect.map((rows) => rows.map(toClaimedTask)),

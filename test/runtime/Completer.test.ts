@@ -44,7 +44,7 @@ const pushAll = (completer: Completer.Completer, ids: ReadonlyArray<string>) =>
     const failures: Array<unknown> = []
     yield* Effect.sync(() => {
       for (const id of ids) {
-        completer.push(id, { ok: id }, (failure) => {
+        completer.push(id, { ok: id }, false, (failure) => {
           failures.push(failure)
           if (failures.length === ids.length) Deferred.doneUnsafe(reported, Effect.succeed(failures))
         })

@@ -89,6 +89,36 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("re
       expect(Option.isNone(yield* store.get(enqueued[0]!.id))).toBe(true)
     }))
 
+  // The short way of schema/010 is tried only for a batch whose items all say
+  // `remove`; a wrong mark must cost time, never a task.
+  it.effect("a batch marked all-removed that holds a kept task is undone and completed the general way", () =>
+    Effect.gen(function*() {
+      const store = yield* TaskStore
+      const specs = [true, false, true].map((removeOnComplete, n) => ({ type: "t", queue: "roc-7", payload: { n }, removeOnComplete }))
+      const enqueued = yield* store.enqueueMany(specs)
+      const claimed = yield* store.claim({ workerId: "w-seven", queues: ["roc-7"], limit: 10, leaseMs: 60_000 })
+      const done = yield* store.complete("w-seven", claimed.map((t) => ({ id: t.id, result: { ok: 1 }, remove: true })))
+      expect([...done].sort()).toEqual(enqueued.map((r) => r.id).sort())
+      const left = yield* rowsOf(enqueued.map((r) => r.id))
+      expect(left.map((r) => [r.id, r.status, r.events])).toEqual([[enqueued[1]!.id, "succeeded", 3]])
+      expect(yield* eventsOf([enqueued[0]!.id, enqueued[2]!.id])).toBe(0)
+    }))
+
+  it.effect("a batch with a task that is no longer this worker's still deletes the rest, and leaves that one alone", () =>
+    Effect.gen(function*() {
+      const store = yield* TaskStore
+      const sql = yield* SqlClient
+      const enqueued = yield* store.enqueueMany([0, 1, 2].map((n) => ({ type: "t", queue: "roc-6", payload: { n }, removeOnComplete: true })))
+      const claimed = yield* store.claim({ workerId: "w-six", queues: ["roc-6"], limit: 3, leaseMs: 60_000 })
+      expect(claimed).toHaveLength(3)
+      // The middle one was reaped and claimed by another worker meanwhile.
+      const lost = [...enqueued.map((r) => r.id)].sort()[1]!
+      yield* sql`update taskfiber.tasks set worker_id = 'w-other' where id = ${lost}::uuid`
+      const done = yield* store.complete("w-six", claimed.map((t) => ({ id: t.id, result: null, remove: t.removeOnComplete })))
+      expect([...done].sort()).toEqual(enqueued.map((r) => r.id).filter((id) => id !== lost).sort())
+      expect((yield* rowsOf(enqueued.map((r) => r.id))).map((r) => [r.id, r.status])).toEqual([[lost, "running"]])
+    }))
+
   it.effect("crash between the handler's end and the completion: the lease expires, the reaper retries it, its success deletes it", () =>
     Effect.gen(function*() {
       const store = yield* TaskStore
@@ -101,11 +131,11 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("re
       expect(reaped.map((t) => [t.id, t.status])).toEqual([[task!.id, "retrying"]])
       expect(yield* eventsOf([task!.id])).toBe(1) // running → retrying, recorded
       // A completion from the dead worker changes nothing now.
-      expect(yield* store.complete("w-dead", [{ id: task!.id, result: null }])).toEqual([])
+      expect(yield* store.complete("w-dead", [{ id: task!.id, result: null, remove: true }])).toEqual([])
       yield* sql`update taskfiber.tasks set run_at = now() where id = ${task!.id}::uuid`
       const again = yield* store.claim({ workerId: "w-live", queues: ["roc-4"], limit: 1, leaseMs: 60_000 })
       expect(again.map((t) => [t.id, t.attempt])).toEqual([[task!.id, 2]])
-      expect(yield* store.complete("w-live", [{ id: task!.id, result: null }])).toEqual([task!.id])
+      expect(yield* store.complete("w-live", [{ id: task!.id, result: null, remove: true }])).toEqual([task!.id])
       expect(yield* rowsOf([task!.id])).toEqual([])
       expect(yield* eventsOf([task!.id])).toBe(0)
     }))
@@ -118,7 +148,7 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("re
       yield* Effect.addFinalizer(() => Effect.orDie(sql`update taskfiber.settings set outbox_topic = null`))
       const [task] = yield* store.enqueueMany([{ type: "t", queue: "roc-5", removeOnComplete: true, traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" }])
       yield* store.claim({ workerId: "w-out", queues: ["roc-5"], limit: 1, leaseMs: 60_000 })
-      yield* store.complete("w-out", [{ id: task!.id, result: { sent: 1 } }])
+      yield* store.complete("w-out", [{ id: task!.id, result: { sent: 1 }, remove: true }])
       const relayed = yield* sql<{ payload: { from: string | null; to: string; result: unknown; attempt: number }; headers: unknown }>`
         select payload, headers from taskfiber.outbox where key = ${task!.id} order by id`
       expect(relayed.map((r) => [r.payload.from, r.payload.to])).toEqual([[null, "queued"], ["queued", "running"], ["running", "succeeded"]])

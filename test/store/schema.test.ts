@@ -150,6 +150,37 @@ it.layer(Env, { timeout: 60_000 })("schema", (it) => {
       expect(left?.n).toBe(0)
     }))
 
+  // schema/010: the completion of removeOnComplete tasks skips the history delete
+  // when no deleted task has_events, so the mark must follow every history write.
+  it.effect("a removeOnComplete task is marked has_events by any status change off the hot path, and stays marked", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const store = yield* TaskStore.TaskStore
+      const marks = (id: string) =>
+        sql<{ has: boolean; events: number }>`
+          select t.has_events as has, (select count(*)::int from taskfiber.task_events e where e.task_id = t.id) as events
+            from taskfiber.tasks t where t.id = ${id}::uuid`.pipe(Effect.map((rows) => rows[0]))
+      const [lean, other] = yield* store.enqueueMany([
+        { type: "t", queue: "marks", removeOnComplete: true },
+        { type: "t", queue: "marks", removeOnComplete: true }
+      ])
+      // Hot path (enqueue, claim): no history, no mark.
+      yield* store.claim({ workerId: "w-marks", queues: ["marks"], limit: 2, leaseMs: 60_000 })
+      expect(yield* marks(lean!.id)).toEqual({ has: false, events: 0 })
+      // A lease renewal changes no status: no history, no mark.
+      yield* sql`update taskfiber.tasks set lease_expires_at = now() + interval '1 minute' where id = ${lean!.id}::uuid`
+      expect(yield* marks(lean!.id)).toEqual({ has: false, events: 0 })
+      // Raw SQL moves it (running → retrying): its event, and the mark.
+      yield* sql`update taskfiber.tasks set status = 'retrying' where id = ${lean!.id}::uuid`
+      expect(yield* marks(lean!.id)).toEqual({ has: true, events: 1 })
+      // Cannot be unmarked; deleting the task deletes its history.
+      yield* sql`update taskfiber.tasks set has_events = false where id = ${lean!.id}::uuid`
+      expect(yield* marks(lean!.id)).toEqual({ has: true, events: 1 })
+      yield* sql`delete from taskfiber.tasks where id = any(${[lean!.id, other!.id]}::uuid[])`
+      const [left] = yield* sql<{ n: number }>`select count(*)::int as n from taskfiber.task_events where task_id = ${lean!.id}::uuid`
+      expect(left?.n).toBe(0)
+    }))
+
   it.effect("every status change appends one task_events row in the same statement", () =>
     Effect.gen(function*() {
       const store = yield* TaskStore.TaskStore
@@ -184,10 +215,10 @@ it.layer(Env, { timeout: 60_000 })("schema", (it) => {
         select p.proname as name, coalesce('jit=off' = any(p.proconfig), false) as jit
           from pg_proc p
          where p.pronamespace = 'taskfiber'::regnamespace
-           and p.proname in ('tasks_after_insert', 'tasks_after_update', 'tasks_after_delete', 'claim', 'enqueue',
-                             'complete_tasks', 'cancel_tasks', 'release_tasks', 'reap_expired', 'extend_leases')
+           and p.proname in ('tasks_after_insert', 'tasks_after_update', 'tasks_after_delete', 'tasks_mark_events', 'claim',
+                             'enqueue', 'complete_tasks', 'cancel_tasks', 'release_tasks', 'reap_expired', 'extend_leases')
          order by p.proname`
-      expect(rows).toHaveLength(10)
+      expect(rows).toHaveLength(11)
       expect(rows.filter((r) => !r.jit).map((r) => r.name)).toEqual([])
     }))
 
