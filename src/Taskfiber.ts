@@ -37,4 +37,5 @@ export const layerWithoutDatabase = (options: TaskfiberOptions) =>
   })).pipe(Layer.provideMerge(services(options.jobs)))
 
 /** The whole runtime on the configured database (embedded when DATABASE_URL is unset). */
-export const layer = (options: TaskfiberOptions) => layerWithoutDatabase(options).pipe(Layer.provideMerge(Database.layer))
+export const layer = (options: TaskfiberOptions) =>
+  layerWithoutDatabase(options).pipe(Layer.provideMerge(Database.layerWith({ warmUp: "when-idle" })))

@@ -1,7 +1,8 @@
 /**
  * taskfiber under benchmark, used as an embedding application would: the
- * `Taskfiber.layerWithoutDatabase` runtime over `Database.layerUrl`, one no-op job,
- * `TaskStore.enqueueMany` as the batch API.
+ * `Taskfiber.layerWithoutDatabase` runtime over `Database.layerUrl` (warmed when
+ * idle, as `Taskfiber.layer` does), one no-op job, `TaskStore.enqueueMany` as the
+ * batch API.
  */
 import { Effect, Layer, ManagedRuntime, References, Redacted, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
@@ -17,8 +18,8 @@ const NoopPayload = Schema.Struct({ t: Schema.Number })
 
 const quiet = Layer.succeed(References.MinimumLogLevel, "Warn")
 
-const database = (url: string, poolMax: number) =>
-  Database.layerUrl(Redacted.make(url), { poolMax, applicationName: "taskfiber-bench" }).pipe(Layer.provide(quiet))
+const database = (url: string, poolMax: number, warmUp: "eager" | "when-idle" = "eager") =>
+  Database.layerUrl(Redacted.make(url), { poolMax, applicationName: "taskfiber-bench", warmUp }).pipe(Layer.provide(quiet))
 
 // The heap settings the README recommends for worker processes (see "Memory"):
 // without them V8 grows the young generation past 130 MB while draining, and lets
@@ -68,7 +69,8 @@ const system = (
     })
     const runtime = ManagedRuntime.make(
       Taskfiber.layerWithoutDatabase({ jobs: [noop], config: config(concurrency) }).pipe(
-        Layer.provideMerge(database(url, 10)),
+        // As Taskfiber.layer: the supervisor warms the connections once it is idle.
+        Layer.provideMerge(database(url, 10, "when-idle")),
         Layer.provide(quiet)
       )
     )

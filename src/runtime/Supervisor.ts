@@ -24,6 +24,7 @@ import { PgClient } from "@effect/sql-pg"
 import type { ClaimedTask } from "../domain/Task.ts"
 import type { DatabaseError } from "../store/DatabaseError.ts"
 import { TaskStore } from "../store/TaskStore.ts"
+import { ColdConnections } from "../store/Warmup.ts"
 import { CancelBus } from "./CancelBus.ts"
 import { JobRegistry } from "./JobRegistry.ts"
 import type { ProgressReporter } from "./ProgressReporter.ts"
@@ -31,6 +32,7 @@ import * as RuntimeConfig from "./RuntimeConfig.ts"
 import * as TaskRunner from "./TaskRunner.ts"
 import * as Completer from "./Completer.ts"
 import { Deadlines } from "./Deadlines.ts"
+import * as OutcomeLog from "./OutcomeLog.ts"
 
 /** The channel the schema's triggers notify when tasks become queued. */
 export const channel = "taskfiber_tasks"
@@ -67,6 +69,14 @@ export class Supervisor extends Context.Service<Supervisor, {
   readonly outcomes: Effect.Effect<Queue.Dequeue<{ readonly taskId: string; readonly outcome: TaskRunner.Outcome }>>
 }>()("taskfiber/Supervisor") {}
 
+/**
+ * Raises a one-slot signal. Offering to a full sliding queue would drop and
+ * re-add its message; a raised signal stays as it is.
+ */
+const signalUnsafe = (signal: Queue.Queue<void>) => {
+  if (Queue.sizeUnsafe(signal) === 0) Queue.offerUnsafe(signal, undefined)
+}
+
 /** A new worker id: host, pid and a random suffix (several supervisors per process). */
 export const makeWorkerId = (): string => `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`
 
@@ -78,6 +88,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     const pg = yield* PgClient.PgClient
     const scope = yield* Effect.scope
     const workerId = makeWorkerId()
+    const cold = yield* Effect.serviceOption(ColdConnections)
     const reporters = new Set<ProgressReporter>()
     const queues = registry.queues
     const leaseMs = Duration.toMillis(config.lease)
@@ -85,7 +96,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     const wake = yield* Queue.sliding<void>(1)
     const claiming = yield* Ref.make(true)
     // Bounded: outcomes are for observers (tests, metrics); the oldest drop first.
-    const outcomes = yield* Queue.sliding<{ readonly taskId: string; readonly outcome: TaskRunner.Outcome }>(10_000)
+    const outcomes = OutcomeLog.make<{ readonly taskId: string; readonly outcome: TaskRunner.Outcome }>(10_000)
     const signal = Queue.offer(wake, undefined)
 
     // When the dispatcher's last claims began (performance.now()), and the queues
@@ -129,15 +140,15 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         entry.phase = "settling"
         handlers--
         handlersIn.set(entry.task.queue, (handlersIn.get(entry.task.queue) ?? 1) - 1)
-        Queue.offerUnsafe(startSignal, undefined)
-        Queue.offerUnsafe(wake, undefined)
+        signalUnsafe(startSignal)
+        signalUnsafe(wake)
       },
       onSettled: (entry, outcome) => {
         running.delete(entry.task.id)
-        Queue.offerUnsafe(outcomes, { taskId: entry.task.id, outcome })
+        outcomes.record({ taskId: entry.task.id, outcome })
         if (logsSettled) Queue.offerUnsafe(settledLog, { task: entry.task, outcome })
         if (entry.settled !== undefined) Deferred.doneUnsafe(entry.settled, Exit.void)
-        Queue.offerUnsafe(wake, undefined)
+        signalUnsafe(wake)
       }
     }
 
@@ -279,9 +290,23 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         yield* Queue.take(wake).pipe(Effect.timeoutOrElse({ duration: untilNext, orElse: () => Effect.void }))
       })
 
+    // Done after the first claim (and the warm-up it may start): the supervisor is
+    // up from then on.
+    const looked = yield* Deferred.make<void>()
+    // Idle: the claim found nothing more and this instance holds no task (a short
+    // claim alone is not enough: a worker draining a backlog has a full buffer when
+    // the queue runs dry). The time to warm the connections a "when-idle" Database
+    // layer left cold (once; see Warmup.ColdConnections).
+    const warmWhenIdle = (last: "more" | "short" | "full") =>
+      last === "short" && running.size === 0 && Option.isSome(cold) ? cold.value.warm : Effect.void
     const dispatcher = Effect.forever(
-      Effect.flatMap(dispatchOnce, (last) => (last === "more" ? Effect.void : sleepUntilWoken(last)))
+      Effect.flatMap(dispatchOnce, (last) =>
+        Effect.andThen(
+          Effect.andThen(warmWhenIdle(last), Deferred.succeed(looked, undefined)),
+          last === "more" ? Effect.void : sleepUntilWoken(last)
+        ))
     ).pipe(
+      Effect.onError(() => Deferred.succeed(looked, undefined)),
       Effect.sandbox,
       Effect.tapError((cause) => Effect.logError("dispatcher failed; restarting", cause)),
       Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.modifyDelay(({ duration }) =>
@@ -383,9 +408,14 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         )
       }
       // An entry still here has not settled yet (settling removes it), so a Deferred
-      // made now is completed by its onSettled.
+      // made now is completed by its onSettled. All are made before the first wait:
+      // made one by one as the waits went, an entry that settled meanwhile got its
+      // Deferred too late, and the shutdown waited for it for ever.
       const allSettled = () =>
-        Effect.forEach([...running.values()], (r) => Deferred.await(r.settled ??= Deferred.makeUnsafe<void>()), { discard: true })
+        Effect.suspend(() => {
+          const settled = [...running.values()].map((r) => (r.settled ??= Deferred.makeUnsafe<void>()))
+          return Effect.forEach(settled, Deferred.await, { discard: true })
+        })
       if (running.size > 0) {
         yield* Effect.logInfo("shutting down: waiting for running jobs", { running: running.size, graceMs: Duration.toMillis(config.shutdownGrace) })
         yield* allSettled().pipe(
@@ -402,6 +432,9 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       yield* logRemainingSettled
     }), context))
 
+    // Up once the first claim is done: with the shutdown above in place, so that a
+    // stop before then releases what that claim took.
+    yield* Deferred.await(looked)
     yield* Effect.logInfo("supervisor started", { workerId, queues, maxConcurrentJobs: config.maxConcurrentJobs })
 
     return Supervisor.of({
@@ -414,7 +447,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
           return row !== undefined
         }),
       running: Effect.sync(() => [...running.keys()]),
-      outcomes: Effect.succeed(outcomes)
+      outcomes: outcomes.queue
     })
   })
 

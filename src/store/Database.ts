@@ -54,16 +54,33 @@ export interface ClientOptions {
    */
   readonly poolMin?: number
   readonly applicationName?: string
+  /**
+   * When the kept connections are warmed: `"eager"` (the default) before the layer
+   * is handed out; `"when-idle"` by the first supervisor that finds nothing to
+   * claim (see Warmup.ColdConnections), which `Taskfiber.layer` uses: a worker
+   * facing a backlog starts on it at once.
+   */
+  readonly warmUp?: "eager" | "when-idle"
 }
 
-/** A migrated client for a server at `url`, its kept connections warmed. */
+/** A migrated client for a server at `url`, its kept connections warmed (or to be, see `warmUp`). */
 export const layerUrl = (
   url: Redacted.Redacted<string>,
   options: ClientOptions = {}
-): Layer.Layer<PgClient.PgClient | SqlClient, Migrations.MigrationFailed | SqlError> => {
+): Layer.Layer<PgClient.PgClient | SqlClient | Warmup.ColdConnections, Migrations.MigrationFailed | SqlError> => {
   const poolMax = options.poolMax ?? 10
   const poolMin = Math.min(poolMax, options.poolMin === undefined || options.poolMin < 0 ? 4 : options.poolMin)
-  return Layer.effectDiscard(Effect.andThen(Migrations.run, Warmup.warmConnections(poolMin))).pipe(
+  const warm = Warmup.warmConnections(poolMin)
+  return Layer.effect(
+    Warmup.ColdConnections,
+    Effect.andThen(
+      Migrations.run,
+      options.warmUp === "when-idle"
+        ? Effect.flatMap(Effect.context<SqlClient>(), (context) =>
+          Effect.map(Effect.cached(Effect.provideContext(warm, context)), (once) => Warmup.ColdConnections.of({ warm: once })))
+        : Effect.as(warm, Warmup.ColdConnections.of({ warm: Effect.void }))
+    )
+  ).pipe(
     Layer.provideMerge(
       PgClient.layer({
         url,
@@ -81,8 +98,8 @@ export const layerUrl = (
  * `overrides` replace the configured pool sizes (a one-shot command keeps no idle
  * connections).
  */
-export const layerWith = (overrides: Pick<ClientOptions, "poolMax" | "poolMin"> = {}): Layer.Layer<
-  PgClient.PgClient | SqlClient,
+export const layerWith = (overrides: Pick<ClientOptions, "poolMax" | "poolMin" | "warmUp"> = {}): Layer.Layer<
+  PgClient.PgClient | SqlClient | Warmup.ColdConnections,
   Migrations.MigrationFailed | SqlError | EmbeddedPostgres.EmbeddedPostgresError | Config.ConfigError
 > =>
   Layer.unwrap(

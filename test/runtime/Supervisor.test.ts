@@ -112,3 +112,24 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Sup
       }
     }))
 })
+
+it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Supervisor shutdown", (it) => {
+  // The shutdown made each task's "settled" Deferred only when its wait came:
+  // past the grace, a task released while the wait was on an earlier one got its
+  // Deferred after it had settled, and the shutdown never ended.
+  it.effect("ten handlers still running past the grace are all released, and the shutdown ends", () =>
+    Effect.gen(function*() {
+      const Stuck = Job.define({ name: "stuck", queue: "shutdown-many", payload: Schema.Struct({}), run: () => Effect.never })
+      const ids = yield* Effect.forEach(Array.from({ length: 10 }), () => Effect.map(Tasks.enqueue(Stuck, {}), (r) => r.id))
+      const scope = yield* Scope.make()
+      const s = yield* Runtime.startSupervisor([Stuck], { maxConcurrentJobs: 10, shutdownGrace: Duration.millis(100) }).pipe(
+        Scope.provide(scope)
+      )
+      expect(yield* s.running).toHaveLength(10)
+      const closed = yield* Scope.close(scope, Exit.void).pipe(Effect.timeoutOption(Duration.seconds(10)))
+      expect(Option.isSome(closed)).toBe(true)
+      const store = yield* TaskStore
+      const tasks = yield* Effect.forEach(ids, (id) => Effect.map(store.get(id), (t) => Option.getOrThrow(t).task))
+      expect(tasks.map((t) => [t.status, t.attempt])).toEqual(ids.map(() => ["queued", 0]))
+    }))
+})
