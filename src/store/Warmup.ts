@@ -1,5 +1,7 @@
 /**
- * Warms every connection of the pool before the layer is handed out.
+ * Warms every kept connection of the pool: before the layer is handed out, or,
+ * with `warmUp: "when-idle"`, when a supervisor first finds nothing to do (see
+ * ColdConnections).
  *
  * PostgreSQL compiles a PL/pgSQL function, and plans its statements and those of
  * the triggers it fires, once per session, on the first call: the first enqueue on
