@@ -15,8 +15,8 @@
  *   node bench/runtime.ts [--tasks 200000] [--runs 3]
  *
  * The in-memory store implements only what a supervisor calls while draining
- * (claim, complete, lease renewal, the next due time); it is a measuring device,
- * never a stand-in in a test. `LISTEN` needs a real connection: `BENCH_PG` (default
+ * (claim, complete, lease renewal, the next due time; the worker registry's writes
+ * do nothing); it is a measuring device, never a stand-in in a test. `LISTEN` needs a real connection: `BENCH_PG` (default
  * the local server), as in bench/run.ts.
  */
 import { parseArgs } from "node:util"
@@ -30,6 +30,7 @@ import * as Supervisor from "../src/runtime/Supervisor.ts"
 import type { ClaimedTask } from "../src/domain/Task.ts"
 import { newTaskId } from "../src/store/TaskId.ts"
 import { TaskStore } from "../src/store/TaskStore.ts"
+import { Workers } from "../src/store/Workers.ts"
 
 const { values: args } = parseArgs({
   options: { tasks: { type: "string", default: "200000" }, runs: { type: "string", default: "3" } }
@@ -48,16 +49,22 @@ const memoryStore = (count: number) => {
         const n = Math.min(o.limit, count - next)
         const claimed: Array<ClaimedTask> = []
         for (let i = 0; i < n; i++) {
-          claimed.push({ id: newTaskId(), queue: "default", type: "noop", payload: { t: next + i }, attempt: 1, maxAttempts: 25, checkpoint: null, removeOnComplete: false })
+          claimed.push({
+            id: newTaskId(), queue: "default", type: "noop", payload: { t: next + i }, attempt: 1, maxAttempts: 25,
+            checkpoint: null, removeOnComplete: false, revision: 2, startRecorded: true, recordStartFirst: false
+          })
         }
         next += n
         return claimed
       }),
     complete: (_worker, items) => Effect.sync(() => items.map((i) => i.id)),
-    extendLeases: (_worker, _lease, ids) => Effect.succeed(ids ?? []),
+    extendLeases: (_worker, _lease, claims) => Effect.succeed(claims.map((c) => c.id)),
     reapExpired: () => Effect.succeed([]),
     msUntilNextDue: () => Effect.succeed(Option.none()),
-    release: (_worker, ids) => Effect.succeed(ids ?? []),
+    release: (_worker, claims) => Effect.succeed(claims.map((c) => c.id)),
+    statuses: () => unsupported("statuses"),
+    cancelClaimed: () => unsupported("cancelClaimed"),
+    recordStart: () => unsupported("recordStart"),
     enqueue: () => unsupported("enqueue"),
     enqueueMany: () => unsupported("enqueueMany"),
     get: () => unsupported("get"),
@@ -87,7 +94,17 @@ const runOnce = async (): Promise<{ readonly cpuUs: number; readonly wallUs: num
   })
   const config: RuntimeConfig.RuntimeConfig = { ...RuntimeConfig.defaults, maxConcurrentJobs: 10, prefetch: 1000, claimBatch: 500 }
   const layer = Supervisor.layerWith(config).pipe(
-    Layer.provideMerge(Layer.mergeAll(Layer.succeed(TaskStore, memoryStore(total)), CancelBus.layerLocal, JobRegistry.layer([noop]))),
+    Layer.provideMerge(Layer.mergeAll(
+      Layer.succeed(TaskStore, memoryStore(total)),
+      Layer.succeed(Workers, Workers.of({
+        seen: () => Effect.void,
+        stopped: () => Effect.void,
+        live: () => unsupported("live"),
+        unserved: () => Effect.succeed([])
+      })),
+      CancelBus.layerLocal,
+      JobRegistry.layer([noop])
+    )),
     Layer.provideMerge(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 })),
     Layer.provide(Layer.succeed(References.MinimumLogLevel, "Warn"))
   )

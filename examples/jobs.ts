@@ -96,6 +96,9 @@ export const SendEmail = Job.define({
   }),
   retry: RetryPolicy.exponential({ baseMs: 1000, maxDelayMs: 60_000, maxAttempts: 5 }),
   queue: "emails",
+  // A lane for bulk mail, so that QUEUE_CONCURRENCY=emails-bulk=1 can slow it down
+  // without slowing the rest: `enqueue send-email … --queue emails-bulk`.
+  otherQueues: ["emails-bulk"],
   run: (payload, ctx) =>
     Effect.gen(function*() {
       const domain = payload.to.slice(payload.to.lastIndexOf("@") + 1).toLowerCase()

@@ -22,9 +22,11 @@ export const program = Effect.gen(function*() {
   // The higher priority task comes first.
   const claimed = yield* store.claim({ workerId: "example-worker", queues: [queue], limit: 10, leaseMs: 30_000 })
   for (const task of claimed) {
-    yield* store.recordProgress("example-worker", task.id, { progress: { pct: 100 } })
+    // A claimed task is its own claim (id and revision): the database accepts the
+    // run's writes only while that claim still holds the task.
+    yield* store.recordProgress("example-worker", task, { progress: { pct: 100 } })
   }
-  yield* store.complete("example-worker", claimed.map((t) => ({ id: t.id, result: { done: t.type } })))
+  yield* store.complete("example-worker", claimed.map((t) => ({ id: t.id, revision: t.revision, result: { done: t.type } })))
 
   const history = Option.getOrThrow(yield* store.get(first.id))
   yield* Console.log(`created: ${first.created}, second enqueue created: ${again.created}`)

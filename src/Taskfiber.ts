@@ -1,6 +1,6 @@
 /**
  * taskfiber as one Layer for an Effect application: the database (migrated), the
- * task store, the job registry, the cancel bus and a running supervisor.
+ * task store, the worker and job registries, the cancel bus and a running supervisor.
  *
  * ```ts
  * const App = program.pipe(Effect.provide(Taskfiber.layer({ jobs: [SendEmail] })))
@@ -14,6 +14,7 @@ import * as RuntimeConfig from "./runtime/RuntimeConfig.ts"
 import * as Supervisor from "./runtime/Supervisor.ts"
 import * as Database from "./store/Database.ts"
 import * as TaskStore from "./store/TaskStore.ts"
+import * as Workers from "./store/Workers.ts"
 
 /** What the layer takes. */
 export interface TaskfiberOptions {
@@ -22,9 +23,9 @@ export interface TaskfiberOptions {
   readonly config?: Partial<RuntimeConfig.RuntimeConfig>
 }
 
-/** Store, registry and cancel bus over a database the application provides. */
+/** Store, worker registry, job registry and cancel bus over a database the application provides. */
 export const services = (jobs: ReadonlyArray<AnyJob>) =>
-  Layer.mergeAll(TaskStore.layer, CancelBus.layerLocal, JobRegistry.layer(jobs))
+  Layer.mergeAll(TaskStore.layer, Workers.layer, CancelBus.layerLocal, JobRegistry.layer(jobs))
 
 /**
  * The whole runtime over a `PgClient` the application provides (its own pool),

@@ -11,7 +11,9 @@ import { chmod, mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { Effect, Exit, Scope } from "effect"
+import { Context, Effect, Exit, Layer, Redacted, Scope } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { SqlClient } from "effect/sql/SqlClient"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { isListening } from "../src/store/EmbeddedPostgres.ts"
 import * as TestDatabase from "./support/TestDatabase.ts"
@@ -167,6 +169,13 @@ const enqueueId = async (env: Env, type: string, json: string, ...flags: Array<s
   return r.stdout[0]!
 }
 
+/** Runs one statement on the children's database. */
+const admin = (env: Env, statement: string) =>
+  Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    const ctx = yield* Layer.build(PgClient.layer({ url: Redacted.make(env.DATABASE_URL!), maxConnections: 1 }))
+    yield* Context.get(ctx, SqlClient).unsafe(statement)
+  })))
+
 const statusJson = async (env: Env, id: string) => {
   const r = await run(["status", id, "--json"], env)
   expect(r.code, r.proc.output()).toBe(0)
@@ -243,13 +252,32 @@ describe("taskfiber binary on DATABASE_URL", () => {
   }, 60_000)
 
   it("enqueue options: priority, delay, queue and dedupe key reach the task", async () => {
-    const id = await enqueueId(env, "echo", "{}", "--priority", "7", "--delay", "1 hour", "--queue", "later", "--dedupe-key", "cli-test-1")
-    const again = await run(["enqueue", "echo", "{}", "--dedupe-key", "cli-test-1", "--queue", "later"], env)
+    const email = JSON.stringify({ to: "ada@example.com", subject: "Hi", body: "Hello" })
+    const flags = ["--priority", "7", "--delay", "1 hour", "--queue", "emails-bulk", "--dedupe-key", "cli-test-1"]
+    const id = await enqueueId(env, "send-email", email, ...flags)
+    const again = await run(["enqueue", "send-email", email, "--dedupe-key", "cli-test-1", "--queue", "emails-bulk"], env)
     expect(again.stdout).toEqual([id])
     expect(again.stderr).toMatch(/exists already/)
     const task = await statusJson(env, id)
-    expect(task).toMatchObject({ status: "queued", priority: 7, queue: "later", dedupe_key: "cli-test-1" })
+    expect(task).toMatchObject({ status: "queued", priority: 7, queue: "emails-bulk", dedupe_key: "cli-test-1" })
     expect(new Date(task.run_at).getTime() - new Date(task.created_at).getTime()).toBeGreaterThan(3_500_000)
+    // `start` runs the example catalogue, whose send-email serves emails-bulk too.
+    expect(task.served_by).toHaveLength(1)
+  }, 60_000)
+
+  // A task in a queue that no worker serves would wait in silence: the enqueue is
+  // refused, naming the job's queues; one written past the job (raw SQL, another
+  // producer) is shown as unserved by `status`.
+  it("enqueue into a queue that is not the job's is refused; status says when no live worker serves a task", async () => {
+    const refused = await run(["enqueue", "echo", "{}", "--queue", "other"], env)
+    expect(refused).toMatchObject({ code: 1, stdout: [] })
+    expect(refused.stderr).toMatch(/task type "echo" runs in queue "default", not "other"/)
+    const id = await enqueueId(env, "echo", "{}", "--delay", "1 hour")
+    await admin(env, `update taskfiber.tasks set queue = 'nobody-serves' where id = '${id}'`)
+    const task = await statusJson(env, id)
+    expect(task).toMatchObject({ queue: "nobody-serves", served_by: [] })
+    const text = await run(["status", id], env)
+    expect(text.stdout.join("\n")).toMatch(/no live worker serves queue "nobody-serves" with type "echo"/)
   }, 60_000)
 
   it("SIGTERM while a sleep task runs: start exits 0 within the grace period, the task is released to queued", async () => {

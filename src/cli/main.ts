@@ -25,13 +25,14 @@ import * as JobRegistry from "../runtime/JobRegistry.ts"
 import * as Tasks from "../runtime/Tasks.ts"
 import * as Database from "../store/Database.ts"
 import * as TaskStore from "../store/TaskStore.ts"
+import * as Workers from "../store/Workers.ts"
 import * as Taskfiber from "../Taskfiber.ts"
 import * as JobsModule from "./jobsModule.ts"
 import * as Render from "./render.ts"
 
 // One-shot commands: no idle connections kept, none warmed.
 const OneShotDatabase = Database.layerWith({ poolMin: 0 })
-const Store = TaskStore.layer.pipe(Layer.provideMerge(OneShotDatabase))
+const Store = Layer.mergeAll(TaskStore.layer, Workers.layer).pipe(Layer.provideMerge(OneShotDatabase))
 
 /**
  * A failure already told to the user on stderr: exit code 1, and `runMain` does
@@ -196,7 +197,12 @@ const status = Command.make("status", {
     const store = yield* TaskStore.TaskStore
     const found = yield* store.get(id.trim())
     if (Option.isNone(found)) return yield* new UsageError({ message: `no task with id ${id}` })
-    yield* Console.log(json ? JSON.stringify(Render.toJson(found.value)) : Render.toText(found.value))
+    const { task } = found.value
+    // A waiting task says whether any live worker will run it.
+    const serving = task.status === "queued" || task.status === "retrying"
+      ? Render.servingOf(task, yield* Effect.flatMap(Workers.Workers, (w) => w.live(Workers.liveWithinMs)))
+      : undefined
+    yield* Console.log(json ? JSON.stringify(Render.toJson(found.value, serving)) : Render.toText(found.value, serving))
   }).pipe(Effect.provide(Store))).pipe(Effect.catch(report("")))).pipe(
   Command.withDescription("Show a task: status, attempts, result or error, progress, checkpoint, history")
 )

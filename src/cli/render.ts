@@ -3,11 +3,28 @@
  * human summary with its history.
  */
 import type { TaskWithEvents } from "../store/TaskStore.ts"
+import type { WorkerInfo } from "../store/Workers.ts"
+
+/**
+ * Who could run a waiting (queued or retrying) task: the live workers that serve
+ * its queue and type, and all live workers (to say what they serve when none does).
+ * Absent for a task that is not waiting.
+ */
+export interface Serving {
+  readonly servedBy: ReadonlyArray<string>
+  readonly live: ReadonlyArray<WorkerInfo>
+}
+
+/** The live workers that serve `task`'s queue and type. */
+export const servingOf = (task: TaskWithEvents["task"], live: ReadonlyArray<WorkerInfo>): Serving => ({
+  servedBy: live.filter((w) => w.queues.includes(task.queue) && w.types.includes(task.type)).map((w) => w.id),
+  live
+})
 
 const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString())
 
 /** The task as one JSON-ready object (snake_case, like the table), events included. */
-export const toJson = ({ events, task }: TaskWithEvents) => ({
+export const toJson = ({ events, task }: TaskWithEvents, serving?: Serving) => ({
   id: task.id,
   type: task.type,
   queue: task.queue,
@@ -28,6 +45,8 @@ export const toJson = ({ events, task }: TaskWithEvents) => ({
   started_at: iso(task.startedAt),
   finished_at: iso(task.finishedAt),
   updated_at: iso(task.updatedAt),
+  /** Waiting tasks: the live workers that serve its queue and type (empty: none will run it). */
+  served_by: serving === undefined ? null : serving.servedBy,
   events: events.map((e) => ({
     seq: e.seq,
     from: e.from,
@@ -43,7 +62,7 @@ const json = (v: unknown): string => (v === null || v === undefined ? "-" : JSON
 const time = (d: Date | null): string => (d === null ? "-" : d.toISOString())
 
 /** A few lines for a terminal. */
-export const toText = ({ events, task }: TaskWithEvents): string => {
+export const toText = ({ events, task }: TaskWithEvents, serving?: Serving): string => {
   const lines = [
     `task       ${task.id}`,
     `type       ${task.type} (queue ${task.queue}, priority ${task.priority})`,
@@ -52,6 +71,17 @@ export const toText = ({ events, task }: TaskWithEvents): string => {
     `created    ${time(task.createdAt)}   started ${time(task.startedAt)}   finished ${time(task.finishedAt)}`,
     `payload    ${json(task.payload)}`
   ]
+  if (serving !== undefined) {
+    if (serving.servedBy.length > 0) {
+      lines.push(`waiting    served by ${serving.servedBy.length} live worker${serving.servedBy.length === 1 ? "" : "s"}`)
+    } else {
+      const what = serving.live.map((w) => `${w.id} (queues ${w.queues.join(", ")}; types ${w.types.join(", ")})`)
+      lines.push(
+        `waiting    no live worker serves queue "${task.queue}" with type "${task.type}": it waits until one does`,
+        `           ${what.length === 0 ? "no worker is running" : `live workers: ${what.join("; ")}`}`
+      )
+    }
+  }
   if (task.progress !== null) lines.push(`progress   ${json(task.progress)}`)
   if (task.checkpoint !== null) lines.push(`checkpoint ${json(task.checkpoint)}`)
   if (task.result !== null) lines.push(`result     ${json(task.result)}`)

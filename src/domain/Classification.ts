@@ -50,7 +50,8 @@ const byTag: ReadonlyMap<string, Classification> = new Map(Object.entries(
     PayloadInvalid: "permanent",
     PermanentError: "permanent",
     TransientError: "transient",
-    UnknownTaskType: "permanent"
+    UnknownTaskType: "permanent",
+    UnstorableValue: "permanent"
   } satisfies { readonly [Tag in TaskError["_tag"]]: Classification }
 ))
 

@@ -125,7 +125,42 @@ export class UnknownTaskType extends Data.TaggedError("UnknownTaskType")<{
 }
 
 /**
- * Any of the errors above.
+ * A value a run produced (its result, progress or checkpoint) that PostgreSQL's
+ * jsonb cannot store: a BigInt, a cycle, a `toJSON` that throws, U+0000 or an
+ * unpaired surrogate in a string. Classified `permanent`: the same code produces the
+ * same value. Only the run that produced it fails; see `StoredJson`.
+ *
+ * @since 0.1.0
+ */
+export class UnstorableValue extends Data.TaggedError("UnstorableValue")<{
+  readonly what: "result" | "progress" | "checkpoint"
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `the task's ${this.what} cannot be stored as JSON: ${this.reason}`
+  }
+}
+
+/**
+ * An enqueue named a queue that is not one of its job's (`Job.define`'s `queue` and
+ * `otherQueues`): workers serve a job's own queues only, so the task would wait
+ * there for ever. Refused before anything is written.
+ *
+ * @since 0.1.0
+ */
+export class QueueNotAllowed extends Data.TaggedError("QueueNotAllowed")<{
+  readonly taskType: string
+  readonly queue: string
+  readonly allowed: ReadonlyArray<string>
+}> {
+  override get message(): string {
+    return `task type "${this.taskType}" runs in queue ${this.allowed.map((q) => `"${q}"`).join(", ")}, not "${this.queue}" ` +
+      `(a job's otherQueues lets its tasks into more queues; workers with the job serve them all)`
+  }
+}
+
+/**
+ * Any of the errors a run can end with.
  *
  * @since 0.1.0
  */
@@ -137,3 +172,4 @@ export type TaskError =
   | PermanentError
   | TransientError
   | UnknownTaskType
+  | UnstorableValue

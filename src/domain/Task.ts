@@ -64,6 +64,11 @@ export const Task = Schema.Struct({
   status: TaskStatus,
   /** Runs started: 0 until the first claim. */
   attempt: Count,
+  /**
+   * Status changes so far. A claim raises it, and nothing but the task's next status
+   * change does: the revision a claim returns names that claim (see {@link Claim}).
+   */
+  revision: PositiveCount,
   maxAttempts: PositiveCount,
   runAt: DateInput,
   leaseExpiresAt: Schema.NullOr(DateInput),
@@ -90,11 +95,40 @@ export const Task = Schema.Struct({
 export type Task = typeof Task.Type
 
 /**
+ * One claim of a task: its id and the revision the claim gave it. Every statement
+ * of a run names its claim, and the database accepts it only while the task is
+ * still running under that claim (fencing): a run that stalled past its lease and
+ * was reaped, or whose task was cancelled, changes nothing any more, even when the
+ * same worker has claimed the task again.
+ *
+ * @since 0.1.0
+ */
+export interface Claim {
+  readonly id: string
+  readonly revision: number
+}
+
+/**
  * What a worker needs of a task it claimed in order to run it: the columns
  * `TaskStore.claimToRun` reads. Timestamps, results and errors stay in the
  * database (parsing them cost more per task than the rest of the claim).
  */
-export type ClaimedTask = Pick<Task, "id" | "queue" | "type" | "payload" | "attempt" | "maxAttempts" | "checkpoint" | "removeOnComplete">
+export interface ClaimedTask
+  extends Pick<Task, "id" | "queue" | "type" | "payload" | "attempt" | "maxAttempts" | "checkpoint" | "removeOnComplete" | "revision">
+{
+  /**
+   * The claim recorded that its handler starts at once. False for a task claimed
+   * ahead of a free job slot (PREFETCH): its start is recorded by the next heartbeat
+   * after it, and a worker crash before that hands it back with its attempt.
+   */
+  readonly startRecorded: boolean
+  /**
+   * Handed back unstarted before (a worker holding it crashed): its start must be
+   * recorded before its handler runs, so that a task that crashes its worker at
+   * once still uses up its attempts (schema/011).
+   */
+  readonly recordStartFirst: boolean
+}
 
 /**
  * Schema of one status change in a task's history (`taskfiber.task_events`).

@@ -40,6 +40,13 @@ export * as Classification from "./Classification.ts"
 export * as RetryPolicy from "./RetryPolicy.ts"
 
 /**
+ * Values encoded for jsonb, or the reason they cannot be stored.
+ *
+ * @since 0.1.0
+ */
+export * as StoredJson from "./StoredJson.ts"
+
+/**
  * The task model schemas.
  *
  * @since 0.1.0

@@ -9,24 +9,37 @@
  * is durable. What changes is the window of a crash: between a handler's return and
  * the commit of its batch the task is still `running` with a lease; if the process
  * dies there, the lease expires and the task runs again (at-least-once, as for a
- * crash just before a single-task completion). A failed statement fails every
- * completion of its batch; their leases expire the same way.
+ * crash just before a single-task completion).
+ *
+ * One item never costs the others their completion. Results arrive encoded
+ * (`StoredJson`: the run that produced an unstorable value failed on its own). A
+ * statement that fails anyway is retried, whole, while its error is one worth a
+ * retry (connection, deadlock, serialization: up to three more times, 50 ms
+ * doubling). One that an item's value can cause (a data exception or a constraint,
+ * a value beyond a size limit: {@link isItemFault}) is split in halves, each written
+ * on its own, down to the one item that fails, which alone is reported failed. Any
+ * other (the statement itself is wrong, say) fails the batch: splitting cannot help.
+ * A callback that throws is logged and stops nothing; the writer loop itself is
+ * restarted if it dies (BackgroundLoop), and the pending items wait for it.
  *
  * Memory is bounded by the caller: the supervisor holds at most a fixed number of
  * tasks in the instance, and every pending completion is one of them.
  */
-import { Cause, Data, Effect, Exit, Queue, Scope } from "effect"
+import { Cause, Data, Duration, Effect, Exit, Queue, Scope } from "effect"
+import type { Claim } from "../domain/Task.ts"
+import type { EncodedJson } from "../domain/StoredJson.ts"
 import { DatabaseError } from "../store/DatabaseError.ts"
 import type { TaskStore } from "../store/TaskStore.ts"
+import * as BackgroundLoop from "./BackgroundLoop.ts"
 
 /**
  * The completion committed, but the task was not among those it completed: by
- * then the worker no longer held it (its lease had expired and it was reaped, or it
+ * then this claim no longer held it (its lease had expired and it was reaped, or it
  * was cancelled). Its success is not recorded; whoever holds it now decides.
  */
 export class TaskNotHeld extends Data.TaggedError("TaskNotHeld")<{ readonly taskId: string }> {
   override get message() {
-    return `task ${this.taskId} was no longer held by this worker (reaped or cancelled); its success is not recorded`
+    return `task ${this.taskId} was no longer held by this run (reaped or cancelled); its success is not recorded`
   }
 }
 
@@ -39,8 +52,8 @@ const nextRound: Effect.Effect<void> = Effect.callback<void>((resume) => {
 export type CompletionFailure = unknown
 
 interface Item {
-  readonly id: string
-  readonly result: unknown
+  readonly claim: Claim
+  readonly result: EncodedJson
   readonly remove: boolean
   readonly done: (failure: CompletionFailure | undefined) => void
 }
@@ -48,13 +61,26 @@ interface Item {
 /** Completes tasks of one worker in batches. */
 export interface Completer {
   /**
-   * Queues the task's success; `done` is called once its statement committed (or
+   * Queues the claim's success; `done` is called once its statement committed (or
    * failed). `remove`: the task was claimed as removeOnComplete (see TaskStore.complete).
    */
-  readonly push: (id: string, result: unknown, remove: boolean, done: (failure: CompletionFailure | undefined) => void) => void
+  readonly push: (claim: Claim, result: EncodedJson, remove: boolean, done: (failure: CompletionFailure | undefined) => void) => void
   /** The same as an effect: succeeds when the task's completion is committed. */
-  readonly complete: (id: string, result: unknown, remove: boolean) => Effect.Effect<void, DatabaseError | TaskNotHeld>
+  readonly complete: (claim: Claim, result: EncodedJson, remove: boolean) => Effect.Effect<void, DatabaseError | TaskNotHeld>
 }
+
+/** Retries of a whole batch whose statement failed with an error worth a retry. */
+const wholeBatchRetries = 3
+
+const isRetryable = (failure: unknown) => failure instanceof DatabaseError && failure.retryable
+
+/**
+ * A failure one item's value can cause: a data exception (22xxx), a constraint
+ * (23xxx), a program limit (54xxx: a value too large or too deeply nested).
+ */
+export const isItemFault = (failure: unknown): boolean =>
+  failure instanceof DatabaseError &&
+  (failure.category === "data" || failure.category === "constraint" || (failure.sqlstate?.startsWith("54") ?? false))
 
 /** A completer whose writer lives in `scope`; at most `maxBatch` tasks per statement. */
 export const make = (options: {
@@ -67,20 +93,41 @@ export const make = (options: {
     const pending: Array<Item> = []
     // A wake-up for an idle writer: one pending signal is enough.
     const wake = yield* Queue.sliding<void>(1)
-    const write = (batch: ReadonlyArray<Item>) =>
-      Effect.map(
-        Effect.exit(options.store.complete(options.workerId, batch.map((item) => ({ id: item.id, result: item.result, remove: item.remove })))),
-        (exit) => {
-          if (Exit.isFailure(exit)) {
-            const failure = Cause.squash(exit.cause) ?? "completion failed"
-            for (const item of batch) item.done(failure)
-            return
-          }
+    const report = (item: Item, failure: CompletionFailure | undefined) =>
+      BackgroundLoop.callSafely(() => item.done(failure), (error) => {
+        Effect.runFork(Effect.logError("a completion callback threw", { taskId: item.claim.id, error: String(error) }))
+      })
+    const statement = (batch: ReadonlyArray<Item>) =>
+      Effect.exit(Effect.suspend(() =>
+        options.store.complete(
+          options.workerId,
+          batch.map((item) => ({ id: item.claim.id, revision: item.claim.revision, result: item.result, remove: item.remove }))
+        )
+      ))
+    const write = (batch: ReadonlyArray<Item>, retries = 0): Effect.Effect<void> =>
+      Effect.flatMap(statement(batch), (exit) => {
+        if (Exit.isSuccess(exit)) {
           // Every id the statement completed; the others were not held any more.
           const completed = new Set(exit.value)
-          for (const item of batch) item.done(completed.has(item.id) ? undefined : new TaskNotHeld({ taskId: item.id }))
+          for (const item of batch) {
+            report(item, completed.has(item.claim.id) ? undefined : new TaskNotHeld({ taskId: item.claim.id }))
+          }
+          return Effect.void
         }
-      )
+        const failure = Cause.squash(exit.cause) ?? "completion failed"
+        if (isRetryable(failure) && retries < wholeBatchRetries) {
+          return Effect.andThen(Effect.sleep(Duration.millis(50 * 2 ** retries)), write(batch, retries + 1))
+        }
+        if (batch.length > 1 && isItemFault(failure)) {
+          const half = Math.ceil(batch.length / 2)
+          return Effect.andThen(
+            Effect.logWarning("completion batch failed; writing its halves apart", { size: batch.length, error: String(failure) }),
+            Effect.andThen(write(batch.slice(0, half)), write(batch.slice(half)))
+          )
+        }
+        for (const item of batch) report(item, failure)
+        return Effect.void
+      })
     // One statement in flight at a time: completions that arrive while it commits
     // form the next batch (group commit). Before taking a batch the writer lets the
     // runtime finish its current round of fibers (one macrotask), so the tasks that
@@ -92,7 +139,7 @@ export const make = (options: {
     //   one writer, one macrotask      ~160 statements, 1,020–1,050 ms
     // Two writers overlapped statements but halved the batches, and PostgreSQL's
     // cost per statement (plan, locks, commit flush) is what the drain pays for.
-    const writer = Effect.forever(Effect.gen(function*() {
+    const step = Effect.gen(function*() {
       if (pending.length === 0) yield* Queue.take(wake)
       // From here to the callbacks the writer is uninterruptible: a shutdown
       // interrupts it only while it waits for work, never with a batch in hand.
@@ -100,17 +147,17 @@ export const make = (options: {
         const batch = pending.splice(0, options.maxBatch)
         return batch.length > 0 ? write(batch) : Effect.void
       }))
-    }))
-    yield* Effect.forkIn(Effect.interruptible(writer), options.scope)
-    const push = (id: string, result: unknown, remove: boolean, done: (failure: CompletionFailure | undefined) => void) => {
-      pending.push({ id, result, remove, done })
+    })
+    yield* BackgroundLoop.fork("completion writer", step, options.scope)
+    const push = (claim: Claim, result: EncodedJson, remove: boolean, done: (failure: CompletionFailure | undefined) => void) => {
+      pending.push({ claim, result, remove, done })
       if (pending.length === 1) Queue.offerUnsafe(wake, undefined)
     }
     return {
       push,
-      complete: (id, result, remove) =>
+      complete: (claim, result, remove) =>
         Effect.callback<void, DatabaseError | TaskNotHeld>((resume) => {
-          push(id, result, remove, (failure) =>
+          push(claim, result, remove, (failure) =>
             resume(
               failure === undefined
                 ? Effect.void

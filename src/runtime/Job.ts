@@ -33,8 +33,15 @@ export interface JobOptions<Name extends string, P, A, E> {
   readonly priority?: number
   /** Overrides the retry policy's `maxAttempts`. */
   readonly maxAttempts?: number
-  /** Default: "default". */
+  /** The queue its tasks go to. Default: "default". */
   readonly queue?: string
+  /**
+   * Other queues its tasks may be enqueued into (`Tasks.enqueue(job, p, { queue })`),
+   * e.g. a bulk lane with its own QUEUE_CONCURRENCY. Every worker that has the job
+   * serves all of them. An enqueue into any other queue is refused
+   * (`QueueNotAllowed`): no worker would ever run it there.
+   */
+  readonly otherQueues?: ReadonlyArray<string>
   /** Default: transient unless marked permanent (`Classification.classify`). */
   readonly classify?: Classifier
   /**
@@ -55,6 +62,8 @@ export interface Job<Name extends string = string, P = any, A = unknown, E = unk
   readonly timeout: Duration.Duration | undefined
   readonly priority: number
   readonly queue: string
+  /** Every queue its tasks may be in: `queue` first, then `otherQueues`. */
+  readonly queues: ReadonlyArray<string>
   readonly classify: Classifier
   readonly removeOnComplete: boolean
 }
@@ -73,6 +82,7 @@ export const define = <const Name extends string, P, A, E>(options: JobOptions<N
     timeout: options.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout),
     priority: options.priority ?? 0,
     queue: options.queue ?? "default",
+    queues: [...new Set([options.queue ?? "default", ...(options.otherQueues ?? [])])],
     classify: options.classify ?? classify,
     removeOnComplete: options.removeOnComplete ?? false
   }

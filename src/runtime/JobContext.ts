@@ -2,6 +2,7 @@
  * What a running handler gets besides its payload.
  */
 import type { Effect, Tracer } from "effect"
+import type { UnstorableValue } from "../domain/Errors.ts"
 
 /** The context of one run of a task. */
 export interface JobContext {
@@ -14,10 +15,12 @@ export interface JobContext {
   /**
    * Reports progress. Persisted, throttled: however often it is called, the task
    * row is written at most once per `PROGRESS_INTERVAL`, always with the latest value.
+   * A value jsonb cannot store (a BigInt, a cycle, U+0000 in a string) fails the
+   * call with `UnstorableValue` (permanent, unless the handler handles it).
    */
-  readonly progress: (value: unknown) => Effect.Effect<void>
+  readonly progress: (value: unknown) => Effect.Effect<void, UnstorableValue>
   /** Saves a checkpoint; throttled like `progress`, and flushed before the run ends. */
-  readonly saveCheckpoint: (value: unknown) => Effect.Effect<void>
+  readonly saveCheckpoint: (value: unknown) => Effect.Effect<void, UnstorableValue>
   /**
    * The run's span (`taskfiber.run <type>`): add attributes. With a tracing backend
    * installed it is current in the handler, so the handler's own spans are its

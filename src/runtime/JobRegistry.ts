@@ -8,7 +8,7 @@ import type { AnyJob } from "./Job.ts"
 export class JobRegistry extends Context.Service<JobRegistry, {
   readonly get: (name: string) => AnyJob | undefined
   readonly jobs: ReadonlyArray<AnyJob>
-  /** The queues the registered jobs use. */
+  /** The queues the registered jobs use (each job's `queues`): this worker serves them. */
   readonly queues: ReadonlyArray<string>
 }>()("taskfiber/JobRegistry") {}
 
@@ -22,7 +22,7 @@ export const make = (jobs: ReadonlyArray<AnyJob>): JobRegistry["Service"] => {
   return {
     get: (name) => byName.get(name),
     jobs: [...byName.values()],
-    queues: [...new Set(jobs.map((j) => j.queue))]
+    queues: [...new Set(jobs.flatMap((j) => j.queues))]
   }
 }
 

@@ -5,20 +5,29 @@
  * `PROGRESS_INTERVAL`, and the runner flushes once more when the run ends — so a
  * task's row is written at most once per interval (plus that last time), always
  * with the latest values, and no fiber per task is needed.
+ *
+ * A value is encoded when it is reported (`StoredJson`): one that cannot be stored
+ * fails the handler's `progress` or `saveCheckpoint` call with `UnstorableValue`,
+ * in the run that made it, and the shared flusher only ever writes text that
+ * encoded. Each write names the run's claim, so a run that lost its task writes
+ * nothing.
  */
 import { Effect, Semaphore } from "effect"
+import type { UnstorableValue } from "../domain/Errors.ts"
+import * as StoredJson from "../domain/StoredJson.ts"
+import type { Claim } from "../domain/Task.ts"
 import type { TaskStore } from "../store/TaskStore.ts"
 
 interface Pending {
-  readonly progress?: unknown
-  readonly checkpoint?: unknown
+  readonly progress?: StoredJson.EncodedJson
+  readonly checkpoint?: StoredJson.EncodedJson
 }
 
 /** A task's reporter: what the handler calls, and what the flusher and runner write. */
 export interface ProgressReporter {
-  readonly progress: (value: unknown) => Effect.Effect<void>
-  readonly saveCheckpoint: (value: unknown) => Effect.Effect<void>
-  /** Writes the pending values, if any (one statement). */
+  readonly progress: (value: unknown) => Effect.Effect<void, UnstorableValue>
+  readonly saveCheckpoint: (value: unknown) => Effect.Effect<void, UnstorableValue>
+  /** Writes the pending values, if any (one statement). Never fails: a failed write is logged. */
   readonly flush: Effect.Effect<void>
   /** True once the handler has reported anything (then the end of the run flushes). */
   readonly used: boolean
@@ -34,7 +43,7 @@ export interface ProgressReporter {
 export const make = (options: {
   readonly store: TaskStore["Service"]
   readonly workerId: string
-  readonly taskId: string
+  readonly claim: Claim
   readonly active: Set<ProgressReporter>
 }): ProgressReporter => {
   let pending: Pending = {}
@@ -43,25 +52,33 @@ export const make = (options: {
   // lock and the write exist from the first report on; before that there is
   // nothing to write.
   let locked: Effect.Effect<void> | undefined
+  const taskId = options.claim.id
   const write = () =>
     Effect.suspend(() => {
       if (!hasPending) return Effect.void
       const update = pending
       pending = {}
       hasPending = false
-      return options.store.recordProgress(options.workerId, options.taskId, update).pipe(
-        Effect.andThen(Effect.logDebug("progress saved", { taskId: options.taskId, checkpoint: "checkpoint" in update })),
-        Effect.catch((error) => Effect.logWarning("progress not saved", { taskId: options.taskId, error: error.message }))
+      return options.store.recordProgress(options.workerId, options.claim, update).pipe(
+        Effect.flatMap((held) =>
+          held
+            ? Effect.logDebug("progress saved", { taskId, checkpoint: "checkpoint" in update })
+            : Effect.logDebug("progress not saved: this run no longer holds the task", { taskId })
+        ),
+        Effect.catchCause((cause) => Effect.logWarning("progress not saved", { taskId }, cause))
       )
     })
   const report = (key: keyof Pending, value: unknown) =>
-    Effect.sync(() => {
-      pending = { ...pending, [key]: value }
+    Effect.suspend(() => {
+      const encoded = StoredJson.encode(value, key)
+      if (!(encoded instanceof StoredJson.EncodedJson)) return Effect.fail(encoded)
+      pending = { ...pending, [key]: encoded }
       hasPending = true
       if (locked === undefined) {
         locked = Semaphore.makeUnsafe(1).withPermit(write())
         options.active.add(reporter)
       }
+      return Effect.void
     })
   const reporter: ProgressReporter = {
     progress: (value) => report("progress", value),

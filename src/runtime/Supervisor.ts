@@ -5,26 +5,37 @@
  *   (so no task waits in a local buffer while a higher-priority one could start: the
  *   database's claim order is the priority order). It sleeps until woken by
  *   `NOTIFY taskfiber_tasks` (an enqueue, a release, a replay), by a job ending, or
- *   by a timer set to the earliest future `run_at` — no busy polling. A defect
- *   restarts it under a Schedule, logged.
- * - heartbeat: renews every lease of this worker in one statement per lease/3; a
- *   running task whose lease is gone (cancelled or reaped elsewhere) is interrupted.
- * - reaper: expired leases of crashed workers → retrying (or failed), "stalled".
+ *   by a timer set to the earliest future `run_at` — no busy polling.
+ * - heartbeat: renews the lease of every claim this instance holds in one statement
+ *   per lease/3 and records which prefetched tasks have started; a run whose claim
+ *   lost its task (cancelled, or reaped after a stall) is interrupted.
+ * - worker registry: says every 10 s which queues and types this worker serves.
+ * - reaper: expired leases of crashed workers → retrying (or failed), "stalled";
+ *   tasks they held without starting → queued, attempt given back.
  * - cancel bus subscriber: interrupts a running task's fiber when it is cancelled.
  * - progress flusher: writes pending progress and checkpoints of running tasks,
  *   once per `progressInterval` (see ProgressReporter).
+ * - unserved watch: once a minute, warns of due tasks no live worker serves.
  * - shutdown (scope close): stop claiming, let running jobs finish for
  *   `shutdownGrace`, interrupt the rest and release them to queued (checkpoint kept,
- *   attempt not consumed).
+ *   attempt not consumed); a handler that ignores the interruption is waited for one
+ *   more `shutdownGrace`, then left to its lease.
+ *
+ * Each duty is a loop that survives the failure of any step (BackgroundLoop). Every
+ * map entry is one claim: a newer claim of the same task (this instance's own
+ * stalled run was reaped, and it claimed the task again) replaces it and stops the
+ * old run, whose later settling touches neither the map nor the database.
  */
 import { hostname } from "node:os"
 import { randomBytes } from "node:crypto"
-import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, LogLevel, Option, Queue, Ref, References, Schedule, Scope } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Fiber, Layer, LogLevel, Option, Queue, Ref, References, Scope } from "effect"
 import { PgClient } from "@effect/sql-pg"
 import type { ClaimedTask } from "../domain/Task.ts"
 import type { DatabaseError } from "../store/DatabaseError.ts"
 import { TaskStore } from "../store/TaskStore.ts"
 import { ColdConnections } from "../store/Warmup.ts"
+import * as Workers from "../store/Workers.ts"
+import * as BackgroundLoop from "./BackgroundLoop.ts"
 import { CancelBus } from "./CancelBus.ts"
 import { JobRegistry } from "./JobRegistry.ts"
 import type { ProgressReporter } from "./ProgressReporter.ts"
@@ -42,6 +53,12 @@ const idleRecheck = Duration.seconds(30)
 
 /** Milliseconds added to the window of tasks that count as "came due after the claim" (see sleepUntilWoken). */
 const dueMargin = 50
+
+/** How often the supervisor looks for due tasks that no live worker serves. */
+const unservedCheckEvery = Duration.minutes(1)
+
+/** Cancellations remembered when they find no task here (see `hold`). */
+const recentCancelsKept = 1024
 
 /**
  * A task held by this instance: waiting in the local buffer (prefetched), its
@@ -83,6 +100,7 @@ export const makeWorkerId = (): string => `${hostname()}:${process.pid}:${random
 const make = (config: RuntimeConfig.RuntimeConfig) =>
   Effect.gen(function*() {
     const store = yield* TaskStore
+    const workers = yield* Workers.Workers
     const registry = yield* JobRegistry
     const bus = yield* CancelBus
     const pg = yield* PgClient.PgClient
@@ -91,8 +109,19 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     const cold = yield* Effect.serviceOption(ColdConnections)
     const reporters = new Set<ProgressReporter>()
     const queues = registry.queues
+    // Only tasks this worker has a handler for are claimed: a type enqueued by a
+    // newer deploy waits for a worker that knows it.
+    const types = registry.jobs.map((j) => j.name)
+    const self = { id: workerId, queues, types }
     const leaseMs = Duration.toMillis(config.lease)
+    // The current claim of each task held here, by task id.
     const running = new Map<string, Running>()
+    // Runs replaced by a newer claim of their task, not settled yet: the shutdown
+    // waits for them too.
+    const superseded = new Set<Running>()
+    // Tasks whose cancellation arrived when no claim of them was held here: a claim
+    // that committed just before the cancellation may still be on its way back.
+    const recentCancels = new Set<string>()
     const wake = yield* Queue.sliding<void>(1)
     const claiming = yield* Ref.make(true)
     // Bounded: outcomes are for observers (tests, metrics); the oldest drop first.
@@ -144,7 +173,9 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         signalUnsafe(wake)
       },
       onSettled: (entry, outcome) => {
-        running.delete(entry.task.id)
+        // Only its own entry: a newer claim of the same task may hold the slot now.
+        if (running.get(entry.task.id) === entry) running.delete(entry.task.id)
+        superseded.delete(entry)
         outcomes.record({ taskId: entry.task.id, outcome })
         if (logsSettled) Queue.offerUnsafe(settledLog, { task: entry.task, outcome })
         if (entry.settled !== undefined) Deferred.doneUnsafe(entry.settled, Exit.void)
@@ -186,14 +217,14 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       return Effect.void
     })
 
-    const starter = Effect.forever(Effect.andThen(Queue.take(startSignal), pump))
+    const starter = Effect.andThen(Queue.take(startSignal), pump)
 
     const logSettled = ({ task, outcome }: { readonly task: ClaimedTask; readonly outcome: TaskRunner.Outcome }) =>
       Effect.logInfo("task settled", { taskId: task.id, taskType: task.type, attempt: task.attempt, outcome })
     // An entry taken is always logged (taking and logging are one step for an
     // interrupt); the shutdown logs what is left once every task has settled.
-    const settledLogger = Effect.forever(Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(restore(Queue.takeAll(settledLog)), (all) => Effect.forEach(all, logSettled, { discard: true }))))
+    const settledLogger = Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(restore(Queue.takeAll(settledLog)), (all) => Effect.forEach(all, logSettled, { discard: true })))
     const logRemainingSettled = Effect.gen(function*() {
       while (true) {
         const next = yield* Queue.poll(settledLog)
@@ -202,19 +233,32 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       }
     })
 
-    const hold = (task: ClaimedTask) => {
-      const entry: Running = { task, phase: "buffered", stopReason: undefined, settled: undefined }
-      running.set(task.id, entry)
-      buffer.push(entry)
-    }
+    const interrupt = TaskRunner.requestStop
 
     /** Drops a buffered task (cancelled or lost); true if it was buffered. */
     const unbuffer = (entry: Running) => {
       const i = buffer.indexOf(entry)
       if (i < 0) return false
       buffer.splice(i, 1)
-      running.delete(entry.task.id)
+      if (running.get(entry.task.id) === entry) running.delete(entry.task.id)
       return true
+    }
+
+    const hold = (task: ClaimedTask) => {
+      // Cancelled after this claim committed, before it came back: it never runs
+      // (the database says cancelled; cancelled is final, so the id never returns).
+      if (recentCancels.delete(task.id)) return
+      const previous = running.get(task.id)
+      if (previous !== undefined && !unbuffer(previous)) {
+        // This instance's earlier claim of the task lost it (it stalled past its
+        // lease and was reaped) and this claim took it again: that run stops now,
+        // and nothing it still does is accepted by the database.
+        superseded.add(previous)
+        TaskRunner.stopUnsafe(previous, "lease-lost")
+      }
+      const entry: Running = { task, phase: "buffered", stopReason: undefined, settled: undefined }
+      running.set(task.id, entry)
+      buffer.push(entry)
     }
 
     /**
@@ -232,28 +276,39 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         handlers + buffer.length < config.maxConcurrentJobs
       if (room <= 0 || !worth) return "full" as const
       const unlimited = queues.filter((q) => !config.queueConcurrency.has(q))
-      const groups: Array<readonly [ReadonlyArray<string>, number]> = []
-      if (unlimited.length > 0) groups.push([unlimited, room])
+      const groups: Array<{ readonly queues: ReadonlyArray<string>; readonly limit: number | undefined }> = []
+      if (unlimited.length > 0) groups.push({ queues: unlimited, limit: undefined })
       for (const [q, limit] of config.queueConcurrency) {
-        if (queues.includes(q)) groups.push([[q], Math.min(config.maxConcurrentJobs - handlers, limit - heldIn(q))])
+        if (queues.includes(q)) groups.push({ queues: [q], limit })
       }
       let budget = room
       let full = false
       let short = false
       lastClaimAt = performance.now()
       notClaimed = []
-      for (const [qs, want] of groups) {
+      for (const group of groups) {
+        // Job slots the buffer will not fill: the claim's first tasks take them at once.
+        const free = Math.max(0, config.maxConcurrentJobs - handlers - buffer.length)
+        // A queue with a QUEUE_CONCURRENCY limit is claimed only for such slots, so
+        // its tasks start at once and never wait in the buffer (prefetched). Worked
+        // out here, after the claims before it: reckoned before them, a limited
+        // queue was claimed for slots the first claim's prefetch had already filled.
+        const q = group.queues[0]!
+        const want = group.limit === undefined ? budget : Math.min(free, group.limit - heldIn(q))
         const limit = Math.min(want, budget, config.claimBatch)
         if (limit <= 0) {
-          notClaimed.push(...qs)
+          notClaimed.push(...group.queues)
           continue
         }
         // Uninterruptible: a claimed task is held here before anything can stop us.
         const tasks = yield* Effect.uninterruptible(
-          Effect.tap(store.claimToRun({ workerId, queues: qs, limit, leaseMs, asyncCommit: true }), (tasks) =>
-            Effect.sync(() => {
-              for (const task of tasks) hold(task)
-            }))
+          Effect.tap(
+            store.claimToRun({ workerId, queues: group.queues, types, limit, leaseMs, asyncCommit: true, runNow: Math.min(limit, free) }),
+            (tasks) =>
+              Effect.sync(() => {
+                for (const task of tasks) hold(task)
+              })
+          )
         )
         yield* pump
         budget -= tasks.length
@@ -278,10 +333,11 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
         // (at their limit) are left out: a job's end wakes us for them. A due task
         // held by another claimer can cost a few more claims, within the margin.
         const next = last === "short"
-          ? yield* store.msUntilNextDue(
-            notClaimed.length === 0 ? queues : queues.filter((q) => !notClaimed.includes(q)),
-            performance.now() - lastClaimAt + dueMargin
-          )
+          ? yield* store.msUntilNextDue({
+            queues: notClaimed.length === 0 ? queues : queues.filter((q) => !notClaimed.includes(q)),
+            types,
+            dueWithinMs: performance.now() - lastClaimAt + dueMargin
+          })
           : Option.none<number>()
         const untilNext = Option.match(next, {
           onNone: () => idleRecheck,
@@ -299,55 +355,70 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     // layer left cold (once; see Warmup.ColdConnections).
     const warmWhenIdle = (last: "more" | "short" | "full") =>
       last === "short" && running.size === 0 && Option.isSome(cold) ? cold.value.warm : Effect.void
-    const dispatcher = Effect.forever(
-      Effect.flatMap(dispatchOnce, (last) =>
-        Effect.andThen(
-          Effect.andThen(warmWhenIdle(last), Deferred.succeed(looked, undefined)),
-          last === "more" ? Effect.void : sleepUntilWoken(last)
-        ))
-    ).pipe(
-      Effect.onError(() => Deferred.succeed(looked, undefined)),
-      Effect.sandbox,
-      Effect.tapError((cause) => Effect.logError("dispatcher failed; restarting", cause)),
-      Effect.retry(Schedule.exponential("100 millis").pipe(Schedule.modifyDelay(({ duration }) =>
-        Effect.succeed(Duration.min(duration, Duration.seconds(10)))
-      )))
-    )
-
-    const interrupt = TaskRunner.requestStop
+    const dispatcher = Effect.flatMap(dispatchOnce, (last) =>
+      Effect.andThen(
+        Effect.andThen(warmWhenIdle(last), Deferred.succeed(looked, undefined)),
+        last === "more" ? Effect.void : sleepUntilWoken(last)
+      )).pipe(Effect.onError(() => Deferred.succeed(looked, undefined)))
 
     const heartbeat = Effect.gen(function*() {
       if (running.size === 0) return
-      // Only tasks running before the statement can be judged by it: one claimed
-      // while it was in flight is not in its answer, yet is ours.
-      const before = [...running.entries()]
-      // Only the tasks held here: one whose outcome could not be written was given
-      // up and must expire, so that the reaper retries it.
-      const held = new Set(yield* store.extendLeases(workerId, leaseMs, before.map(([id]) => id)))
-      for (const [id, entry] of before) {
-        // Running here, not held in the database: cancelled or reaped elsewhere.
-        if (!held.has(id) && running.get(id) === entry && !unbuffer(entry)) yield* interrupt(entry, "lease-lost")
+      // Only claims held before the statement can be judged by it: one made while
+      // it was in flight is not in its answer, yet is ours.
+      const before = [...running.values()]
+      // Only the claims held here: a run whose outcome could not be written was
+      // given up and must expire, so that the reaper retries it. A prefetched task
+      // whose handler has started has that recorded (schema/011).
+      const held = new Set(yield* store.extendLeases(
+        workerId,
+        leaseMs,
+        before.map((e) => ({ id: e.task.id, revision: e.task.revision, started: e.phase !== "buffered" }))
+      ))
+      const gone = before.filter((e) => !held.has(e.task.id) && running.get(e.task.id) === e)
+      if (gone.length === 0) return
+      // Why each claim lost its task, so that its run is reported as what happened:
+      // cancelled (here or by another instance) straight from this claim, or not.
+      const now = new Map((yield* store.statuses(gone.map((e) => e.task.id))).map((t) => [t.id, t]))
+      for (const entry of gone) {
+        if (unbuffer(entry)) continue
+        const state = now.get(entry.task.id)
+        const cancelled = state?.status === "cancelled" && state.revision === entry.task.revision + 1
+        yield* interrupt(entry, cancelled ? "cancel" : "lease-lost")
       }
-    }).pipe(
-      Effect.catch((error) => Effect.logWarning("heartbeat failed", { error: error.message })),
-      Effect.repeat(Schedule.spaced(Duration.millis(leaseMs / 3)))
-    )
+    })
 
     const reaper = Effect.gen(function*() {
       const reaped = yield* store.reapExpired(100)
       for (const task of reaped) {
-        yield* Effect.logWarning("stalled task reaped", { taskId: task.id, status: task.status, lastError: task.lastError?.message })
+        yield* task.status === "queued"
+          ? Effect.logWarning("task of a stopped worker handed back unstarted, attempt kept", { taskId: task.id })
+          : Effect.logWarning("stalled task reaped", { taskId: task.id, status: task.status, lastError: task.lastError?.message })
       }
       if (reaped.length > 0) yield* signal
-    }).pipe(
-      Effect.catch((error) => Effect.logWarning("reaper failed", { error: error.message })),
-      Effect.repeat(Schedule.spaced(config.reapInterval))
+    })
+
+    // One fiber writes the pending progress of every running task per interval;
+    // one reporter's defect costs the others nothing.
+    const progressFlusher = Effect.suspend(() =>
+      Effect.forEach(
+        [...reporters],
+        (r) => Effect.catchDefect(r.flush, (defect) => Effect.logError("progress flush failed", defect)),
+        { discard: true }
+      )
     )
 
-    // One fiber writes the pending progress of every running task per interval.
-    const progressFlusher = Effect.suspend(() =>
-      Effect.forEach([...reporters], (r) => r.flush, { discard: true })
-    ).pipe(Effect.repeat(Schedule.spaced(config.progressInterval)))
+    const unservedWatch = Effect.gen(function*() {
+      yield* Effect.sleep(unservedCheckEvery)
+      for (const u of yield* workers.unserved(Workers.liveWithinMs)) {
+        yield* Effect.logWarning("due tasks that no live worker serves are waiting", {
+          queue: u.queue,
+          taskType: u.type,
+          count: u.count,
+          waitingSeconds: Math.round(u.waitingSeconds),
+          hint: "run a worker with this job in this queue (Job.define queue / otherQueues)"
+        })
+      }
+    })
 
     // Done once LISTEN is confirmed (or has failed once): the dispatcher's first
     // claim waits for it, so a task enqueued after that claim is always notified.
@@ -363,32 +434,42 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       ))
     }).pipe(
       Effect.scoped,
-      Effect.tapError((error) =>
-        Effect.andThen(
-          Deferred.succeed(listening, undefined),
-          Effect.logWarning("LISTEN failed; reconnecting", { error: error.message })
-        )
-      ),
-      Effect.retry(Schedule.spaced("1 second"))
+      Effect.onError(() => Deferred.succeed(listening, undefined))
     )
 
+    const remember = (taskId: string) => {
+      recentCancels.add(taskId)
+      if (recentCancels.size > recentCancelsKept) recentCancels.delete(recentCancels.values().next().value!)
+    }
     const canceller = Effect.gen(function*() {
       const take = yield* bus.subscribe
       yield* Effect.forever(Effect.flatMap(take, (taskId) => {
         const entry = running.get(taskId)
-        return entry === undefined || unbuffer(entry) ? Effect.void : interrupt(entry, "cancel")
+        if (entry === undefined) return Effect.sync(() => remember(taskId))
+        return unbuffer(entry) ? Effect.void : interrupt(entry, "cancel")
       }))
     }).pipe(Effect.scoped)
 
-    yield* Effect.forkIn(Effect.interruptible(starter), scope)
-    yield* Effect.forkIn(Effect.interruptible(settledLogger), scope)
-    yield* Effect.forkIn(Effect.interruptible(heartbeat), scope)
-    yield* Effect.forkIn(Effect.interruptible(reaper), scope)
-    yield* Effect.forkIn(Effect.interruptible(canceller), scope)
-    yield* Effect.forkIn(Effect.interruptible(progressFlusher), scope)
-    yield* Effect.forkIn(Effect.interruptible(listener), scope)
+    // Known to the registry before the first claim: `taskfiber status` and other
+    // workers' unserved watch see this worker from its start.
+    yield* workers.seen(self).pipe(
+      Effect.catch((error) => Effect.logWarning("worker registry not updated", { error: error.message }))
+    )
+    const registryFiber = yield* BackgroundLoop.fork(
+      "worker registry",
+      Effect.andThen(Effect.sleep(Duration.millis(Workers.renewEveryMs)), workers.seen(self)),
+      scope
+    )
+    yield* BackgroundLoop.fork("starter", starter, scope)
+    yield* BackgroundLoop.fork("settled-task logger", settledLogger, scope)
+    yield* BackgroundLoop.fork("heartbeat", heartbeat, scope, { every: Duration.millis(leaseMs / 3) })
+    yield* BackgroundLoop.fork("reaper", reaper, scope, { every: config.reapInterval })
+    yield* BackgroundLoop.fork("cancel subscriber", canceller, scope)
+    yield* BackgroundLoop.fork("progress flusher", progressFlusher, scope, { every: config.progressInterval })
+    yield* BackgroundLoop.fork("unserved watch", unservedWatch, scope)
+    yield* BackgroundLoop.fork("listener", listener, scope)
     yield* Deferred.await(listening)
-    const dispatcherFiber = yield* Effect.forkIn(Effect.interruptible(dispatcher), scope)
+    const dispatcherFiber = yield* BackgroundLoop.fork("dispatcher", dispatcher, scope)
 
     // Graceful shutdown, before the forked fibers above are interrupted (LIFO). It
     // runs on the fiber that closes the scope: given the supervisor's services
@@ -398,9 +479,9 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       yield* Fiber.interrupt(dispatcherFiber)
       // Prefetched tasks never started: straight back to the queue, attempt given back.
       const unstarted = buffer.splice(0)
-      for (const entry of unstarted) running.delete(entry.task.id)
+      for (const entry of unstarted) if (running.get(entry.task.id) === entry) running.delete(entry.task.id)
       if (unstarted.length > 0) {
-        yield* store.release(workerId, unstarted.map((e) => e.task.id)).pipe(
+        yield* store.release(workerId, unstarted.map((e) => e.task)).pipe(
           Effect.tap((ids) => Effect.logInfo("shutting down: prefetched tasks released to the queue", { count: ids.length })),
           Effect.catch((error) =>
             Effect.logWarning("prefetched tasks not released; their leases will expire", { count: unstarted.length, error: error.message })
@@ -411,24 +492,37 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       // made now is completed by its onSettled. All are made before the first wait:
       // made one by one as the waits went, an entry that settled meanwhile got its
       // Deferred too late, and the shutdown waited for it for ever.
+      const unsettled = () => [...running.values(), ...superseded]
       const allSettled = () =>
         Effect.suspend(() => {
-          const settled = [...running.values()].map((r) => (r.settled ??= Deferred.makeUnsafe<void>()))
+          const settled = unsettled().map((r) => (r.settled ??= Deferred.makeUnsafe<void>()))
           return Effect.forEach(settled, Deferred.await, { discard: true })
         })
-      if (running.size > 0) {
+      if (unsettled().length > 0) {
         yield* Effect.logInfo("shutting down: waiting for running jobs", { running: running.size, graceMs: Duration.toMillis(config.shutdownGrace) })
         yield* allSettled().pipe(
           Effect.timeoutOrElse({ duration: config.shutdownGrace, orElse: () => Effect.void })
         )
       }
-      if (running.size > 0) {
+      if (unsettled().length > 0) {
         yield* Effect.logInfo("shutting down: releasing unfinished jobs to the queue", { running: running.size })
-        const rest = [...running.values()]
-        for (const entry of rest) yield* interrupt(entry, "shutdown")
-        // Each runner now releases its task to the queue; wait for them.
-        yield* allSettled()
+        for (const entry of unsettled()) yield* interrupt(entry, "shutdown")
+        // Each runner now releases its task to the queue; wait for them, for one
+        // more grace: a handler that ignores interruption (an uninterruptible
+        // section, a synchronous loop) must not hold the shutdown for ever.
+        yield* allSettled().pipe(Effect.timeoutOrElse({ duration: config.shutdownGrace, orElse: () => Effect.void }))
+        const stuck = unsettled()
+        if (stuck.length > 0) {
+          yield* Effect.logError("shutting down: jobs did not stop when interrupted; their leases will expire and they will be retried", {
+            taskIds: stuck.map((e) => e.task.id)
+          })
+        }
       }
+      // Stopped first, so that it cannot put the row back after its removal.
+      yield* Fiber.interrupt(registryFiber)
+      yield* workers.stopped(workerId).pipe(
+        Effect.catch((error) => Effect.logWarning("worker registry not updated", { error: error.message }))
+      )
       yield* logRemainingSettled
     }), context))
 

@@ -2,12 +2,17 @@
  * Runs one claimed task and settles it: one store call per outcome.
  *
  *   success                  → complete (result stored; batched with others, see Completer)
+ *   success, unstorable result → fail (UnstorableValue, permanent)
  *   transient or timeout     → retry at now() + the policy's delay, or fail when out of attempts
  *   permanent                → fail (dead letter)
  *   handler gave up (TaskCancelled) → cancelled
  *   interrupted by cancel    → nothing: the database already says cancelled
  *   interrupted by shutdown  → release: back to queued, attempt not consumed
- *   interrupted by lease loss → nothing: the task belongs to another worker now
+ *   interrupted by lease loss → nothing: the task belongs to another claim now
+ *
+ * Every statement names the run's claim (fencing): one that finds the claim no
+ * longer holding the task (it stalled past its lease and was reaped, or it was
+ * cancelled) changes nothing, and the run is reported `abandoned`.
  *
  * Crash between the handler's end and the settling statement: the lease expires,
  * the reaper makes the task retrying, it runs again (at-least-once; the handler
@@ -23,12 +28,13 @@
  */
 import { Cause, Context, Duration, Effect, Exit, Fiber, Option, References, Schema, Tracer } from "effect"
 import { type Classification, toLastError } from "../domain/Classification.ts"
-import { PayloadInvalid, TaskTimeout, TransientError, UnknownTaskType } from "../domain/Errors.ts"
+import { PayloadInvalid, PermanentError, TaskTimeout, TransientError, UnknownTaskType, UnstorableValue } from "../domain/Errors.ts"
 import * as RetryPolicy from "../domain/RetryPolicy.ts"
+import * as StoredJson from "../domain/StoredJson.ts"
 import type { ClaimedTask } from "../domain/Task.ts"
-import type { DatabaseError } from "../store/DatabaseError.ts"
+import { DatabaseError } from "../store/DatabaseError.ts"
 import type { TaskStore } from "../store/TaskStore.ts"
-import { type Completer, TaskNotHeld } from "./Completer.ts"
+import { type Completer, isItemFault, TaskNotHeld } from "./Completer.ts"
 import type { Deadlines } from "./Deadlines.ts"
 import type { AnyJob } from "./Job.ts"
 import type { JobContext } from "./JobContext.ts"
@@ -49,14 +55,21 @@ export interface RunControl {
   handler?: Fiber.Fiber<unknown, unknown>
 }
 
-/** Stops a run: the handler is interrupted; the runner then settles the task. */
-export const requestStop = (control: RunControl, reason: StopReason) =>
-  Effect.sync(() => {
-    control.stopReason = reason
-    // Fire and forget: the caller (heartbeat, cancel bus) must not wait for a
-    // handler that is slow to stop.
-    control.handler?.interruptUnsafe()
-  })
+/**
+ * Stops a run: the handler is interrupted; the runner then settles the task. The
+ * first reason stays: a run cancelled and then found without its lease (the
+ * cancellation took it) or caught by the shutdown is reported cancelled, and a
+ * cancelled task is never released back to the queue.
+ */
+export const stopUnsafe = (control: RunControl, reason: StopReason): void => {
+  control.stopReason ??= reason
+  // Fire and forget: the caller (heartbeat, cancel bus) must not wait for a
+  // handler that is slow to stop.
+  control.handler?.interruptUnsafe()
+}
+
+/** {@link stopUnsafe} as an effect. */
+export const requestStop = (control: RunControl, reason: StopReason) => Effect.sync(() => stopUnsafe(control, reason))
 
 /** What the runner needs from its supervisor. */
 export interface RunnerEnv {
@@ -105,11 +118,18 @@ export interface RunHooks<C extends RunControl = RunControl> {
 // task held no more (reaped or cancelled meanwhile): its holder decides.
 const abandoned = (task: ClaimedTask) => (error: unknown) =>
   (error instanceof TaskNotHeld
-    ? Effect.logWarning("task succeeded after this worker lost it; the success is not recorded", { taskId: task.id })
+    ? Effect.logWarning("task succeeded after this run lost it; the success is not recorded", { taskId: task.id })
     : Effect.logError("task not settled; its lease will expire and it will be retried", {
       taskId: task.id,
       error: error instanceof Error ? error.message : String(error)
     })).pipe(Effect.as<Outcome>("abandoned"))
+
+const lost = (task: ClaimedTask, statement: string) =>
+  Effect.as(Effect.logWarning(`${statement} not recorded: this run no longer holds the task (reaped or cancelled)`, { taskId: task.id }), "abandoned" as Outcome)
+
+/** The outcome of a settling statement that returns the task it moved, if it still held it. */
+const movedTo = (task: ClaimedTask, statement: string) => (moved: Option.Option<{ readonly status: string }>) =>
+  moved._tag === "Some" ? Effect.succeed(moved.value.status as Outcome) : lost(task, statement)
 
 /** Runs a settling effect in a fiber of its own, uninterruptible, then reports. */
 const settleInBackground = (
@@ -132,11 +152,12 @@ const settleInBackground = (
  * and of its settled outcome. Never throws.
  */
 export const start = <C extends RunControl>(env: RunnerEnv, task: ClaimedTask, control: C, hooks: RunHooks<C>): void => {
+  if (task.recordStartFirst && !task.startRecorded) return startRecorded(env, task, control, hooks)
   const job = env.registry.get(task.type)
   const failBeforeRun = (error: unknown) => {
     hooks.onHandlerEnd(control)
     settleInBackground(env, task, (outcome) => hooks.onSettled(control, outcome),
-      env.store.fail(env.workerId, task.id, toLastError(error, "permanent")).pipe(Effect.as<Outcome>("failed")))
+      Effect.flatMap(env.store.fail(env.workerId, task, toLastError(error, "permanent")), movedTo(task, "failure")))
   }
   if (job === undefined) return failBeforeRun(new UnknownTaskType({ taskType: task.type }))
   const decoded = Schema.decodeUnknownExit(job.payload)(task.payload)
@@ -147,6 +168,34 @@ export const start = <C extends RunControl>(env: RunnerEnv, task: ClaimedTask, c
       : new PayloadInvalid({ taskType: task.type, path: "", message: "payload could not be decoded" }))
   }
   runHandler(env, job, task, decoded.value, control, hooks)
+}
+
+/**
+ * A task handed back unstarted before (its worker crashed while holding it in its
+ * buffer): its start is recorded before its handler runs, so that a task that
+ * crashes its worker at once uses up its attempts (schema/011). Rare: one
+ * statement, in a fiber of its own.
+ */
+const startRecorded = <C extends RunControl>(env: RunnerEnv, task: ClaimedTask, control: C, hooks: RunHooks<C>): void => {
+  const fiber = Effect.runForkWith(env.context)(env.store.recordStart(env.workerId, task))
+  fiber.addObserver((exit) => {
+    if (Exit.isSuccess(exit) && exit.value && control.stopReason === undefined) {
+      return start(env, { ...task, startRecorded: true }, control, hooks)
+    }
+    // Not recorded (the database failed, or the task is no longer this claim's), or
+    // stopped meanwhile: it does not run here; its lease expires, or its holder decides.
+    hooks.onHandlerEnd(control)
+    settleInBackground(env, task, (outcome) => hooks.onSettled(control, outcome),
+      Exit.isSuccess(exit) && exit.value && control.stopReason === "shutdown"
+        ? Effect.map(env.store.release(env.workerId, [task]), (ids) => (ids.includes(task.id) ? "released" : "abandoned") as Outcome)
+        : Effect.as(
+          Effect.logWarning("task not started: its start could not be recorded", {
+            taskId: task.id,
+            error: Exit.isFailure(exit) ? String(Cause.squash(exit.cause)) : "no longer held"
+          }),
+          (control.stopReason === "cancel" ? "cancelled" : "abandoned") as Outcome
+        ))
+  })
 }
 
 const spanNames = new WeakMap<AnyJob, string>()
@@ -214,7 +263,7 @@ class RunContext implements JobContext {
     return this.reporter ??= ProgressReporter.make({
       store: this.#env.store,
       workerId: this.#env.workerId,
-      taskId: this.taskId,
+      claim: this.#task,
       active: this.#env.reporters
     })
   }
@@ -281,41 +330,82 @@ const runHandler = <C extends RunControl>(
       if (reporter !== undefined) env.reporters.delete(reporter)
       hooks.onSettled(control, outcome)
     }
-    if (Exit.isSuccess(exit) && !(reporter?.used ?? false)) {
-      // The common case, without a fiber: straight into the next completion batch.
-      env.completer.push(task.id, exit.value === undefined ? null : exit.value, task.removeOnComplete, (error) => {
-        if (error === undefined) return done("succeeded")
-        settleInBackground(env, task, done, abandoned(task)(error))
-      })
-      return
+    if (Exit.isSuccess(exit)) {
+      // Encoded here, by its own run: a result jsonb cannot store fails this task
+      // alone, never the batch it would have joined.
+      const result = StoredJson.encode(exit.value, "result")
+      if (result instanceof UnstorableValue) {
+        return settleInBackground(env, task, done, settle(env, job, task, Exit.fail(result), reporter, control))
+      }
+      if (!(reporter?.used ?? false)) {
+        // The common case, without a fiber: straight into the next completion batch.
+        env.completer.push(task, result, task.removeOnComplete, (error) => {
+          if (error === undefined) return done("succeeded")
+          settleInBackground(env, task, done, completionFailed(env, task, error))
+        })
+        return
+      }
+      return settleInBackground(env, task, done, settleSuccess(env, task, result, reporter))
     }
     settleInBackground(env, task, done, settle(env, job, task, exit, reporter, control))
   })
 }
 
+/**
+ * A completion that did not commit. Not held any more: abandoned (its holder
+ * decides). A failure of this task's value (the Completer split its batch down to
+ * this task alone): failed permanently, saying why. Anything else (the database is
+ * unreachable, the statement broken): abandoned, its lease expires.
+ */
+const completionFailed = (env: RunnerEnv, task: ClaimedTask, error: unknown): Effect.Effect<Outcome, DatabaseError> =>
+  isItemFault(error) && error instanceof DatabaseError
+    ? Effect.andThen(
+      Effect.logWarning("the result could not be stored; the task fails", { error: error.message }),
+      Effect.flatMap(
+        env.store.fail(env.workerId, task, toLastError(new PermanentError({ message: `the result could not be stored: ${error.message}` }), "permanent")),
+        movedTo(task, "failure")
+      )
+    )
+    : abandoned(task)(error)
+
+const settleSuccess = (
+  env: RunnerEnv,
+  task: ClaimedTask,
+  result: StoredJson.EncodedJson,
+  reporter: ProgressReporter.ProgressReporter | undefined
+): Effect.Effect<Outcome, DatabaseError> =>
+  Effect.andThen(
+    flushOf(reporter),
+    env.completer.complete(task, result, task.removeOnComplete).pipe(
+      Effect.as<Outcome>("succeeded"),
+      Effect.catch((error) => completionFailed(env, task, error))
+    )
+  )
+
 const settle = (
   env: RunnerEnv,
   job: AnyJob,
   task: ClaimedTask,
-  exit: Exit.Exit<unknown, unknown>,
+  ended: Exit.Exit<unknown, unknown>,
   reporter: ProgressReporter.ProgressReporter | undefined,
   control: RunControl
 ): Effect.Effect<Outcome, DatabaseError> =>
   Effect.gen(function*() {
     const { store, workerId } = env
-    if (Exit.isSuccess(exit)) {
-      yield* flushOf(reporter)
-      return yield* env.completer.complete(task.id, exit.value === undefined ? null : exit.value, task.removeOnComplete).pipe(
-        Effect.as<Outcome>("succeeded"),
-        Effect.catchTag("TaskNotHeld", abandoned(task))
-      )
+    let exit: Exit.Failure<unknown, unknown>
+    if (Exit.isSuccess(ended)) {
+      const result = StoredJson.encode(ended.value, "result")
+      if (result instanceof StoredJson.EncodedJson) return yield* settleSuccess(env, task, result, reporter)
+      exit = Exit.fail(result) as Exit.Failure<unknown, unknown>
+    } else {
+      exit = ended
     }
     const why = control.stopReason
     if (Cause.hasInterruptsOnly(exit.cause) && why !== undefined) {
       if (why === "shutdown") {
         yield* flushOf(reporter) // the checkpoint must survive the release
-        yield* store.release(workerId, [task.id])
-        return "released" as Outcome
+        const released = yield* store.release(workerId, [task])
+        return released.includes(task.id) ? "released" as Outcome : yield* lost(task, "release")
       }
       return (why === "cancel" ? "cancelled" : "abandoned") as Outcome
     }
@@ -327,21 +417,27 @@ const settle = (
       : Cause.hasInterruptsOnly(exit.cause)
       ? new TransientError({ message: "the handler interrupted itself" })
       : Cause.squash(exit.cause)
-    const classification: Classification = failure._tag === "Some" ? job.classify(error) : "transient"
+    // An unstorable value is permanent whatever the job's classifier says: the run
+    // would make the same value again.
+    const classification: Classification = error instanceof UnstorableValue
+      ? "permanent"
+      : failure._tag === "Some"
+      ? job.classify(error)
+      : "transient"
     yield* flushOf(reporter)
     yield* Effect.logWarning("job failed", { classification, error: toLastError(error, classification).message })
     if (classification === "cancelled") {
-      yield* store.cancel([task.id], toLastError(error, classification).message)
-      return "cancelled" as Outcome
+      return (yield* store.cancelClaimed(workerId, task, toLastError(error, classification).message))
+        ? "cancelled" as Outcome
+        : yield* lost(task, "cancellation")
     }
     if (classification === "permanent") {
-      yield* store.fail(workerId, task.id, toLastError(error, classification))
-      return "failed" as Outcome
+      return yield* Effect.flatMap(store.fail(workerId, task, toLastError(error, classification)), movedTo(task, "failure"))
     }
     const policy = { ...job.retry, maxAttempts: task.maxAttempts }
     const delay = RetryPolicy.nextDelayMs(policy, task.attempt)
     const settled = delay === undefined
-      ? yield* store.fail(workerId, task.id, toLastError(error, classification))
-      : yield* store.retry(workerId, task.id, toLastError(error, classification), delay)
-    return (settled._tag === "Some" ? settled.value.status : "abandoned") as Outcome
+      ? yield* store.fail(workerId, task, toLastError(error, classification))
+      : yield* store.retry(workerId, task, toLastError(error, classification), delay)
+    return yield* movedTo(task, delay === undefined ? "failure" : "retry")(settled)
   })

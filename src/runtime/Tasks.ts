@@ -1,11 +1,13 @@
 /**
  * Typed enqueue: from library code with a job value, or by job name with untrusted
  * JSON (CLI, HTTP). The payload is checked against the job's schema before anything
- * is written; a bad one fails with an error naming the field. Inside a caller's
- * transaction (`Transaction.transaction`), the task exists iff that commits.
+ * is written; a bad one fails with an error naming the field. A queue that is not
+ * one of the job's (its `queue` and `otherQueues`) is refused (`QueueNotAllowed`):
+ * no worker serves it for this job. Inside a caller's transaction
+ * (`Transaction.transaction`), the task exists iff that commits.
  */
 import { Effect, Schema } from "effect"
-import { PayloadInvalid, UnknownTaskType } from "../domain/Errors.ts"
+import { PayloadInvalid, QueueNotAllowed, UnknownTaskType } from "../domain/Errors.ts"
 import { TaskStore, type EnqueueResult, type TaskSpec } from "../store/TaskStore.ts"
 import type { Job } from "./Job.ts"
 import type { JobRegistry } from "./JobRegistry.ts"
@@ -25,9 +27,9 @@ export interface EnqueueOptions {
   readonly removeOnComplete?: boolean
 }
 
-const spec = (job: Job<string, any>, payload: unknown, o: EnqueueOptions): TaskSpec => ({
+const spec = (job: Job<string, any>, payload: unknown, queue: string, o: EnqueueOptions): TaskSpec => ({
   type: job.name,
-  queue: o.queue ?? job.queue,
+  queue,
   payload,
   priority: o.priority ?? job.priority,
   maxAttempts: o.maxAttempts ?? job.retry.maxAttempts,
@@ -39,6 +41,12 @@ const spec = (job: Job<string, any>, payload: unknown, o: EnqueueOptions): TaskS
   ...((o.removeOnComplete ?? job.removeOnComplete) ? { removeOnComplete: true } : {})
 })
 
+/** The queue of the task: the job's, or one of its other queues. */
+const queueOf = (job: Job<string, any>, o: EnqueueOptions) =>
+  o.queue === undefined || job.queues.includes(o.queue)
+    ? Effect.succeed(o.queue ?? job.queue)
+    : Effect.fail(new QueueNotAllowed({ taskType: job.name, queue: o.queue, allowed: job.queues }))
+
 const encodePayload = <P>(job: Job<string, P>, payload: unknown, decodeFirst: boolean) =>
   Effect.gen(function*() {
     const decoded = decodeFirst ? yield* Schema.decodeUnknownEffect(job.payload)(payload) : (payload as P)
@@ -48,9 +56,10 @@ const encodePayload = <P>(job: Job<string, P>, payload: unknown, decodeFirst: bo
 /** Enqueues a task of `job` with a typed payload. */
 export const enqueue = <P>(job: Job<string, P>, payload: P, options: EnqueueOptions = {}) =>
   Effect.gen(function*() {
+    const queue = yield* queueOf(job, options)
     const encoded = yield* encodePayload(job, payload, false)
     const store = yield* TaskStore
-    return yield* store.enqueue(spec(job, encoded, options))
+    return yield* store.enqueue(spec(job, encoded, queue, options))
   }).pipe(Effect.withSpan("Tasks.enqueue", { attributes: { "taskfiber.type": job.name } }))
 
 /** Enqueues by job name with an untrusted payload (decoded by the job's schema). */
@@ -63,7 +72,8 @@ export const enqueueByName = (
   Effect.gen(function*() {
     const job = registry.get(type)
     if (job === undefined) return yield* new UnknownTaskType({ taskType: type })
+    const queue = yield* queueOf(job, options)
     const encoded = yield* encodePayload(job, payload, true)
     const store = yield* TaskStore
-    return (yield* store.enqueue(spec(job, encoded, options))) as EnqueueResult
+    return (yield* store.enqueue(spec(job, encoded, queue, options))) as EnqueueResult
   }).pipe(Effect.withSpan("Tasks.enqueueByName", { attributes: { "taskfiber.type": type } }))

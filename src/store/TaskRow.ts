@@ -8,7 +8,7 @@ import type { TaskStatus } from "../domain/TaskStatus.ts"
 
 /** `last_error` as stored. */
 export type StoredError = LastError
-export type { ClaimedTask, Task, TaskEvent }
+export type { Claim, ClaimedTask, Task, TaskEvent } from "../domain/Task.ts"
 
 /** A row of `taskfiber.tasks`. */
 export interface TaskRow {
@@ -20,6 +20,7 @@ export interface TaskRow {
   readonly status: TaskStatus
   readonly attempt: number
   readonly max_attempts: number
+  readonly revision: number
   readonly run_at: Date
   readonly lease_expires_at: Date | null
   readonly worker_id: string | null
@@ -36,8 +37,13 @@ export interface TaskRow {
   readonly remove_on_complete: boolean
 }
 
-/** The columns of a task row that {@link toClaimedTask} reads. */
-export type ClaimedRow = Pick<TaskRow, "id" | "queue" | "type" | "payload" | "attempt" | "max_attempts" | "checkpoint" | "remove_on_complete">
+/** The columns that {@link toClaimedTask} reads (`TaskStore.claimToRun` selects them). */
+export interface ClaimedRow
+  extends Pick<TaskRow, "id" | "queue" | "type" | "payload" | "attempt" | "max_attempts" | "checkpoint" | "remove_on_complete" | "revision">
+{
+  readonly handler_started: boolean
+  readonly record_start_first: boolean
+}
 
 /** A row of `taskfiber.task_events`. */
 export interface TaskEventRow {
@@ -61,6 +67,7 @@ export const toTask = (r: TaskRow): Task => ({
   status: r.status,
   attempt: r.attempt,
   maxAttempts: r.max_attempts,
+  revision: r.revision,
   runAt: r.run_at,
   leaseExpiresAt: r.lease_expires_at,
   workerId: r.worker_id,
@@ -86,7 +93,10 @@ export const toClaimedTask = (r: ClaimedRow): ClaimedTask => ({
   attempt: r.attempt,
   maxAttempts: r.max_attempts,
   checkpoint: r.checkpoint as Task["checkpoint"],
-  removeOnComplete: r.remove_on_complete
+  removeOnComplete: r.remove_on_complete,
+  revision: r.revision,
+  startRecorded: r.handler_started,
+  recordStartFirst: r.record_start_first
 })
 
 /** The domain event of a row. */

@@ -1,27 +1,46 @@
 /**
- * `TaskStore`: every read and write of tasks. Each operation is one call of a
- * stored function from `schema/003_operations.sql` — one statement, so one
- * transaction — and the triggers of `schema/002_state_machine.sql` append its
- * `task_events`, dead letters and outbox rows in that same statement.
+ * `TaskStore`: every read and write of tasks. Each operation is one statement —
+ * most a call of a stored function from `schema/` — so one transaction, and the
+ * triggers of `schema/002_state_machine.sql` append its `task_events`, dead
+ * letters and outbox rows in that same statement.
  *
  * Crash safety follows: a crash before the statement commits leaves the task as it
  * was; after, the change and its history are both there. There is no "between".
+ *
+ * Every write of a run names its claim (`Claim`: id and revision): the database
+ * accepts it only while the task is still running under that claim (fencing,
+ * schema/011). Values a run stores (result, progress, checkpoint) are encoded
+ * before the statement is built (`StoredJson`): one that jsonb cannot hold fails
+ * the call with `UnstorableValue`, and nothing throws inside a statement.
  *
  * Every operation also composes into a caller's transaction: inside
  * `Transaction.transaction(...)` (or `sql.withTransaction`) it uses that
  * transaction's connection, so e.g. an enqueue exists iff the caller commits.
  */
 import { Context, Effect, Layer, Option } from "effect"
+import type { UnstorableValue } from "../domain/Errors.ts"
+import * as StoredJson from "../domain/StoredJson.ts"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { DatabaseError } from "./DatabaseError.ts"
 import { mapSqlError } from "./DatabaseError.ts"
 import { defaultAgeing, type Ageing } from "../domain/Priority.ts"
 import type { TaskStatus } from "../domain/TaskStatus.ts"
-import { type ClaimedRow, type ClaimedTask, type StoredError, type Task, type TaskEvent, type TaskEventRow, type TaskRow, toClaimedTask, toTask, toTaskEvent } from "./TaskRow.ts"
+import { type Claim, type ClaimedRow, type ClaimedTask, type StoredError, type Task, type TaskEvent, type TaskEventRow, type TaskRow, toClaimedTask, toTask, toTaskEvent } from "./TaskRow.ts"
 import { newTaskId } from "./TaskId.ts"
 import { InvalidTaskSpec, type SpecRow, type TaskSpec, validateSpec } from "./TaskSpec.ts"
 
 export { InvalidTaskSpec, type TaskSpec } from "./TaskSpec.ts"
+export type { Claim } from "./TaskRow.ts"
+
+/** A value to store as jsonb: encoded already (`StoredJson.encode`), or encoded by the call. */
+export type JsonValue = StoredJson.EncodedJson | unknown
+
+/** One success of {@link TaskStore.complete}. */
+export interface Completion extends Claim {
+  readonly result: JsonValue
+  /** The task was claimed as removeOnComplete (see {@link TaskStore.complete}). */
+  readonly remove?: boolean
+}
 
 /** The outcome of enqueueing one spec. */
 export interface EnqueueResult {
@@ -65,6 +84,21 @@ export interface ClaimOptions {
    * since inside a caller's transaction it would hold for that whole transaction.
    */
   readonly asyncCommit?: boolean
+  /** Only tasks of these types (the worker's handlers). Absent: every type. */
+  readonly types?: ReadonlyArray<string>
+  /**
+   * How many of the claimed tasks (the first, in claim order) start at once; the
+   * rest wait in the worker for a free slot, their start recorded later
+   * (`extendLeases`). Absent: all start at once.
+   */
+  readonly runNow?: number
+}
+
+/** The current status and revision of a task (see {@link TaskStore.statuses}). */
+export interface TaskState {
+  readonly id: string
+  readonly status: TaskStatus
+  readonly revision: number
 }
 
 /** A task with its history. */
@@ -94,42 +128,66 @@ export class TaskStore extends Context.Service<TaskStore, {
   /** The same claim, reading only what running the task needs (the supervisor's). */
   readonly claimToRun: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<ClaimedTask>, DatabaseError>
   /**
-   * Renew the leases of a worker — of `ids` only, when given (the tasks it still
-   * runs); returns the ids it still holds.
+   * Renew the leases of these claims of a worker, and record which of them have
+   * started their handler (`started`; see ClaimOptions.runNow); returns the ids of
+   * the claims that still hold their task.
    */
-  readonly extendLeases: (workerId: string, leaseMs: number, ids?: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
+  readonly extendLeases: (
+    workerId: string,
+    leaseMs: number,
+    claims: ReadonlyArray<Claim & { readonly started?: boolean }>
+  ) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
   /**
-   * Succeed many tasks; returns the ids completed (those the worker still held).
-   * `remove`: the task was claimed as removeOnComplete. When every item says so,
-   * the batch takes the shorter way (schema/010); the database checks it anyway.
+   * Succeed many claims; returns the ids completed (the claims that still held
+   * their task). `remove`: the task was claimed as removeOnComplete. When every
+   * item says so, the batch takes the shorter way (schema/010); the database checks
+   * it anyway.
    */
   readonly complete: (
     workerId: string,
-    items: ReadonlyArray<{ readonly id: string; readonly result: unknown; readonly remove?: boolean }>
-  ) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
-  /** Retry after `delayMs` (database clock), or fail when out of attempts. */
-  readonly retry: (workerId: string, id: string, error: StoredError, delayMs: number) => Effect.Effect<Option.Option<Task>, DatabaseError>
-  /** Fail and dead-letter. */
-  readonly fail: (workerId: string, id: string, error: StoredError) => Effect.Effect<Option.Option<Task>, DatabaseError>
-  /** Cancel queued, retrying or running tasks; returns each one's previous status. */
+    items: ReadonlyArray<Completion>
+  ) => Effect.Effect<ReadonlyArray<string>, DatabaseError | UnstorableValue>
+  /** Retry after `delayMs` (database clock), or fail when out of attempts; none if the claim lost its task. */
+  readonly retry: (workerId: string, claim: Claim, error: StoredError, delayMs: number) => Effect.Effect<Option.Option<Task>, DatabaseError>
+  /** Fail and dead-letter; none if the claim lost its task. */
+  readonly fail: (workerId: string, claim: Claim, error: StoredError) => Effect.Effect<Option.Option<Task>, DatabaseError>
+  /** Cancel queued, retrying or running tasks (from outside a run); returns each one's previous status. */
   readonly cancel: (ids: ReadonlyArray<string>, reason: string) => Effect.Effect<ReadonlyArray<{ readonly id: string; readonly previousStatus: TaskStatus }>, DatabaseError>
-  /** Hand running tasks back to the queue without consuming an attempt. */
-  readonly release: (workerId: string, ids?: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
-  /** Expired leases → retrying (or failed when out of attempts). */
+  /** The run gave up (its handler failed with TaskCancelled): cancelled; false if the claim lost its task. */
+  readonly cancelClaimed: (workerId: string, claim: Claim, reason: string) => Effect.Effect<boolean, DatabaseError>
+  /** Hand claimed tasks back to the queue without consuming an attempt; returns the ids released. */
+  readonly release: (workerId: string, claims: ReadonlyArray<Claim>) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
+  /**
+   * Expired leases → retrying (or failed when out of attempts); a task whose
+   * handler's start was never recorded → queued, attempt given back (schema/011).
+   */
   readonly reapExpired: (limit: number) => Effect.Effect<ReadonlyArray<Task>, DatabaseError>
   /** Dead-letter replay: failed → queued, attempts from zero. */
   readonly replay: (id: string) => Effect.Effect<Option.Option<Task>, DatabaseError>
-  /** Persist progress and/or checkpoint of a running task; false if not held. */
-  readonly recordProgress: (workerId: string, id: string, update: { readonly progress?: unknown; readonly checkpoint?: unknown }) => Effect.Effect<boolean, DatabaseError>
+  /** Persist progress and/or checkpoint of a claim; false if it lost its task. */
+  readonly recordProgress: (
+    workerId: string,
+    claim: Claim,
+    update: { readonly progress?: JsonValue; readonly checkpoint?: JsonValue }
+  ) => Effect.Effect<boolean, DatabaseError | UnstorableValue>
+  /** Record that a claimed task's handler starts; false if the claim lost its task. */
+  readonly recordStart: (workerId: string, claim: Claim) => Effect.Effect<boolean, DatabaseError>
+  /** Status and revision of these tasks (absent ones left out), in one read. */
+  readonly statuses: (ids: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<TaskState>, DatabaseError>
   readonly stats: Effect.Effect<QueueStats, DatabaseError>
   /**
    * Milliseconds until the next not-yet-due queued or retrying task of these queues
-   * comes due, by the database clock (an app clock ahead of it would wake too early).
-   * With `dueWithinMs`, tasks that came due in the last `dueWithinMs` ms count too
-   * (the answer is then ≤ 0): a claimer passes the time since its last claim began,
-   * so that a task that came due after that claim looked is not left waiting.
+   * (and types, when given) comes due, by the database clock (an app clock ahead of
+   * it would wake too early). With `dueWithinMs`, tasks that came due in the last
+   * `dueWithinMs` ms count too (the answer is then ≤ 0): a claimer passes the time
+   * since its last claim began, so that a task that came due after that claim
+   * looked is not left waiting.
    */
-  readonly msUntilNextDue: (queues?: ReadonlyArray<string>, dueWithinMs?: number) => Effect.Effect<Option.Option<number>, DatabaseError>
+  readonly msUntilNextDue: (options?: {
+    readonly queues?: ReadonlyArray<string> | undefined
+    readonly types?: ReadonlyArray<string> | undefined
+    readonly dueWithinMs?: number
+  }) => Effect.Effect<Option.Option<number>, DatabaseError>
 }>()("taskfiber/TaskStore") {}
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
@@ -150,6 +208,13 @@ const decodeCursor = (cursor: string): string | undefined => {
 const make = Effect.gen(function*() {
   const sql = yield* SqlClient
   const json = (value: unknown) => JSON.stringify(value === undefined ? null : value)
+  /** The jsonb text of a value a run stores; fails instead of throwing. */
+  const encoded = (value: JsonValue, what: UnstorableValue["what"]): Effect.Effect<string, UnstorableValue> => {
+    if (value instanceof StoredJson.EncodedJson) return Effect.succeed(value.text)
+    const e = StoredJson.encode(value, what)
+    return e instanceof StoredJson.EncodedJson ? Effect.succeed(e.text) : Effect.fail(e)
+  }
+  const revisionOf = (claim: Claim) => Number.isInteger(claim.revision) ? claim.revision : -1
   const tasks = (rows: ReadonlyArray<TaskRow>) => rows.map(toTask)
   const first = (rows: ReadonlyArray<TaskRow>) => Option.map(Option.fromNullishOr(rows[0]), toTask)
 
@@ -177,15 +242,19 @@ const make = Effect.gen(function*() {
     enqueue: (spec) =>
       Effect.map(enqueueMany([spec]), (results) => results[0] as EnqueueResult).pipe(Effect.withSpan("TaskStore.enqueue")),
 
+    // One statement, so one snapshot: the task and its history always agree (two
+    // reads could see a status change between them).
     get: (id) =>
       Effect.gen(function*() {
         if (!uuidPattern.test(id)) return Option.none()
-        const rows = yield* sql<TaskRow>`select * from taskfiber.tasks where id = ${id}::uuid`
+        const rows = yield* sql<TaskRow & { readonly events: ReadonlyArray<Omit<TaskEventRow, "at"> & { readonly at: string }> }>`
+          select t.*,
+                 coalesce((select json_agg(e order by e.seq) from taskfiber.task_events e where e.task_id = t.id), '[]') as events
+            from taskfiber.tasks t where t.id = ${id}::uuid`
         const row = rows[0]
         if (row === undefined) return Option.none()
-        const events = yield* sql<TaskEventRow>`
-          select * from taskfiber.task_events where task_id = ${id}::uuid order by seq`
-        return Option.some({ task: toTask(row), events: events.map(toTaskEvent) })
+        const events = row.events.map((e) => toTaskEvent({ ...e, at: new Date(e.at) }))
+        return Option.some({ task: toTask(row), events })
       }).pipe(mapSqlError, Effect.withSpan("TaskStore.get")),
 
     list: (options = {}) =>
@@ -211,50 +280,65 @@ const make = Effect.gen(function*() {
       const ageing = o.ageing ?? defaultAgeing
       return sql<TaskRow>`
         select * from taskfiber.claim(${o.workerId}, ${o.queues ? [...o.queues] : null}::text[], ${o.limit},
-          ${Math.round(o.leaseMs)}, ${ageing.stepSeconds}, ${ageing.maxBoost}, ${o.asyncCommit === true})`.pipe(
+          ${Math.round(o.leaseMs)}, ${ageing.stepSeconds}, ${ageing.maxBoost}, ${o.asyncCommit === true},
+          ${o.types ? [...o.types] : null}::text[], ${o.runNow ?? null}::integer)`.pipe(
         Effect.map(tasks),
         mapSqlError,
         Effect.withSpan("TaskStore.claim", { attributes: { limit: o.limit } })
       )
     },
 
-    // Eight columns instead of twenty-two: the six timestamps were most of the
+    // Eleven columns instead of twenty-six: the six timestamps were most of the
     // client's parsing work per claimed task (and of the server's formatting).
     claimToRun: (o) => {
       const ageing = o.ageing ?? defaultAgeing
       return sql<ClaimedRow>`
-        select id, queue, type, payload, attempt, max_attempts, checkpoint, remove_on_complete
+        select id, queue, type, payload, attempt, max_attempts, checkpoint, remove_on_complete, revision,
+               handler_started, not handler_started and returned_unstarted > 0 as record_start_first
           from taskfiber.claim(${o.workerId}, ${o.queues ? [...o.queues] : null}::text[], ${o.limit},
-            ${Math.round(o.leaseMs)}, ${ageing.stepSeconds}, ${ageing.maxBoost}, ${o.asyncCommit === true})`.pipe(
+            ${Math.round(o.leaseMs)}, ${ageing.stepSeconds}, ${ageing.maxBoost}, ${o.asyncCommit === true},
+            ${o.types ? [...o.types] : null}::text[], ${o.runNow ?? null}::integer)`.pipe(
         Effect.map((rows) => rows.map(toClaimedTask)),
         mapSqlError,
         Effect.withSpan("TaskStore.claimToRun", { attributes: { limit: o.limit } })
       )
     },
 
-    extendLeases: (workerId, leaseMs, ids) =>
-      sql<{ extend_leases: string }>`
-        select taskfiber.extend_leases(${workerId}, ${Math.round(leaseMs)}, ${ids ? [...ids] : null}::uuid[])`.pipe(
-        Effect.map((rows) => rows.map((r) => r.extend_leases)),
-        mapSqlError,
-        Effect.withSpan("TaskStore.extendLeases")
-      ),
+    extendLeases: (workerId, leaseMs, claims) =>
+      claims.length === 0
+        ? Effect.succeed([])
+        : sql<{ extend_leases: string }>`
+        select taskfiber.extend_leases(${workerId}, ${Math.round(leaseMs)}, ${claims.map((c) => c.id)}::uuid[],
+          ${claims.map(revisionOf)}::integer[], ${claims.map((c) => c.started === true)}::boolean[])`.pipe(
+          Effect.map((rows) => rows.map((r) => r.extend_leases)),
+          mapSqlError,
+          Effect.withSpan("TaskStore.extendLeases")
+        ),
 
+    // The items' JSON is put together from each result's encoded text: encoding
+    // the whole batch again would repeat the work the runs did, and a value that
+    // cannot be stored fails here, before anything is sent.
     complete: (workerId, items) =>
       items.length === 0
         ? Effect.succeed([])
-        : sql<{ complete_tasks: string }>`select taskfiber.complete_tasks(${workerId}, ${json(items)}::jsonb)`.pipe(
-          Effect.map((rows) => rows.map((r) => r.complete_tasks)),
-          mapSqlError,
-          Effect.withSpan("TaskStore.complete", { attributes: { count: items.length } })
-        ),
+        : Effect.gen(function*() {
+          const parts: Array<string> = []
+          for (const item of items) {
+            const result = yield* encoded(item.result, "result")
+            parts.push(`{"id":${JSON.stringify(item.id)},"revision":${revisionOf(item)},"result":${result},"remove":${item.remove === true}}`)
+          }
+          return yield* sql<{ complete_tasks: string }>`select taskfiber.complete_tasks(${workerId}, ${`[${parts.join(",")}]`}::jsonb)`.pipe(
+            Effect.map((rows) => rows.map((r) => r.complete_tasks)),
+            mapSqlError
+          )
+        }).pipe(Effect.withSpan("TaskStore.complete", { attributes: { count: items.length } })),
 
-    retry: (workerId, id, error, delayMs) =>
-      sql<TaskRow>`select * from taskfiber.retry_task(${workerId}, ${id}::uuid, ${json(error)}::jsonb, ${Math.max(0, Math.round(delayMs))})`
+    retry: (workerId, claim, error, delayMs) =>
+      sql<TaskRow>`select * from taskfiber.retry_task(${workerId}, ${claim.id}::uuid, ${revisionOf(claim)}, ${json(error)}::jsonb, ${Math.max(0, Math.round(delayMs))})`
         .pipe(Effect.map(first), mapSqlError, Effect.withSpan("TaskStore.retry")),
 
-    fail: (workerId, id, error) =>
-      sql<TaskRow>`select * from taskfiber.fail_task(${workerId}, ${id}::uuid, ${json(error)}::jsonb)`
+    fail: (workerId, claim, error) =>
+      sql<TaskRow>`select * from taskfiber.fail_task(${workerId}, ${claim.id}::uuid, ${revisionOf(claim)}, ${json(error)}::jsonb)`
         .pipe(Effect.map(first), mapSqlError, Effect.withSpan("TaskStore.fail")),
 
     cancel: (ids, reason) =>
@@ -267,12 +351,22 @@ const make = Effect.gen(function*() {
           Effect.withSpan("TaskStore.cancel")
         ),
 
-    release: (workerId, ids) =>
-      sql<{ release_tasks: string }>`select taskfiber.release_tasks(${workerId}, ${ids ? [...ids] : null}::uuid[])`.pipe(
-        Effect.map((rows) => rows.map((r) => r.release_tasks)),
+    cancelClaimed: (workerId, claim, reason) =>
+      sql<{ ok: boolean }>`select taskfiber.cancel_claimed(${workerId}, ${claim.id}::uuid, ${revisionOf(claim)}, ${reason}) as ok`.pipe(
+        Effect.map((rows) => rows[0]?.ok === true),
         mapSqlError,
-        Effect.withSpan("TaskStore.release")
+        Effect.withSpan("TaskStore.cancelClaimed")
       ),
+
+    release: (workerId, claims) =>
+      claims.length === 0
+        ? Effect.succeed([])
+        : sql<{ release_tasks: string }>`
+        select taskfiber.release_tasks(${workerId}, ${claims.map((c) => c.id)}::uuid[], ${claims.map(revisionOf)}::integer[])`.pipe(
+          Effect.map((rows) => rows.map((r) => r.release_tasks)),
+          mapSqlError,
+          Effect.withSpan("TaskStore.release")
+        ),
 
     reapExpired: (limit) =>
       sql<TaskRow>`select * from taskfiber.reap_expired(${limit})`.pipe(
@@ -288,23 +382,40 @@ const make = Effect.gen(function*() {
         Effect.withSpan("TaskStore.replay")
       ),
 
-    recordProgress: (workerId, id, update) =>
-      sql<{ ok: boolean }>`
-        select taskfiber.record_progress(${workerId}, ${id}::uuid,
-          ${"progress" in update ? json(update.progress) : null}::jsonb,
-          ${"checkpoint" in update ? json(update.checkpoint) : null}::jsonb) as ok`.pipe(
+    recordProgress: (workerId, claim, update) =>
+      Effect.gen(function*() {
+        const progress = "progress" in update ? yield* encoded(update.progress, "progress") : null
+        const checkpoint = "checkpoint" in update ? yield* encoded(update.checkpoint, "checkpoint") : null
+        const rows = yield* sql<{ ok: boolean }>`
+          select taskfiber.record_progress(${workerId}, ${claim.id}::uuid, ${revisionOf(claim)},
+            ${progress}::jsonb, ${checkpoint}::jsonb) as ok`.pipe(mapSqlError)
+        return rows[0]?.ok === true
+      }).pipe(Effect.withSpan("TaskStore.recordProgress")),
+
+    recordStart: (workerId, claim) =>
+      sql<{ ok: boolean }>`select taskfiber.record_start(${workerId}, ${claim.id}::uuid, ${revisionOf(claim)}) as ok`.pipe(
         Effect.map((rows) => rows[0]?.ok === true),
         mapSqlError,
-        Effect.withSpan("TaskStore.recordProgress")
+        Effect.withSpan("TaskStore.recordStart")
       ),
 
-    msUntilNextDue: (queues, dueWithinMs = 0) =>
+    statuses: (ids) =>
+      ids.length === 0
+        ? Effect.succeed([])
+        : sql<{ id: string; status: TaskStatus; revision: number }>`
+        select id, status, revision from taskfiber.tasks where id = any(${[...ids]}::uuid[])`.pipe(
+          mapSqlError,
+          Effect.withSpan("TaskStore.statuses")
+        ),
+
+    msUntilNextDue: ({ dueWithinMs = 0, queues, types } = {}) =>
       sql<{ ms: number | null }>`
         select (extract(epoch from min(run_at) - clock_timestamp()) * 1000)::float8 as ms
         from taskfiber.tasks
         where status in ('queued', 'retrying')
           and run_at > now() - ${Math.max(0, dueWithinMs)}::float8 * interval '1 millisecond'
-          and (${queues ? [...queues] : null}::text[] is null or queue = any(${queues ? [...queues] : null}::text[]))`.pipe(
+          and (${queues ? [...queues] : null}::text[] is null or queue = any(${queues ? [...queues] : null}::text[]))
+          and (${types ? [...types] : null}::text[] is null or type = any(${types ? [...types] : null}::text[]))`.pipe(
         Effect.map((rows) => Option.fromNullishOr(rows[0]?.ms)),
         mapSqlError,
         Effect.withSpan("TaskStore.msUntilNextDue")

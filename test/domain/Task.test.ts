@@ -67,6 +67,7 @@ describe("Task", () => {
     priority: 0,
     status: "retrying",
     attempt: 2,
+    revision: 3,
     maxAttempts: 25,
     runAt: "2030-01-01T00:00:10.000Z",
     leaseExpiresAt: null,

@@ -6,18 +6,20 @@
  */
 import { expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
+import * as StoredJson from "../../src/domain/StoredJson.ts"
+import type { Claim } from "../../src/domain/Task.ts"
 import * as Completer from "../../src/runtime/Completer.ts"
 import { TaskStore } from "../../src/store/TaskStore.ts"
 import * as Runtime from "../support/Runtime.ts"
 
-/** Claims `n` fresh tasks of `queue` for `workerId`; returns their ids. */
+/** Claims `n` fresh tasks of `queue` for `workerId`; returns the claims. */
 const claimed = (queue: string, workerId: string, n: number) =>
   Effect.gen(function*() {
     const store = yield* TaskStore
     yield* store.enqueueMany(Array.from({ length: n }, () => ({ type: "noop", queue })))
     const tasks = yield* store.claim({ workerId, queues: [queue], limit: n, leaseMs: 60_000 })
     expect(tasks.length).toBe(n)
-    return tasks.map((t) => t.id)
+    return tasks.map((t): Claim => ({ id: t.id, revision: t.revision }))
   })
 
 /** A completer over the real store that records each statement's size; `gate` holds statements until opened. */
@@ -37,14 +39,14 @@ const recordingCompleter = (workerId: string, maxBatch: number, gate?: Deferred.
     return { completer, statements }
   })
 
-/** Pushes every id in one synchronous step; resolves with the failures reported (undefined: committed). */
-const pushAll = (completer: Completer.Completer, ids: ReadonlyArray<string>) =>
+/** Pushes every claim in one synchronous step; resolves with the failures reported (undefined: committed). */
+const pushAll = (completer: Completer.Completer, ids: ReadonlyArray<Claim>) =>
   Effect.gen(function*() {
     const reported = yield* Deferred.make<ReadonlyArray<unknown>>()
     const failures: Array<unknown> = []
     yield* Effect.sync(() => {
       for (const id of ids) {
-        completer.push(id, { ok: id }, false, (failure) => {
+        completer.push(id, new StoredJson.EncodedJson(JSON.stringify({ ok: id.id })), false, (failure) => {
           failures.push(failure)
           if (failures.length === ids.length) Deferred.doneUnsafe(reported, Effect.succeed(failures))
         })
@@ -58,11 +60,11 @@ const macrotask = Effect.callback<void>((resume) => {
   setImmediate(() => resume(Effect.void))
 })
 
-const statusesOf = (ids: ReadonlyArray<string>) =>
+const statusesOf = (claims: ReadonlyArray<Claim>) =>
   Effect.gen(function*() {
     const store = yield* TaskStore
     const statuses = new Set<string>()
-    for (const id of ids) {
+    for (const { id } of claims) {
       const found = yield* store.get(id)
       statuses.add(found._tag === "Some" ? found.value.task.status : "gone")
     }

@@ -13,6 +13,7 @@ import * as CancelBus from "../../src/runtime/CancelBus.ts"
 import * as Tasks from "../../src/runtime/Tasks.ts"
 import * as Database from "../../src/store/Database.ts"
 import * as TaskStore from "../../src/store/TaskStore.ts"
+import * as Workers from "../../src/store/Workers.ts"
 import { Resumable } from "../support/resumable.ts"
 import * as Runtime from "../support/Runtime.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
@@ -36,7 +37,7 @@ it.live("a task of a killed worker runs again elsewhere after its lease expires,
     const name = yield* TestDatabase.scopedDatabase
     const url = TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name)
     const env = yield* Layer.build(
-      Layer.mergeAll(TaskStore.layer, CancelBus.layerLocal).pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url))))
+      Layer.mergeAll(TaskStore.layer, Workers.layer, CancelBus.layerLocal).pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url))))
     )
     yield* Effect.gen(function*() {
       const sql = yield* SqlClient

@@ -81,7 +81,7 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("re
       const enqueued = yield* store.enqueueMany(specs)
       const claimed = yield* store.claim({ workerId: "w-roc", queues: ["roc-3"], limit: 10, leaseMs: 60_000 })
       expect(claimed.map((t) => t.removeOnComplete).sort()).toEqual([false, false, true, true])
-      const done = yield* store.complete("w-roc", claimed.map((t) => ({ id: t.id, result: { ok: t.id } })))
+      const done = yield* store.complete("w-roc", claimed.map((t) => ({ id: t.id, revision: t.revision, result: { ok: t.id } })))
       expect([...done].sort()).toEqual(enqueued.map((r) => r.id).sort())
       const left = yield* rowsOf(enqueued.map((r) => r.id))
       expect(left.map((r) => r.id)).toEqual([enqueued[1]!.id, enqueued[3]!.id].sort())
@@ -97,7 +97,7 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("re
       const specs = [true, false, true].map((removeOnComplete, n) => ({ type: "t", queue: "roc-7", payload: { n }, removeOnComplete }))
       const enqueued = yield* store.enqueueMany(specs)
       const claimed = yield* store.claim({ workerId: "w-seven", queues: ["roc-7"], limit: 10, leaseMs: 60_000 })
-      const done = yield* store.complete("w-seven", claimed.map((t) => ({ id: t.id, result: { ok: 1 }, remove: true })))
+      const done = yield* store.complete("w-seven", claimed.map((t) => ({ id: t.id, revision: t.revision, result: { ok: 1 }, remove: true })))
       expect([...done].sort()).toEqual(enqueued.map((r) => r.id).sort())
       const left = yield* rowsOf(enqueued.map((r) => r.id))
       expect(left.map((r) => [r.id, r.status, r.events])).toEqual([[enqueued[1]!.id, "succeeded", 3]])
@@ -114,7 +114,7 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("re
       // The middle one was reaped and claimed by another worker meanwhile.
       const lost = [...enqueued.map((r) => r.id)].sort()[1]!
       yield* sql`update taskfiber.tasks set worker_id = 'w-other' where id = ${lost}::uuid`
-      const done = yield* store.complete("w-six", claimed.map((t) => ({ id: t.id, result: null, remove: t.removeOnComplete })))
+      const done = yield* store.complete("w-six", claimed.map((t) => ({ id: t.id, revision: t.revision, result: null, remove: t.removeOnComplete })))
       expect([...done].sort()).toEqual(enqueued.map((r) => r.id).filter((id) => id !== lost).sort())
       expect((yield* rowsOf(enqueued.map((r) => r.id))).map((r) => [r.id, r.status])).toEqual([[lost, "running"]])
     }))
@@ -125,17 +125,17 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("re
       const sql = yield* SqlClient
       const [task] = yield* store.enqueueMany([{ type: "t", queue: "roc-4", removeOnComplete: true }])
       // The worker claimed it, ran it, and died before its completion committed.
-      yield* store.claim({ workerId: "w-dead", queues: ["roc-4"], limit: 1, leaseMs: 60_000 })
+      const [dead] = yield* store.claim({ workerId: "w-dead", queues: ["roc-4"], limit: 1, leaseMs: 60_000 })
       yield* sql`update taskfiber.tasks set lease_expires_at = now() - interval '1 second' where id = ${task!.id}::uuid`
       const reaped = yield* store.reapExpired(10)
       expect(reaped.map((t) => [t.id, t.status])).toEqual([[task!.id, "retrying"]])
       expect(yield* eventsOf([task!.id])).toBe(1) // running → retrying, recorded
       // A completion from the dead worker changes nothing now.
-      expect(yield* store.complete("w-dead", [{ id: task!.id, result: null, remove: true }])).toEqual([])
+      expect(yield* store.complete("w-dead", [{ id: task!.id, revision: dead!.revision, result: null, remove: true }])).toEqual([])
       yield* sql`update taskfiber.tasks set run_at = now() where id = ${task!.id}::uuid`
       const again = yield* store.claim({ workerId: "w-live", queues: ["roc-4"], limit: 1, leaseMs: 60_000 })
       expect(again.map((t) => [t.id, t.attempt])).toEqual([[task!.id, 2]])
-      expect(yield* store.complete("w-live", [{ id: task!.id, result: null, remove: true }])).toEqual([task!.id])
+      expect(yield* store.complete("w-live", [{ id: task!.id, revision: again[0]!.revision, result: null, remove: true }])).toEqual([task!.id])
       expect(yield* rowsOf([task!.id])).toEqual([])
       expect(yield* eventsOf([task!.id])).toBe(0)
     }))
@@ -147,8 +147,8 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("re
       yield* sql`update taskfiber.settings set outbox_topic = 'taskfiber.status'`
       yield* Effect.addFinalizer(() => Effect.orDie(sql`update taskfiber.settings set outbox_topic = null`))
       const [task] = yield* store.enqueueMany([{ type: "t", queue: "roc-5", removeOnComplete: true, traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" }])
-      yield* store.claim({ workerId: "w-out", queues: ["roc-5"], limit: 1, leaseMs: 60_000 })
-      yield* store.complete("w-out", [{ id: task!.id, result: { sent: 1 }, remove: true }])
+      const [claim] = yield* store.claim({ workerId: "w-out", queues: ["roc-5"], limit: 1, leaseMs: 60_000 })
+      yield* store.complete("w-out", [{ id: task!.id, revision: claim!.revision, result: { sent: 1 }, remove: true }])
       const relayed = yield* sql<{ payload: { from: string | null; to: string; result: unknown; attempt: number }; headers: unknown }>`
         select payload, headers from taskfiber.outbox where key = ${task!.id} order by id`
       expect(relayed.map((r) => [r.payload.from, r.payload.to])).toEqual([[null, "queued"], ["queued", "running"], ["running", "succeeded"]])

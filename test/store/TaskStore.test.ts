@@ -16,6 +16,8 @@ const claimOne = (queue: string, workerId = "w") =>
   Effect.flatMap(store, (s) => s.claim({ workerId, queues: [queue], limit: 1, leaseMs: lease })).pipe(
     Effect.map((ts) => ts[0])
   )
+/** The same, when the test knows there is one. */
+const claimSome = (queue: string, workerId = "w") => Effect.map(claimOne(queue, workerId), (t) => t!)
 
 it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
   it.effect("enqueue applies defaults, is idempotent on id and dedupe key, and says which", () =>
@@ -68,17 +70,19 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
   it.effect("msUntilNextDue: the next future run_at; with dueWithinMs, tasks that came due that recently too", () =>
     Effect.gen(function*() {
       const s = yield* store
-      expect(yield* s.msUntilNextDue(["next-due"])).toEqual(Option.none())
+      expect(yield* s.msUntilNextDue({ queues: ["next-due"] })).toEqual(Option.none())
       yield* s.enqueue({ type: "t", queue: "next-due", delayMs: 60_000 })
-      const ahead = Option.getOrThrow(yield* s.msUntilNextDue(["next-due"]))
+      const ahead = Option.getOrThrow(yield* s.msUntilNextDue({ queues: ["next-due"] }))
       expect(ahead).toBeGreaterThan(50_000)
       expect(ahead).toBeLessThanOrEqual(60_000)
       // Due for a minute already: not next, unless the caller's window reaches it.
       yield* s.enqueue({ type: "t", queue: "came-due", runAt: new Date(Date.now() - 60_000) })
-      expect(yield* s.msUntilNextDue(["came-due"])).toEqual(Option.none())
-      expect(yield* s.msUntilNextDue(["came-due"], 1_000)).toEqual(Option.none())
-      const late = Option.getOrThrow(yield* s.msUntilNextDue(["came-due"], 600_000))
+      expect(yield* s.msUntilNextDue({ queues: ["came-due"] })).toEqual(Option.none())
+      expect(yield* s.msUntilNextDue({ queues: ["came-due"], dueWithinMs: 1_000 })).toEqual(Option.none())
+      const late = Option.getOrThrow(yield* s.msUntilNextDue({ queues: ["came-due"], dueWithinMs: 600_000 }))
       expect(late).toBeLessThan(-50_000)
+      // Only the types asked for: a task of another type is no one's next.
+      expect(yield* s.msUntilNextDue({ queues: ["next-due"], types: ["other"] })).toEqual(Option.none())
     }))
 
   it.effect("a bad spec fails with InvalidTaskSpec naming the field and writes nothing", () =>
@@ -167,8 +171,8 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
       const s = yield* store
       const sql = yield* SqlClient
       const { id } = yield* s.enqueue({ type: "t", queue: "retry", maxAttempts: 2 })
-      yield* claimOne("retry")
-      const retried = Option.getOrThrow(yield* s.retry("w", id, boom, 5_000))
+      const first = yield* claimSome("retry")
+      const retried = Option.getOrThrow(yield* s.retry("w", first, boom, 5_000))
       expect(retried.status).toBe("retrying")
       const [gap] = yield* sql<{ ms: number }>`
         select extract(epoch from run_at - updated_at)::float8 * 1000 as ms from taskfiber.tasks where id = ${id}::uuid`
@@ -176,8 +180,9 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
       expect(gap?.ms).toBeLessThan(5_010)
       expect(yield* claimOne("retry")).toBeUndefined() // not due yet
       yield* sql`update taskfiber.tasks set run_at = now() where id = ${id}::uuid`
-      expect((yield* claimOne("retry"))?.attempt).toBe(2)
-      const failed = Option.getOrThrow(yield* s.retry("w", id, boom, 5_000))
+      const second = yield* claimSome("retry")
+      expect(second.attempt).toBe(2)
+      const failed = Option.getOrThrow(yield* s.retry("w", second, boom, 5_000))
       expect(failed.status).toBe("failed")
       const dl = yield* sql<{ source: string; reason: string; attempt: number }>`
         select source, reason, attempt from taskfiber.dead_letters where task_id = ${id}::uuid`
@@ -188,11 +193,11 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
     Effect.gen(function*() {
       const s = yield* store
       const { id } = yield* s.enqueue({ type: "t", queue: "owner" })
-      yield* claimOne("owner", "w1")
-      expect(yield* s.complete("w2", [{ id, result: 1 }])).toEqual([])
-      expect(Option.isNone(yield* s.fail("w2", id, boom))).toBe(true)
-      expect(yield* s.recordProgress("w2", id, { progress: 1 })).toBe(false)
-      expect(yield* s.complete("w1", [{ id, result: { ok: 1 } }])).toEqual([id])
+      const claim = yield* claimSome("owner", "w1")
+      expect(yield* s.complete("w2", [{ id, revision: claim.revision, result: 1 }])).toEqual([])
+      expect(Option.isNone(yield* s.fail("w2", claim, boom))).toBe(true)
+      expect(yield* s.recordProgress("w2", claim, { progress: 1 })).toBe(false)
+      expect(yield* s.complete("w1", [{ id, revision: claim.revision, result: { ok: 1 } }])).toEqual([id])
       expect(Option.getOrThrow(yield* s.get(id)).task.result).toEqual({ ok: 1 })
     }))
 
@@ -203,8 +208,8 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
       const running = yield* s.enqueue({ type: "t", queue: "cancel", priority: 9 })
       yield* claimOne("cancel")
       const done = yield* s.enqueue({ type: "t", queue: "cancel2" })
-      yield* claimOne("cancel2")
-      yield* s.complete("w", [{ id: done.id, result: null }])
+      const claim = yield* claimSome("cancel2")
+      yield* s.complete("w", [{ id: done.id, revision: claim.revision, result: null }])
       const res = yield* s.cancel([queued.id, running.id, done.id], "user asked")
       expect([...res].sort((a, b) => a.id.localeCompare(b.id))).toEqual(
         [{ id: queued.id, previousStatus: "queued" }, { id: running.id, previousStatus: "running" }]
@@ -220,20 +225,20 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
       const s = yield* store
       const sql = yield* SqlClient
       const { id } = yield* s.enqueue({ type: "t", queue: "release" })
-      yield* claimOne("release", "w1")
-      expect(yield* s.recordProgress("w1", id, { progress: { pct: 40 }, checkpoint: { page: 4 } })).toBe(true)
-      expect(yield* s.release("w1")).toEqual([id])
+      const first = yield* claimSome("release", "w1")
+      expect(yield* s.recordProgress("w1", first, { progress: { pct: 40 }, checkpoint: { page: 4 } })).toBe(true)
+      expect(yield* s.release("w1", [first])).toEqual([id])
       let t = Option.getOrThrow(yield* s.get(id)).task
       expect(t).toMatchObject({ status: "queued", attempt: 0, checkpoint: { page: 4 }, progress: { pct: 40 }, leaseExpiresAt: null })
-      yield* claimOne("release", "w2")
-      expect(yield* s.extendLeases("w2", lease)).toEqual([id])
+      const second = yield* claimSome("release", "w2")
+      expect(yield* s.extendLeases("w2", lease, [second])).toEqual([id])
       expect(yield* s.reapExpired(10)).toEqual([]) // lease still valid
       yield* sql`update taskfiber.tasks set lease_expires_at = clock_timestamp() - interval '1 second' where id = ${id}::uuid`
       const reaped = yield* s.reapExpired(10)
       expect(reaped.map((r) => [r.id, r.status, r.lastError?.tag])).toEqual([[id, "retrying", "LeaseExpired"]])
       t = Option.getOrThrow(yield* s.get(id)).task
       expect(t.checkpoint).toEqual({ page: 4 })
-      expect(yield* s.extendLeases("w2", lease)).toEqual([]) // the lease is gone
+      expect(yield* s.extendLeases("w2", lease, [second])).toEqual([]) // the lease is gone
     }))
 
   it.effect("list pages with a cursor, filtered by status, queue and type", () =>

@@ -63,8 +63,8 @@ it.layer(Env, { timeout: 60_000 })("schema", (it) => {
       const sql = yield* SqlClient
       const store = yield* TaskStore.TaskStore
       const id = yield* newTask("raw-replay")
-      yield* store.claim({ workerId: "w", queues: ["raw-replay"], limit: 1, leaseMs: 60_000 })
-      yield* store.fail("w", id, { tag: "Boom", message: "boom", classification: "permanent" })
+      const [claim] = yield* store.claim({ workerId: "w", queues: ["raw-replay"], limit: 1, leaseMs: 60_000 })
+      yield* store.fail("w", claim!, { tag: "Boom", message: "boom", classification: "permanent" })
       const error = yield* rawError(sql`update taskfiber.tasks set status = 'queued' where id = ${id}::uuid`)
       expect(error?.constraintKind).toBe("state_machine")
       expect(error?.message).toContain("replay")
@@ -73,11 +73,11 @@ it.layer(Env, { timeout: 60_000 })("schema", (it) => {
       expect(replayed._tag === "Some" && replayed.value.attempt).toBe(0)
       // The replay flag does not leak into later statements of the transaction.
       const again = yield* rawError(transaction(Effect.gen(function*() {
-        yield* store.claim({ workerId: "w", queues: ["raw-replay"], limit: 1, leaseMs: 60_000 })
-        yield* store.fail("w", id, { tag: "Boom", message: "boom", classification: "permanent" })
+        const [first] = yield* store.claim({ workerId: "w", queues: ["raw-replay"], limit: 1, leaseMs: 60_000 })
+        yield* store.fail("w", first!, { tag: "Boom", message: "boom", classification: "permanent" })
         yield* store.replay(id)
-        yield* store.claim({ workerId: "w", queues: ["raw-replay"], limit: 1, leaseMs: 60_000 })
-        yield* store.fail("w", id, { tag: "Boom", message: "boom", classification: "permanent" })
+        const [second] = yield* store.claim({ workerId: "w", queues: ["raw-replay"], limit: 1, leaseMs: 60_000 })
+        yield* store.fail("w", second!, { tag: "Boom", message: "boom", classification: "permanent" })
         yield* sql`update taskfiber.tasks set status = 'queued' where id = ${id}::uuid`
       }), { retry: false }))
       expect(again?.constraintKind).toBe("state_machine")
@@ -95,13 +95,13 @@ it.layer(Env, { timeout: 60_000 })("schema", (it) => {
       // dead, so claims on one queue would slow down with every iteration.
       yield* sql`
         do $$
-        declare i int; tid uuid; hit boolean := false;
+        declare i int; tid uuid; rev int; hit boolean := false;
         begin
           for i in 1..5000 loop
             select id into tid from taskfiber.enqueue(jsonb_build_array(jsonb_build_object(
               'id', gen_random_uuid(), 'type', 't', 'queue', 'same-ms-' || i)));
-            perform taskfiber.claim('w', array['same-ms-' || i], 1, 60000, 60, 2000);
-            perform taskfiber.complete_tasks('w', jsonb_build_array(jsonb_build_object('id', tid, 'result', null)));
+            select revision into rev from taskfiber.claim('w', array['same-ms-' || i], 1, 60000, 60, 2000);
+            perform taskfiber.complete_tasks('w', jsonb_build_array(jsonb_build_object('id', tid, 'revision', rev, 'result', null)));
             select date_trunc('milliseconds', created_at) = date_trunc('milliseconds', finished_at) into hit
               from taskfiber.tasks where id = tid;
             exit when hit and i >= 50;
@@ -185,12 +185,12 @@ it.layer(Env, { timeout: 60_000 })("schema", (it) => {
     Effect.gen(function*() {
       const store = yield* TaskStore.TaskStore
       const id = yield* newTask("events")
-      yield* store.claim({ workerId: "w1", queues: ["events"], limit: 1, leaseMs: 60_000 })
-      yield* store.retry("w1", id, { tag: "Flaky", message: "try again", classification: "transient" }, 0)
-      yield* store.claim({ workerId: "w2", queues: ["events"], limit: 1, leaseMs: 60_000 })
-      yield* store.recordProgress("w2", id, { progress: { pct: 50 } })
-      yield* store.extendLeases("w2", 60_000)
-      yield* store.complete("w2", [{ id, result: { ok: true } }])
+      const [first] = yield* store.claim({ workerId: "w1", queues: ["events"], limit: 1, leaseMs: 60_000 })
+      yield* store.retry("w1", first!, { tag: "Flaky", message: "try again", classification: "transient" }, 0)
+      const [second] = yield* store.claim({ workerId: "w2", queues: ["events"], limit: 1, leaseMs: 60_000 })
+      yield* store.recordProgress("w2", second!, { progress: { pct: 50 } })
+      yield* store.extendLeases("w2", 60_000, [second!])
+      yield* store.complete("w2", [{ id, revision: second!.revision, result: { ok: true } }])
       const got = yield* store.get(id)
       expect(got._tag).toBe("Some")
       if (got._tag !== "Some") return
@@ -243,10 +243,10 @@ it.layer(Env, { timeout: 60_000 })("schema", (it) => {
       const store = yield* TaskStore.TaskStore
       yield* sql`update taskfiber.settings set outbox_topic = 'task-status'`
       const id = yield* newTask("outbox")
-      yield* store.claim({ workerId: "w1", queues: ["outbox"], limit: 1, leaseMs: 60_000 })
-      yield* store.retry("w1", id, { tag: "Flaky", message: "again", classification: "transient" }, 0)
-      yield* store.claimToRun({ workerId: "w2", queues: ["outbox"], limit: 1, leaseMs: 60_000, asyncCommit: true })
-      yield* store.complete("w2", [{ id, result: { ok: 1 } }])
+      const [first] = yield* store.claim({ workerId: "w1", queues: ["outbox"], limit: 1, leaseMs: 60_000 })
+      yield* store.retry("w1", first!, { tag: "Flaky", message: "again", classification: "transient" }, 0)
+      const [second] = yield* store.claimToRun({ workerId: "w2", queues: ["outbox"], limit: 1, leaseMs: 60_000, asyncCommit: true })
+      yield* store.complete("w2", [{ id, revision: second!.revision, result: { ok: 1 } }])
       const rows = yield* sql<{ topic: string; key: string; payload: { from: string | null; to: string; attempt: number; result: unknown } }>`
         select topic, key, payload from taskfiber.outbox where key = ${id} order by id`
       expect(rows.map((r) => [r.topic, r.key, r.payload.from, r.payload.to, r.payload.attempt])).toEqual([

@@ -10,6 +10,7 @@ import * as RuntimeConfig from "../../src/runtime/RuntimeConfig.ts"
 import * as Supervisor from "../../src/runtime/Supervisor.ts"
 import type { Outcome } from "../../src/runtime/TaskRunner.ts"
 import * as TaskStore from "../../src/store/TaskStore.ts"
+import * as Workers from "../../src/store/Workers.ts"
 import * as TestDatabase from "./TestDatabase.ts"
 
 /** Short timings so tests finish fast. */
@@ -24,7 +25,7 @@ export const testConfig = (overrides: Partial<RuntimeConfig.RuntimeConfig> = {})
 
 /** Store (with database) + cancel bus + registry, without a supervisor. */
 export const base = (jobs: ReadonlyArray<AnyJob>) =>
-  Layer.mergeAll(TaskStore.layer, CancelBus.layerLocal, JobRegistry.layer(jobs)).pipe(
+  Layer.mergeAll(TaskStore.layer, Workers.layer, CancelBus.layerLocal, JobRegistry.layer(jobs)).pipe(
     Layer.provideMerge(TestDatabase.layer())
   )
 
@@ -46,7 +47,7 @@ export const awaitOutcomes = (n: number) =>
   })
 
 /** Store + cancel bus on a test database: supervisors are started by the tests. */
-export const storeOnly = Layer.mergeAll(TaskStore.layer, CancelBus.layerLocal).pipe(
+export const storeOnly = Layer.mergeAll(TaskStore.layer, Workers.layer, CancelBus.layerLocal).pipe(
   Layer.provideMerge(TestDatabase.layer())
 )
 

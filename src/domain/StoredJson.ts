@@ -1,0 +1,64 @@
+/**
+ * Values as PostgreSQL's jsonb stores them. A run's result, progress and checkpoint
+ * are encoded once, by the run that produced them, before they join anything shared:
+ * a value that cannot be stored fails that run alone, with an error that says why,
+ * never a completion batch (which fails every task in it) nor the loop that writes
+ * it (an encoding that throws inside a statement's template kills its fiber).
+ *
+ * @since 0.1.0
+ */
+import { UnstorableValue } from "./Errors.ts"
+
+/**
+ * JSON text that jsonb accepts, made by {@link encode}.
+ *
+ * @since 0.1.0
+ */
+export class EncodedJson {
+  readonly text: string
+  constructor(text: string) {
+    this.text = text
+  }
+}
+
+/**
+ * `null` (also what `undefined`, a function or a symbol encode to).
+ *
+ * @since 0.1.0
+ */
+export const jsonNull: EncodedJson = new EncodedJson("null")
+
+// JSON.stringify writes a `\u` escape only for a control character or an unpaired
+// surrogate (well-formed JSON.stringify, ES2019); jsonb refuses \u0000 and unpaired
+// surrogates. An odd run of backslashes before the `u` makes an escape; an even one
+// is escaped backslashes followed by a plain `u`.
+const refused = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/i
+
+const reasonOf = (error: unknown): string => {
+  try {
+    return error instanceof Error ? error.message.split("\n")[0]! : String(error)
+  } catch {
+    return "JSON.stringify threw"
+  }
+}
+
+/**
+ * Encodes `value` for a jsonb column, or says why it cannot be stored. Total: it
+ * never throws, whatever `value` is (a throwing `toJSON` or getter included).
+ *
+ * @since 0.1.0
+ */
+export const encode = (value: unknown, what: UnstorableValue["what"]): EncodedJson | UnstorableValue => {
+  if (value === undefined || value === null) return jsonNull
+  let text: string | undefined
+  try {
+    text = JSON.stringify(value)
+  } catch (error) {
+    return new UnstorableValue({ what, reason: reasonOf(error) })
+  }
+  if (text === undefined) return jsonNull
+  if (text.includes("\\u") && refused.test(text)) {
+    return new UnstorableValue({ what, reason: "a string holds U+0000 or an unpaired surrogate, which jsonb refuses" })
+  }
+  return new EncodedJson(text)
+}
