@@ -57,7 +57,7 @@ const memoryStore = (count: number) => {
         next += n
         return claimed
       }),
-    complete: (_worker, items) => Effect.sync(() => items.map((i) => i.id)),
+    complete: (_worker, items) => Effect.sync(() => items.map((i) => ({ id: i.id, revision: i.revision }))),
     extendLeases: (_worker, _lease, claims) => Effect.succeed(claims.map((c) => c.id)),
     reapExpired: () => Effect.succeed([]),
     msUntilNextDue: () => Effect.succeed(Option.none()),

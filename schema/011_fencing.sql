@@ -276,24 +276,31 @@ end $$;
 -- ~1 µs a task for batches of 500; the join costs nothing measurable over 010.
 drop function taskfiber.complete_tasks(text, jsonb);
 
+-- It returns the claims that completed their task (id and the claim's revision): a
+-- batch may name a task twice, its stale claim and its current one.
 create function taskfiber.complete_tasks(p_worker text, p_items jsonb)
-returns setof uuid language plpgsql
+returns table (id uuid, revision integer) language plpgsql
 set random_page_cost = 1.1 set jit = off set enable_bitmapscan = off set enable_seqscan = off as $$
+#variable_conflict use_column
 declare
   ids uuid[];
   revs integer[];
+  tasks_named bigint;
   all_removed boolean := not exists (
     select from jsonb_array_elements(p_items) i where (i.value -> 'remove') is distinct from 'true'::jsonb);
   gone uuid[];
+  gone_revisions integer[];
   keep tid[];
   removed bigint;
   ts timestamptz := clock_timestamp();
   relay_topic text := (select s.outbox_topic from taskfiber.settings s);
 begin
-  select coalesce(array_agg(c.id order by c.id), '{}'), coalesce(array_agg(c.revision order by c.id), '{}')
-    into ids, revs
-    from (select distinct on ((i.value ->> 'id')::uuid)
-                 (i.value ->> 'id')::uuid as id, (i.value ->> 'revision')::integer as revision
+  -- Every (id, revision) pair: a stale claim and the current one of the same task
+  -- may share a batch, and only the current one may complete it.
+  select coalesce(array_agg(c.id order by c.id, c.revision), '{}'), coalesce(array_agg(c.revision order by c.id, c.revision), '{}'),
+         count(distinct c.id)
+    into ids, revs, tasks_named
+    from (select distinct (i.value ->> 'id')::uuid as id, (i.value ->> 'revision')::integer as revision
             from jsonb_array_elements(p_items) i) c;
   for round in (case when all_removed then 1 else 2 end) .. 2 loop
     if round = 2 then
@@ -315,7 +322,8 @@ begin
                  updated_at = greatest(c.ts, t.updated_at)
             from jsonb_array_elements(p_items) i, (select clock_timestamp() as ts) c
            where t.ctid = any(keep) and t.id = (i.value ->> 'id')::uuid
-          returning t.id;
+             and t.revision = (i.value ->> 'revision')::integer
+          returning t.id, (i.value ->> 'revision')::integer;
         perform set_config('taskfiber.hot_path', 'off', true);
       end if;
       if removed = 0 then
@@ -339,13 +347,14 @@ begin
                    'updated_at', greatest(ts, d.updated_at))), 'running'),
                  case when d.traceparent is null then null else jsonb_build_object('traceparent', d.traceparent) end
             from deleted d
-            join jsonb_array_elements(p_items) i on (i.value ->> 'id')::uuid = d.id
+            join jsonb_array_elements(p_items) i
+              on (i.value ->> 'id')::uuid = d.id and (i.value ->> 'revision')::integer = d.revision
            where relay_topic is not null)
-      select coalesce(array_agg(d.id), '{}') into gone from deleted d;
-      if round = 1 and cardinality(gone) < cardinality(ids) then
+      select coalesce(array_agg(d.id), '{}'), coalesce(array_agg(d.revision), '{}') into gone, gone_revisions from deleted d;
+      if round = 1 and cardinality(gone) < tasks_named then
         raise sqlstate 'TF0UN';
       end if;
-      return query select unnest(gone);
+      return query select * from unnest(gone, gone_revisions);
       return;
     exception when sqlstate 'TF0UN' then
       null;

@@ -107,10 +107,10 @@ export const make = (options: {
     const write = (batch: ReadonlyArray<Item>, retries = 0): Effect.Effect<void> =>
       Effect.flatMap(statement(batch), (exit) => {
         if (Exit.isSuccess(exit)) {
-          // Every id the statement completed; the others were not held any more.
-          const completed = new Set(exit.value)
+          // Every claim the statement completed; the others no longer held their task.
+          const completed = new Map(exit.value.map((c) => [c.id, c.revision]))
           for (const item of batch) {
-            report(item, completed.has(item.claim.id) ? undefined : new TaskNotHeld({ taskId: item.claim.id }))
+            report(item, completed.get(item.claim.id) === item.claim.revision ? undefined : new TaskNotHeld({ taskId: item.claim.id }))
           }
           return Effect.void
         }

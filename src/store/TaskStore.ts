@@ -138,15 +138,15 @@ export class TaskStore extends Context.Service<TaskStore, {
     claims: ReadonlyArray<Claim & { readonly started?: boolean }>
   ) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
   /**
-   * Succeed many claims; returns the ids completed (the claims that still held
-   * their task). `remove`: the task was claimed as removeOnComplete. When every
-   * item says so, the batch takes the shorter way (schema/010); the database checks
-   * it anyway.
+   * Succeed many claims; returns the claims that completed their task (those that
+   * still held it; a batch may name a task's stale claim beside its current one).
+   * `remove`: the task was claimed as removeOnComplete. When every item says so, the
+   * batch takes the shorter way (schema/010); the database checks it anyway.
    */
   readonly complete: (
     workerId: string,
     items: ReadonlyArray<Completion>
-  ) => Effect.Effect<ReadonlyArray<string>, DatabaseError | UnstorableValue>
+  ) => Effect.Effect<ReadonlyArray<Claim>, DatabaseError | UnstorableValue>
   /** Retry after `delayMs` (database clock), or fail when out of attempts; none if the claim lost its task. */
   readonly retry: (workerId: string, claim: Claim, error: StoredError, delayMs: number) => Effect.Effect<Option.Option<Task>, DatabaseError>
   /** Fail and dead-letter; none if the claim lost its task. */
@@ -327,8 +327,7 @@ const make = Effect.gen(function*() {
             const result = yield* encoded(item.result, "result")
             parts.push(`{"id":${JSON.stringify(item.id)},"revision":${revisionOf(item)},"result":${result},"remove":${item.remove === true}}`)
           }
-          return yield* sql<{ complete_tasks: string }>`select taskfiber.complete_tasks(${workerId}, ${`[${parts.join(",")}]`}::jsonb)`.pipe(
-            Effect.map((rows) => rows.map((r) => r.complete_tasks)),
+          return yield* sql<Claim>`select id, revision from taskfiber.complete_tasks(${workerId}, ${`[${parts.join(",")}]`}::jsonb)`.pipe(
             mapSqlError
           )
         }).pipe(Effect.withSpan("TaskStore.complete", { attributes: { count: items.length } })),

@@ -7,25 +7,28 @@ import { spawn } from "node:child_process"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { expect, it } from "@effect/vitest"
-import { Duration, Effect, Layer, Option, Queue, Redacted } from "effect"
+import { Duration, Effect, Layer, Option, Queue, Redacted, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as CancelBus from "../../src/runtime/CancelBus.ts"
 import * as Tasks from "../../src/runtime/Tasks.ts"
 import * as Database from "../../src/store/Database.ts"
 import * as TaskStore from "../../src/store/TaskStore.ts"
 import * as Workers from "../../src/store/Workers.ts"
-import { Resumable } from "../support/resumable.ts"
+import * as Job from "../../src/runtime/Job.ts"
+import { OneShot, Resumable } from "../support/resumable.ts"
 import * as Runtime from "../support/Runtime.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
 const worker = fileURLToPath(new URL("../support/crashWorker.ts", import.meta.url))
 
 /** A child process whose stdout lines arrive on a bounded queue; killed with the scope. */
-const spawnWorker = (url: string) =>
+const spawnWorker = (url: string, extraEnv: Record<string, string> = {}) =>
   Effect.gen(function*() {
     const lines = yield* Queue.sliding<string>(10_000)
     const child = yield* Effect.acquireRelease(
-      Effect.sync(() => spawn(process.execPath, [worker], { env: { ...process.env, DATABASE_URL: url }, stdio: ["ignore", "pipe", "inherit"] })),
+      Effect.sync(() =>
+        spawn(process.execPath, [worker], { env: { ...process.env, ...extraEnv, DATABASE_URL: url }, stdio: ["ignore", "pipe", "inherit"] })
+      ),
       (c) => Effect.sync(() => c.exitCode === null && c.kill("SIGKILL"))
     )
     createInterface({ input: child.stdout! }).on("line", (line) => Queue.offerUnsafe(lines, line))
@@ -70,5 +73,57 @@ it.live("a task of a killed worker runs again elsewhere after its lease expires,
       expect(stalled?.error).toMatchObject({ tag: "LeaseExpired", classification: "transient" })
       const workers = new Set(t.events.filter((e) => e.to === "running").map((e) => e.workerId))
       expect(workers.size).toBe(2)
+    }).pipe(Effect.provide(env))
+  }).pipe(Effect.scoped), 60_000)
+
+/** A killed child's exit. */
+const exited = (child: ReturnType<typeof spawn>) =>
+  Effect.callback<void>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) resume(Effect.void)
+    else child.once("exit", () => resume(Effect.void))
+  })
+
+// The review's reproduction: a job with no retries, PREFETCH=100,
+// MAX_CONCURRENT_JOBS=1, the worker killed while it runs the first task. Before, the
+// next worker's reaper failed all six tasks, five of which had never started: the
+// claim had counted their attempt, and the reaper fails a task whose attempts are
+// used up. Now the claim records that only the first started, and the reaper hands
+// the other five back to the queue with their attempt.
+it.live("a killed worker's prefetched tasks that never started go back to the queue with their attempt, and run", () =>
+  Effect.gen(function*() {
+    const name = yield* TestDatabase.scopedDatabase
+    const url = TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name)
+    const env = yield* Layer.build(
+      Layer.mergeAll(TaskStore.layer, Workers.layer, CancelBus.layerLocal).pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url))))
+    )
+    yield* Effect.gen(function*() {
+      const ids: Array<string> = []
+      for (let n = 0; n < 6; n++) ids.push((yield* Tasks.enqueue(OneShot, { n })).id)
+      const { child, lines } = yield* spawnWorker(url, { PREFETCH: "100", MAX_CONCURRENT_JOBS: "1" })
+      let running: string | undefined
+      while (running === undefined) {
+        const line = yield* Queue.take(lines)
+        if (line.includes("one-shot started")) running = ids.find((id) => line.includes(id))
+      }
+      child.kill("SIGKILL")
+      yield* exited(child)
+
+      // The next worker runs them to success (same job name, a handler that returns).
+      const Fine = Job.define({ name: "one-shot", queue: "crash-prefetch", payload: Schema.Struct({ n: Schema.Int }), run: (p) => Effect.succeed(p.n) })
+      const s = yield* Runtime.startSupervisor([Fine], { reapInterval: Duration.millis(100) })
+      const outcomes = yield* Runtime.outcomesOf(s, 5)
+      const store = yield* TaskStore.TaskStore
+      const tasks = yield* Effect.forEach(ids, (id) => Effect.map(store.get(id), (t) => Option.getOrThrow(t)))
+      const started = tasks.find((t) => t.task.id === running)!
+      // The one that ran when the worker died used its only attempt.
+      expect(started.task).toMatchObject({ status: "failed", attempt: 1, lastError: { tag: "LeaseExpired" } })
+      const rest = tasks.filter((t) => t.task.id !== running)
+      expect(outcomes.map((o) => o.outcome)).toEqual(Array(5).fill("succeeded"))
+      expect([...outcomes.map((o) => o.taskId)].sort()).toEqual(rest.map((t) => t.task.id).sort())
+      for (const t of rest) {
+        expect(t.task).toMatchObject({ status: "succeeded", attempt: 1 })
+        // Handed back unstarted: running -> queued, then claimed and run once.
+        expect(t.events.map((e) => e.to)).toEqual(["queued", "running", "queued", "running", "succeeded"])
+      }
     }).pipe(Effect.provide(env))
   }).pipe(Effect.scoped), 60_000)

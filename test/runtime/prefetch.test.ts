@@ -149,4 +149,34 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("pr
       expect(o).toEqual({ taskId: id, outcome: "abandoned" })
       expect((yield* getTask(id)).task.status).toBe("cancelled")
     }).pipe(Effect.scoped))
+
+  // Before, the dispatcher reckoned a limited queue's claim before the claims ahead
+  // of it in the same round: with PREFETCH, the first claim's buffer took the free
+  // slots, and the limited queue's task then waited in the buffer behind it, leased
+  // and counted as running, though its queue never prefetches.
+  it.effect("with PREFETCH, a queue with a QUEUE_CONCURRENCY limit is claimed only for slots its tasks take at once", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const gate = yield* Deferred.make<void>()
+      const limitedStarts = yield* Ref.make(0)
+      const Free = Job.define({ name: "pf-free", queue: "pf-free", payload: Schema.Struct({}), run: () => Deferred.await(gate) })
+      const Limited = Job.define({
+        name: "pf-limited", queue: "pf-limited", payload: Schema.Struct({}),
+        run: () => Effect.andThen(Ref.update(limitedStarts, (n) => n + 1), Deferred.await(gate))
+      })
+      for (let i = 0; i < 20; i++) yield* Tasks.enqueue(Free, {})
+      for (let i = 0; i < 3; i++) yield* Tasks.enqueue(Limited, {})
+      const s = yield* Runtime.startSupervisor([Free, Limited], {
+        maxConcurrentJobs: 2, prefetch: 100, claimBatch: 100, queueConcurrency: new Map([["pf-limited", 1]])
+      })
+      // Up: its first claims are done. Every limited task that is running in the
+      // database has its handler running here.
+      const [held] = yield* sql<{ n: number }>`
+        select count(*)::int as n from taskfiber.tasks where queue = 'pf-limited' and status = 'running'`
+      expect(held?.n).toBe(yield* Ref.get(limitedStarts))
+      yield* Deferred.succeed(gate, undefined)
+      const outcomes = yield* Runtime.outcomesOf(s, 23)
+      expect(outcomes.every((o) => o.outcome === "succeeded")).toBe(true)
+      expect(yield* Ref.get(limitedStarts)).toBe(3)
+    }).pipe(Effect.scoped))
 })

@@ -82,7 +82,7 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("re
       const claimed = yield* store.claim({ workerId: "w-roc", queues: ["roc-3"], limit: 10, leaseMs: 60_000 })
       expect(claimed.map((t) => t.removeOnComplete).sort()).toEqual([false, false, true, true])
       const done = yield* store.complete("w-roc", claimed.map((t) => ({ id: t.id, revision: t.revision, result: { ok: t.id } })))
-      expect([...done].sort()).toEqual(enqueued.map((r) => r.id).sort())
+      expect(done.map((c) => c.id).sort()).toEqual(enqueued.map((r) => r.id).sort())
       const left = yield* rowsOf(enqueued.map((r) => r.id))
       expect(left.map((r) => r.id)).toEqual([enqueued[1]!.id, enqueued[3]!.id].sort())
       expect(left.map((r) => [r.status, r.events])).toEqual([["succeeded", 3], ["succeeded", 3]])
@@ -98,7 +98,7 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("re
       const enqueued = yield* store.enqueueMany(specs)
       const claimed = yield* store.claim({ workerId: "w-seven", queues: ["roc-7"], limit: 10, leaseMs: 60_000 })
       const done = yield* store.complete("w-seven", claimed.map((t) => ({ id: t.id, revision: t.revision, result: { ok: 1 }, remove: true })))
-      expect([...done].sort()).toEqual(enqueued.map((r) => r.id).sort())
+      expect(done.map((c) => c.id).sort()).toEqual(enqueued.map((r) => r.id).sort())
       const left = yield* rowsOf(enqueued.map((r) => r.id))
       expect(left.map((r) => [r.id, r.status, r.events])).toEqual([[enqueued[1]!.id, "succeeded", 3]])
       expect(yield* eventsOf([enqueued[0]!.id, enqueued[2]!.id])).toBe(0)
@@ -115,7 +115,7 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("re
       const lost = [...enqueued.map((r) => r.id)].sort()[1]!
       yield* sql`update taskfiber.tasks set worker_id = 'w-other' where id = ${lost}::uuid`
       const done = yield* store.complete("w-six", claimed.map((t) => ({ id: t.id, revision: t.revision, result: null, remove: t.removeOnComplete })))
-      expect([...done].sort()).toEqual(enqueued.map((r) => r.id).filter((id) => id !== lost).sort())
+      expect(done.map((c) => c.id).sort()).toEqual(enqueued.map((r) => r.id).filter((id) => id !== lost).sort())
       expect((yield* rowsOf(enqueued.map((r) => r.id))).map((r) => [r.id, r.status])).toEqual([[lost, "running"]])
     }))
 
@@ -135,7 +135,7 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("re
       yield* sql`update taskfiber.tasks set run_at = now() where id = ${task!.id}::uuid`
       const again = yield* store.claim({ workerId: "w-live", queues: ["roc-4"], limit: 1, leaseMs: 60_000 })
       expect(again.map((t) => [t.id, t.attempt])).toEqual([[task!.id, 2]])
-      expect(yield* store.complete("w-live", [{ id: task!.id, revision: again[0]!.revision, result: null, remove: true }])).toEqual([task!.id])
+      expect(yield* store.complete("w-live", [{ id: task!.id, revision: again[0]!.revision, result: null, remove: true }])).toEqual([{ id: task!.id, revision: again[0]!.revision }])
       expect(yield* rowsOf([task!.id])).toEqual([])
       expect(yield* eventsOf([task!.id])).toBe(0)
     }))

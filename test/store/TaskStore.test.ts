@@ -197,7 +197,7 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
       expect(yield* s.complete("w2", [{ id, revision: claim.revision, result: 1 }])).toEqual([])
       expect(Option.isNone(yield* s.fail("w2", claim, boom))).toBe(true)
       expect(yield* s.recordProgress("w2", claim, { progress: 1 })).toBe(false)
-      expect(yield* s.complete("w1", [{ id, revision: claim.revision, result: { ok: 1 } }])).toEqual([id])
+      expect(yield* s.complete("w1", [{ id, revision: claim.revision, result: { ok: 1 } }])).toEqual([{ id, revision: claim.revision }])
       expect(Option.getOrThrow(yield* s.get(id)).task.result).toEqual({ ok: 1 })
     }))
 

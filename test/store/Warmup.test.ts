@@ -43,7 +43,7 @@ it.live("a warm-up failing between its statements commits nothing, and the layer
     // equivalent of a crash between its second and third statement.
     yield* first.unsafe(`
       create or replace function taskfiber.complete_tasks(p_worker text, p_items jsonb)
-      returns setof uuid language plpgsql as $$
+      returns table (id uuid, revision integer) language plpgsql as $$
       begin
         raise exception 'completion refused for the test';
       end $$`)

@@ -58,6 +58,44 @@ it.layer(Env, { timeout: 60_000 })("schema", (it) => {
       expect(row?.status).toBe("queued")
     }))
 
+  // The review's reproduction: a client raised taskfiber.hot_path (the setting the
+  // enqueue, claim and completion raise to skip the per-row trigger) and moved a
+  // cancelled task to running. The statement trigger now checks every row of a
+  // hot-path statement.
+  it.effect("taskfiber.hot_path cannot be forged: a raw write under it is refused unless it is a hot move done right", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const store = yield* TaskStore.TaskStore
+      const id = yield* newTask("hot-forge")
+      yield* store.cancel([id], "cancelled")
+      const underHotPath = <A, E, R>(statement: Effect.Effect<A, E, R>) =>
+        rawError(transaction(Effect.andThen(sql`select set_config('taskfiber.hot_path', 'on', true)`, statement), { retry: false }))
+      const revived = yield* underHotPath(sql`
+        update taskfiber.tasks set status = 'running', revision = revision + 1, attempt = attempt + 1,
+               worker_id = 'forger', lease_expires_at = now() + interval '1 minute'
+         where id = ${id}::uuid`)
+      expect(revived?.sqlstate).toBe("TF001")
+      expect(revived?.message).toContain("cancelled -> running")
+      // A status left alone, bookkeeping rewritten: refused too.
+      const queued = yield* newTask("hot-forge-2")
+      const attempts = yield* underHotPath(sql`update taskfiber.tasks set attempt = 7 where id = ${queued}::uuid`)
+      expect(attempts?.sqlstate).toBe("TF001")
+      // A claim that does not count its attempt: refused.
+      const uncounted = yield* underHotPath(sql`
+        update taskfiber.tasks set status = 'running', revision = revision + 1, worker_id = 'forger',
+               lease_expires_at = now() + interval '1 minute'
+         where id = ${queued}::uuid`)
+      expect(uncounted?.sqlstate).toBe("TF001")
+      // An insert of a task that is not fresh.
+      const inserted = yield* underHotPath(sql`insert into taskfiber.tasks (type, status) values ('t', 'succeeded')`)
+      expect(inserted?.sqlstate).toBe("TF001")
+      const [row] = yield* sql<{ status: string; attempt: number }>`select status::text, attempt from taskfiber.tasks where id = ${id}::uuid`
+      expect(row).toEqual({ status: "cancelled", attempt: 0 })
+      // The real hot path still passes.
+      const [claimed] = yield* store.claim({ workerId: "w", queues: ["hot-forge-2"], limit: 1, leaseMs: 60_000 })
+      expect(yield* store.complete("w", [{ id: queued, revision: claimed!.revision, result: 1 }])).toEqual([{ id: queued, revision: claimed!.revision }])
+    }))
+
   it.effect("failed -> queued is refused to raw SQL and allowed only through replay", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient

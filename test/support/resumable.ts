@@ -4,6 +4,7 @@
  * test can kill its process; a later attempt resumes from the checkpoint.
  */
 import { Effect, Schema } from "effect"
+import * as RetryPolicy from "../../src/domain/RetryPolicy.ts"
 import * as Job from "../../src/runtime/Job.ts"
 
 export const Resumable = Job.define({
@@ -19,4 +20,16 @@ export const Resumable = Job.define({
       }
       return { resumedFrom: from, attempt: ctx.attempt }
     })
+})
+
+/**
+ * A job with a single attempt that runs until its process is killed: the prefetch
+ * crash test's subject (its worker holds the rest of its tasks in the buffer).
+ */
+export const OneShot = Job.define({
+  name: "one-shot",
+  queue: "crash-prefetch",
+  payload: Schema.Struct({ n: Schema.Int }),
+  retry: RetryPolicy.none,
+  run: (payload, ctx) => Effect.andThen(Effect.logInfo("one-shot started", { taskId: ctx.taskId, n: payload.n }), Effect.never)
 })
