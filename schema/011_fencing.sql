@@ -39,12 +39,19 @@ alter table taskfiber.tasks
 -- `taskfiber.hot_path` for their statement and skip the per-row trigger (~8 µs a
 -- row, 004), writing the bookkeeping themselves. Any client can raise that setting
 -- too; a raw `update … set status = 'running'` under it moved a cancelled task to
--- running. The statement triggers now check every row of a hot-path statement:
--- an insert must be a fresh queued task, an update one of the two hot moves
--- (queued|retrying → running with the attempt and revision counted, running →
--- succeeded) with its bookkeeping as the per-row trigger would write it.
--- Measured: the check is one more pass over the transition tables, ~0.1 µs a row
--- (claim + complete of 500, one backend).
+-- running. The statement triggers now check a hot-path statement: an insert must
+-- make fresh queued tasks (each row checked); an update must be one of the two hot
+-- moves for every row — all its tasks queued or retrying before and running after
+-- (a claim), or all running before and succeeded after (a completion) — with the
+-- revisions raised by one a row and the attempts by one a row for a claim, by
+-- none for a completion (checked as sums over the statement).
+--
+-- Measured (claim of 500 from 20,000, one backend, 60 rounds): the same checks per
+-- row, on a join of the transition tables, cost 2.3–3.0 µs a claimed task (11.2 and
+-- 11.9 µs against 8.9); one pass over each transition table with aggregates costs
+-- nothing measurable (8.8 and 9.9 against 10.9 and 10.2, noise). The sums let a
+-- deliberate forger trade one row's count against another's, never move a task
+-- where the state machine forbids it.
 create function taskfiber.refuse_hot_write(p_id uuid, p_from taskfiber.task_status, p_to taskfiber.task_status)
 returns boolean language plpgsql as $$
 begin
@@ -79,18 +86,26 @@ create or replace function taskfiber.tasks_after_update() returns trigger langua
 set jit = off
 set enable_nestloop = off -- see 006, kept
 as $$
+declare
+  o_rows bigint; o_claimable bigint; o_running bigint; o_revisions bigint; o_attempts bigint;
+  n_running bigint; n_succeeded bigint; n_revisions bigint; n_attempts bigint;
 begin
   if current_setting('taskfiber.hot_path', true) = 'on' then
-    perform taskfiber.refuse_hot_write(n.id, o.status, n.status)
-       from new_rows n join old_rows o on o.id = n.id
-      where not (
-        n.revision = o.revision + 1 and n.created_at = o.created_at
-        and n.updated_at >= o.updated_at and n.has_events = o.has_events
-        and n.returned_unstarted = o.returned_unstarted and n.max_attempts = o.max_attempts
-        and ((o.status in ('queued', 'retrying') and n.status = 'running' and n.attempt = o.attempt + 1)
-          or (o.status = 'running' and n.status = 'succeeded' and n.attempt = o.attempt
-              and n.started_at = o.started_at and n.finished_at is not null
-              and n.lease_expires_at is null)));
+    select count(*), count(*) filter (where o.status in ('queued', 'retrying')), count(*) filter (where o.status = 'running'),
+           coalesce(sum(o.revision), 0), coalesce(sum(o.attempt), 0)
+      into o_rows, o_claimable, o_running, o_revisions, o_attempts
+      from old_rows o;
+    select count(*) filter (where n.status = 'running'),
+           count(*) filter (where n.status = 'succeeded' and n.finished_at is not null and n.lease_expires_at is null),
+           coalesce(sum(n.revision), 0), coalesce(sum(n.attempt), 0)
+      into n_running, n_succeeded, n_revisions, n_attempts
+      from new_rows n;
+    if not (n_revisions = o_revisions + o_rows
+            and ((o_claimable = o_rows and n_running = o_rows and n_attempts = o_attempts + o_rows)
+              or (o_running = o_rows and n_succeeded = o_rows and n_attempts = o_attempts))) then
+      perform taskfiber.refuse_hot_write(
+        (select o.id from old_rows o limit 1), (select o.status from old_rows o limit 1), (select n.status from new_rows n limit 1));
+    end if;
     insert into taskfiber.task_events (task_id, seq, from_status, to_status, attempt, error, worker_id, at)
       select n.id, n.revision, o.status, n.status, n.attempt, null, n.worker_id, n.updated_at
       from new_rows n join old_rows o on o.id = n.id
@@ -285,7 +300,6 @@ set random_page_cost = 1.1 set jit = off set enable_bitmapscan = off set enable_
 declare
   ids uuid[];
   revs integer[];
-  tasks_named bigint;
   all_removed boolean := not exists (
     select from jsonb_array_elements(p_items) i where (i.value -> 'remove') is distinct from 'true'::jsonb);
   gone uuid[];
@@ -295,13 +309,16 @@ declare
   ts timestamptz := clock_timestamp();
   relay_topic text := (select s.outbox_topic from taskfiber.settings s);
 begin
-  -- Every (id, revision) pair: a stale claim and the current one of the same task
-  -- may share a batch, and only the current one may complete it.
-  select coalesce(array_agg(c.id order by c.id, c.revision), '{}'), coalesce(array_agg(c.revision order by c.id, c.revision), '{}'),
-         count(distinct c.id)
-    into ids, revs, tasks_named
-    from (select distinct (i.value ->> 'id')::uuid as id, (i.value ->> 'revision')::integer as revision
-            from jsonb_array_elements(p_items) i) c;
+  -- Every (id, revision) pair, in id order (one sort; both arrays come from the one
+  -- sorted row stream, so they stay paired). A stale claim and the current one of
+  -- the same task may share a batch: only the current one completes it, and the
+  -- short way, finding fewer tasks than pairs, gives way to the general one.
+  -- Measured: a distinct pass and two ordered aggregates cost 1.25 µs a task for
+  -- 500 items, this 0.76, 010's distinct ids alone 0.65.
+  select coalesce(array_agg(c.id), '{}'), coalesce(array_agg(c.revision), '{}')
+    into ids, revs
+    from (select (i.value ->> 'id')::uuid as id, (i.value ->> 'revision')::integer as revision
+            from jsonb_array_elements(p_items) i order by 1, 2) c;
   for round in (case when all_removed then 1 else 2 end) .. 2 loop
     if round = 2 then
       select coalesce(array_agg(l.ctid) filter (where not l.remove_on_complete), '{}'),
@@ -351,7 +368,7 @@ begin
               on (i.value ->> 'id')::uuid = d.id and (i.value ->> 'revision')::integer = d.revision
            where relay_topic is not null)
       select coalesce(array_agg(d.id), '{}'), coalesce(array_agg(d.revision), '{}') into gone, gone_revisions from deleted d;
-      if round = 1 and cardinality(gone) < tasks_named then
+      if round = 1 and cardinality(gone) < cardinality(ids) then
         raise sqlstate 'TF0UN';
       end if;
       return query select * from unnest(gone, gone_revisions);

@@ -132,4 +132,27 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Sup
       const tasks = yield* Effect.forEach(ids, (id) => Effect.map(store.get(id), (t) => Option.getOrThrow(t).task))
       expect(tasks.map((t) => [t.status, t.attempt])).toEqual(ids.map(() => ["queued", 0]))
     }))
+
+  // Before, the wait after the grace had no bound: a handler that ignores its
+  // interruption held the shutdown (and SIGTERM) for ever.
+  it.effect("a handler that ignores interruption holds the shutdown for one more grace at most; its task is left to its lease", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const started = yield* Deferred.make<void>()
+      const Deaf = Job.define({
+        name: "deaf", queue: "shutdown-deaf", payload: Schema.Struct({}),
+        run: () => Effect.andThen(Deferred.succeed(started, undefined), Effect.uninterruptible(Deferred.await(gate)))
+      })
+      const { id } = yield* Tasks.enqueue(Deaf, {})
+      const scope = yield* Scope.make()
+      yield* Runtime.startSupervisor([Deaf], { shutdownGrace: Duration.millis(100) }).pipe(Scope.provide(scope))
+      yield* Deferred.await(started)
+      const closed = yield* Scope.close(scope, Exit.void).pipe(Effect.timeoutOption(Duration.seconds(10)))
+      expect(Option.isSome(closed)).toBe(true)
+      const store = yield* TaskStore
+      // Still running under the stopped worker's lease, which nobody renews: the
+      // reaper of any worker retries it once it expires.
+      expect(Option.getOrThrow(yield* store.get(id)).task).toMatchObject({ status: "running", attempt: 1 })
+      yield* Deferred.succeed(gate, undefined)
+    }))
 })

@@ -179,4 +179,58 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("pr
       expect(outcomes.every((o) => o.outcome === "succeeded")).toBe(true)
       expect(yield* Ref.get(limitedStarts)).toBe(3)
     }).pipe(Effect.scoped))
+
+  // schema/011: a prefetched task's start is recorded by the heartbeat after it
+  // starts, and that of a task handed back unstarted before is recorded before its
+  // handler runs (so that a task that crashes its worker at once uses attempts).
+  it.effect("the start of a prefetched task is recorded: by the heartbeat, or before its handler when it was handed back once", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const store = yield* TaskStore
+      const gate = yield* Deferred.make<void>()
+      const lastGate = yield* Deferred.make<void>()
+      const renewed = yield* Deferred.make<void>()
+      const seenInRun = new Map<number, boolean>()
+      const startedOf = (id: string) =>
+        Effect.map(sql<{ s: boolean }>`select handler_started as s from taskfiber.tasks where id = ${id}::uuid`, (r) => r[0]?.s)
+      const Step = Job.define({
+        name: "pf-start", queue: "pf-start", payload: Schema.Struct({ n: Schema.Int }),
+        run: (p, ctx) =>
+          Effect.gen(function*() {
+            seenInRun.set(p.n, (yield* Effect.orDie(startedOf(ctx.taskId))) === true)
+            if (p.n === 0) yield* Deferred.await(gate)
+            if (p.n === 2) yield* Deferred.await(lastGate)
+          })
+      })
+      const first = yield* Tasks.enqueue(Step, { n: 0 }, { priority: 3 })
+      const flagged = yield* Tasks.enqueue(Step, { n: 1 }, { priority: 2 })
+      const plain = yield* Tasks.enqueue(Step, { n: 2 }, { priority: 1 })
+      // As if a crashed worker had held it in its buffer once.
+      yield* sql`update taskfiber.tasks set returned_unstarted = 1 where id = ${flagged.id}::uuid`
+      // Told when a heartbeat renewed the plain task after its handler began.
+      const observed = TaskStore.of({
+        ...store,
+        extendLeases: (w, l, claims) =>
+          Effect.tap(store.extendLeases(w, l, claims), () =>
+            claims.some((c) => c.id === plain.id && c.started === true) ? Deferred.succeed(renewed, undefined) : Effect.void)
+      })
+      const s = yield* Runtime.startSupervisor([Step], { maxConcurrentJobs: 1, prefetch: 10, lease: Duration.millis(600) }).pipe(
+        Effect.provideService(TaskStore, observed)
+      )
+      // The first runs (its start recorded by the claim); the other two wait in the buffer, unrecorded.
+      expect(yield* startedOf(flagged.id)).toBe(false)
+      expect(yield* startedOf(plain.id)).toBe(false)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Runtime.outcomesOf(s, 2)
+      // The flagged task's start was recorded before its handler ran; the plain one's
+      // by the heartbeat, while it ran.
+      expect(seenInRun.get(0)).toBe(true)
+      expect(seenInRun.get(1)).toBe(true)
+      yield* Deferred.await(renewed)
+      expect(yield* startedOf(plain.id)).toBe(true)
+      yield* Deferred.succeed(lastGate, undefined)
+      yield* Runtime.outcomesOf(s, 1)
+      expect(seenInRun.get(2)).toBe(false)
+      for (const id of [first.id, flagged.id, plain.id]) expect((yield* getTask(id)).task.status).toBe("succeeded")
+    }).pipe(Effect.scoped))
 })

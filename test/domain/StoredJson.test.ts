@@ -1,0 +1,55 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Schema } from "effect"
+import { UnstorableValue } from "../../src/domain/Errors.ts"
+import * as StoredJson from "../../src/domain/StoredJson.ts"
+
+const textOf = (value: unknown) => {
+  const e = StoredJson.encode(value, "result")
+  return e instanceof StoredJson.EncodedJson ? e.text : e
+}
+
+describe("StoredJson", () => {
+  it("encodes what jsonb stores; nothing, a function or a symbol is null", () => {
+    expect(textOf({ a: [1, "x", true, null] })).toBe(`{"a":[1,"x",true,null]}`)
+    expect(textOf(undefined)).toBe("null")
+    expect(textOf(() => 1)).toBe("null")
+    expect(textOf("a\u00e9\u{1F600}")).toBe(`"a\u00e9\u{1F600}"`)
+    // An escaped backslash before a plain "u0000" is text, not an escape.
+    expect(textOf("\\u0000")).toBe(`"\\\\u0000"`)
+  })
+
+  it("says why a value cannot be stored, and never throws", () => {
+    const cyclic: Record<string, unknown> = {}
+    cyclic.self = cyclic
+    const throwing = { toJSON: () => { throw new Error("no JSON for you") } }
+    const cases: Array<[unknown, RegExp]> = [
+      [{ n: 1n }, /BigInt/],
+      [cyclic, /circular/i],
+      [throwing, /no JSON for you/],
+      [{ s: "a\u0000b" }, /U\+0000/],
+      [{ ["k\u0000"]: 1 }, /U\+0000/],
+      ["\uD800", /unpaired surrogate/],
+      [["x\uDC00"], /unpaired surrogate/],
+      [{ s: "\\\u0000" }, /U\+0000/]
+    ]
+    for (const [value, reason] of cases) {
+      const e = StoredJson.encode(value, "progress")
+      expect(e).toBeInstanceOf(UnstorableValue)
+      expect((e as UnstorableValue).what).toBe("progress")
+      expect((e as UnstorableValue).message).toMatch(reason)
+    }
+  })
+
+  // Any string: encoded iff it holds no U+0000 and no unpaired surrogate, and then
+  // the text decodes back to the same string.
+  // Strings made of the pieces that matter: NUL, each half of a surrogate pair, a
+  // whole pair, backslashes and "u" (escapes), plain letters.
+  const Piece = Schema.Literals(["\u0000", "\uD83D", "\uDE00", "\uD83D\uDE00", "\\", "u", "0", "d8", "a"])
+  it.prop("a string is refused exactly when jsonb would refuse it, else it round-trips", { pieces: Schema.Array(Piece) }, ({ pieces }) => {
+    const s = pieces.join("")
+    const refusable = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s)
+    const e = StoredJson.encode({ s, [s]: s }, "checkpoint")
+    if (refusable) return e instanceof UnstorableValue
+    return e instanceof StoredJson.EncodedJson && JSON.parse(e.text).s === s
+  })
+})
