@@ -125,7 +125,7 @@ export class UnknownTaskType extends Data.TaggedError("UnknownTaskType")<{
 }
 
 /**
- * A value a run produced (its result, progress or checkpoint) that PostgreSQL's
+ * A value a run produced (its result, progress or checkpoint), or a payload, that PostgreSQL's
  * jsonb cannot store: a BigInt, a cycle, a `toJSON` that throws, U+0000 or an
  * unpaired surrogate in a string. Classified `permanent`: the same code produces the
  * same value. Only the run that produced it fails; see `StoredJson`.
@@ -133,7 +133,7 @@ export class UnknownTaskType extends Data.TaggedError("UnknownTaskType")<{
  * @since 0.1.0
  */
 export class UnstorableValue extends Data.TaggedError("UnstorableValue")<{
-  readonly what: "result" | "progress" | "checkpoint"
+  readonly what: "payload" | "result" | "progress" | "checkpoint"
   readonly reason: string
 }> {
   override get message(): string {

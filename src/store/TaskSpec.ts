@@ -5,6 +5,7 @@
  */
 import { Data, Schema } from "effect"
 import { PRIORITY_MAX, PRIORITY_MIN } from "../domain/Priority.ts"
+import * as StoredJson from "../domain/StoredJson.ts"
 import { EnqueueSpec, type EnqueueInput } from "../domain/Task.ts"
 
 /** An enqueue request (see `EnqueueSpec` in src/domain/Task.ts). */
@@ -119,4 +120,28 @@ export const validateSpec = (spec: unknown, index: number, newId: () => string):
     ...(s.traceparent === undefined ? {} : { traceparent: s.traceparent }),
     ...(s.removeOnComplete === true ? { remove_on_complete: true } : {})
   }
+}
+
+/**
+ * The JSON text of a batch's rows, or the first spec jsonb could not store (a
+ * payload with a BigInt, a cycle, U+0000 …), as an `InvalidTaskSpec` naming it.
+ * One encoding of the whole batch, as before; only a batch that fails it is looked
+ * at spec by spec.
+ */
+export const encodeRows = (rows: ReadonlyArray<SpecRow>): string | InvalidTaskSpec => {
+  const all = StoredJson.encode(rows, "payload")
+  if (all instanceof StoredJson.EncodedJson) return all.text
+  for (const [index, row] of rows.entries()) {
+    const payload = StoredJson.encode(row.payload, "payload")
+    const bad = payload instanceof StoredJson.EncodedJson ? StoredJson.encode(row, "payload") : payload
+    if (!(bad instanceof StoredJson.EncodedJson)) {
+      const field = payload instanceof StoredJson.EncodedJson ? "" : "payload"
+      return new InvalidTaskSpec({
+        index,
+        field,
+        message: `invalid task spec${index > 0 ? ` #${index}` : ""}${field ? ` at "${field}"` : ""}: ${bad.reason}`
+      })
+    }
+  }
+  return new InvalidTaskSpec({ index: 0, field: "", message: `invalid task spec: ${all.reason}` })
 }

@@ -27,7 +27,7 @@ import { defaultAgeing, type Ageing } from "../domain/Priority.ts"
 import type { TaskStatus } from "../domain/TaskStatus.ts"
 import { type Claim, type ClaimedRow, type ClaimedTask, type StoredError, type Task, type TaskEvent, type TaskEventRow, type TaskRow, toClaimedTask, toTask, toTaskEvent } from "./TaskRow.ts"
 import { newTaskId } from "./TaskId.ts"
-import { InvalidTaskSpec, type SpecRow, type TaskSpec, validateSpec } from "./TaskSpec.ts"
+import { encodeRows, InvalidTaskSpec, type SpecRow, type TaskSpec, validateSpec } from "./TaskSpec.ts"
 
 export { InvalidTaskSpec, type TaskSpec } from "./TaskSpec.ts"
 export type { Claim } from "./TaskRow.ts"
@@ -227,10 +227,12 @@ const make = Effect.gen(function*() {
         if (row instanceof InvalidTaskSpec) return yield* row
         rows.push(row)
       }
+      const text = encodeRows(rows)
+      if (text instanceof InvalidTaskSpec) return yield* text
       // No rows: every spec created the task it names (see schema/009), the common
       // case, answered without a row per task to send and decode.
       const result = yield* sql<{ ord: number; id: string | null; created: boolean }>`
-        select ord, id, created from taskfiber.enqueue_quiet(${json(rows)}::jsonb)`
+        select ord, id, created from taskfiber.enqueue_quiet(${text}::jsonb)`
       if (result.length === 0) return rows.map((r) => ({ id: r.id, created: true }))
       const missing = result.find((r) => r.id === null)
       if (missing) return yield* Effect.die(new Error(`taskfiber.enqueue_quiet found no task for spec #${missing.ord - 1}`))
@@ -333,11 +335,11 @@ const make = Effect.gen(function*() {
         }).pipe(Effect.withSpan("TaskStore.complete", { attributes: { count: items.length } })),
 
     retry: (workerId, claim, error, delayMs) =>
-      sql<TaskRow>`select * from taskfiber.retry_task(${workerId}, ${claim.id}::uuid, ${revisionOf(claim)}, ${json(error)}::jsonb, ${Math.max(0, Math.round(delayMs))})`
+      Effect.suspend(() => sql<TaskRow>`select * from taskfiber.retry_task(${workerId}, ${claim.id}::uuid, ${revisionOf(claim)}, ${json(error)}::jsonb, ${Math.max(0, Math.round(delayMs))})`)
         .pipe(Effect.map(first), mapSqlError, Effect.withSpan("TaskStore.retry")),
 
     fail: (workerId, claim, error) =>
-      sql<TaskRow>`select * from taskfiber.fail_task(${workerId}, ${claim.id}::uuid, ${revisionOf(claim)}, ${json(error)}::jsonb)`
+      Effect.suspend(() => sql<TaskRow>`select * from taskfiber.fail_task(${workerId}, ${claim.id}::uuid, ${revisionOf(claim)}, ${json(error)}::jsonb)`)
         .pipe(Effect.map(first), mapSqlError, Effect.withSpan("TaskStore.fail")),
 
     cancel: (ids, reason) =>

@@ -85,6 +85,19 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
       expect(yield* s.msUntilNextDue({ queues: ["next-due"], types: ["other"] })).toEqual(Option.none())
     }))
 
+  // A payload jsonb cannot store fails the call before anything is sent, naming the
+  // spec: it used to throw inside the statement's template (BigInt, cycle) or fail
+  // the whole statement with a database error (U+0000).
+  it.effect("a payload jsonb cannot store is an InvalidTaskSpec naming the spec; nothing is written", () =>
+    Effect.gen(function*() {
+      const s = yield* store
+      for (const payload of [{ n: 1n }, { s: "a\u0000b" }, { s: "\uD800" }]) {
+        const bad = yield* Effect.flip(s.enqueueMany([{ type: "ok", queue: "unstorable" }, { type: "x", queue: "unstorable", payload }]))
+        expect(bad).toMatchObject({ _tag: "InvalidTaskSpec", index: 1, field: "payload" })
+      }
+      expect((yield* s.list({ queue: "unstorable" })).tasks).toEqual([])
+    }))
+
   it.effect("a bad spec fails with InvalidTaskSpec naming the field and writes nothing", () =>
     Effect.gen(function*() {
       const s = yield* store
