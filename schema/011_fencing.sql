@@ -178,6 +178,7 @@ declare
   saturated boolean := false;
   picked uuid[];
   tids tid[];
+  started_tids tid[];
 begin
   if p_async_commit then
     perform set_config('synchronous_commit', 'off', true);
@@ -264,6 +265,7 @@ begin
   -- queued|retrying → running, as tasks_before_write would write it (see 008 for
   -- the TID scan). The first p_run_now in claim order start at once; the rest wait
   -- in the worker's buffer, their start not yet recorded (section 2).
+  started_tids := case when p_run_now is null then tids else tids[1:p_run_now] end;
   perform set_config('taskfiber.hot_path', 'on', true);
   return query
     with claimed as (
@@ -273,7 +275,7 @@ begin
              attempt = t.attempt + 1, revision = t.revision + 1,
              started_at = greatest(c.ts, t.created_at, t.started_at), finished_at = null,
              updated_at = greatest(c.ts, t.updated_at),
-             handler_started = p_run_now is null or t.ctid = any(tids[1:p_run_now])
+             handler_started = p_run_now is null or t.ctid = any(started_tids)
         from (select clock_timestamp() as ts) c
        where t.ctid = any(tids) and t.status in ('queued', 'retrying')
       returning t.*)

@@ -8,7 +8,7 @@
  * completion callback) is the step's own business, so that a bad item never costs
  * the others their turn.
  */
-import { Cause, Duration, Effect, Exit, Scope } from "effect"
+import { Cause, Duration, Effect, Scope } from "effect"
 
 /** Longest pause after failed steps. */
 const maxPause = Duration.seconds(10)
@@ -24,42 +24,32 @@ export interface LoopOptions {
   readonly onFailure?: (cause: Cause.Cause<unknown>) => void
 }
 
-/** Runs `step` for ever (see module doc); `name` says which loop in its logs. */
+/**
+ * Runs `step` for ever (see module doc); `name` says which loop in its logs. The
+ * starter runs a step for about every task a worker runs, so a step costs one
+ * continuation here and nothing more (a generator and an `Exit` per step were
+ * ~1 µs of a task's 10 in `bench:runtime`).
+ */
 export const run = <R>(name: string, step: Effect.Effect<unknown, unknown, R>, options: LoopOptions = {}): Effect.Effect<never, never, R> =>
-  Effect.gen(function*() {
+  Effect.suspend(() => {
     let failures = 0
-    while (true) {
-      const exit = yield* Effect.exit(step)
-      if (Exit.isSuccess(exit)) {
+    const afterSuccess = options.every === undefined ? Effect.void : Effect.sleep(options.every)
+    const once = Effect.matchCauseEffect(step, {
+      onSuccess: () => {
         failures = 0
-        if (options.every !== undefined) yield* Effect.sleep(options.every)
-        continue
+        return afterSuccess
+      },
+      onFailure: (cause): Effect.Effect<void> => {
+        // Interrupted: the loop's scope is closing.
+        if (Cause.hasInterruptsOnly(cause)) return Effect.interrupt
+        failures++
+        options.onFailure?.(cause)
+        return Effect.andThen(Effect.logError(`${name} failed; it goes on`, cause), Effect.sleep(pauseAfter(failures)))
       }
-      // Interrupted: the loop's scope is closing.
-      if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt
-      failures++
-      options.onFailure?.(exit.cause)
-      yield* Effect.logError(`${name} failed; it goes on`, exit.cause)
-      yield* Effect.sleep(pauseAfter(failures))
-    }
+    })
+    return Effect.forever(once)
   })
 
 /** {@link run} in a fiber of `scope`, interruptible, until the scope closes. */
 export const fork = <R>(name: string, step: Effect.Effect<unknown, unknown, R>, scope: Scope.Scope, options: LoopOptions = {}) =>
   Effect.forkIn(Effect.interruptible(run(name, step, options)), scope)
-
-/**
- * Runs a synchronous callback of a shared loop (an item's `done`); a throw is
- * logged by the caller's `report` and goes no further.
- */
-export const callSafely = (f: () => void, report: (error: unknown) => void): void => {
-  try {
-    f()
-  } catch (error) {
-    try {
-      report(error)
-    } catch {
-      // Nothing more can be done without risking the loop.
-    }
-  }
-}

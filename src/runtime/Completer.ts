@@ -93,10 +93,15 @@ export const make = (options: {
     const pending: Array<Item> = []
     // A wake-up for an idle writer: one pending signal is enough.
     const wake = yield* Queue.sliding<void>(1)
-    const report = (item: Item, failure: CompletionFailure | undefined) =>
-      BackgroundLoop.callSafely(() => item.done(failure), (error) => {
+    // A callback that throws is logged and stops nothing (inline: a closure per
+    // item would be an allocation on every task).
+    const report = (item: Item, failure: CompletionFailure | undefined) => {
+      try {
+        item.done(failure)
+      } catch (error) {
         Effect.runFork(Effect.logError("a completion callback threw", { taskId: item.claim.id, error: String(error) }))
-      })
+      }
+    }
     const statement = (batch: ReadonlyArray<Item>) =>
       Effect.exit(Effect.suspend(() =>
         options.store.complete(

@@ -450,16 +450,11 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       }))
     }).pipe(Effect.scoped)
 
-    // Known to the registry before the first claim: `taskfiber status` and other
-    // workers' unserved watch see this worker from its start.
-    yield* workers.seen(self).pipe(
-      Effect.catch((error) => Effect.logWarning("worker registry not updated", { error: error.message }))
-    )
-    const registryFiber = yield* BackgroundLoop.fork(
-      "worker registry",
-      Effect.andThen(Effect.sleep(Duration.millis(Workers.renewEveryMs)), workers.seen(self)),
-      scope
-    )
+    // In the registry at once and every 10 s, off the path to the first claim (a
+    // worker facing a backlog starts on it without waiting for this statement).
+    const registryFiber = yield* BackgroundLoop.fork("worker registry", workers.seen(self), scope, {
+      every: Duration.millis(Workers.renewEveryMs)
+    })
     yield* BackgroundLoop.fork("starter", starter, scope)
     yield* BackgroundLoop.fork("settled-task logger", settledLogger, scope)
     yield* BackgroundLoop.fork("heartbeat", heartbeat, scope, { every: Duration.millis(leaseMs / 3) })

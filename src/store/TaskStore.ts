@@ -208,11 +208,14 @@ const decodeCursor = (cursor: string): string | undefined => {
 const make = Effect.gen(function*() {
   const sql = yield* SqlClient
   const json = (value: unknown) => JSON.stringify(value === undefined ? null : value)
-  /** The jsonb text of a value a run stores; fails instead of throwing. */
+  /** The jsonb text of a value a run stores, or why it cannot be stored; never throws. */
+  const textOf = (value: JsonValue, what: UnstorableValue["what"]): string | UnstorableValue => {
+    const e = value instanceof StoredJson.EncodedJson ? value : StoredJson.encode(value, what)
+    return e instanceof StoredJson.EncodedJson ? e.text : e
+  }
   const encoded = (value: JsonValue, what: UnstorableValue["what"]): Effect.Effect<string, UnstorableValue> => {
-    if (value instanceof StoredJson.EncodedJson) return Effect.succeed(value.text)
-    const e = StoredJson.encode(value, what)
-    return e instanceof StoredJson.EncodedJson ? Effect.succeed(e.text) : Effect.fail(e)
+    const text = textOf(value, what)
+    return typeof text === "string" ? Effect.succeed(text) : Effect.fail(text)
   }
   const revisionOf = (claim: Claim) => Number.isInteger(claim.revision) ? claim.revision : -1
   const tasks = (rows: ReadonlyArray<TaskRow>) => rows.map(toTask)
@@ -320,18 +323,22 @@ const make = Effect.gen(function*() {
     // The items' JSON is put together from each result's encoded text: encoding
     // the whole batch again would repeat the work the runs did, and a value that
     // cannot be stored fails here, before anything is sent.
+    // The items' JSON is put together from each result's encoded text: encoding
+    // the whole batch again would repeat the work the runs did, and a value that
+    // cannot be stored fails here, before anything is sent. A plain loop: this
+    // runs for every task a worker completes.
     complete: (workerId, items) =>
       items.length === 0
         ? Effect.succeed([])
-        : Effect.gen(function*() {
-          const parts: Array<string> = []
-          for (const item of items) {
-            const result = yield* encoded(item.result, "result")
-            parts.push(`{"id":${JSON.stringify(item.id)},"revision":${revisionOf(item)},"result":${result},"remove":${item.remove === true}}`)
+        : Effect.suspend((): Effect.Effect<ReadonlyArray<Claim>, DatabaseError | UnstorableValue> => {
+          let text = "["
+          for (let i = 0; i < items.length; i++) {
+            const item = items[i]!
+            const result = textOf(item.result, "result")
+            if (typeof result !== "string") return Effect.fail(result)
+            text += `${i === 0 ? "" : ","}{"id":${JSON.stringify(item.id)},"revision":${revisionOf(item)},"result":${result},"remove":${item.remove === true}}`
           }
-          return yield* sql<Claim>`select id, revision from taskfiber.complete_tasks(${workerId}, ${`[${parts.join(",")}]`}::jsonb)`.pipe(
-            mapSqlError
-          )
+          return sql<Claim>`select id, revision from taskfiber.complete_tasks(${workerId}, ${text + "]"}::jsonb)`.pipe(mapSqlError)
         }).pipe(Effect.withSpan("TaskStore.complete", { attributes: { count: items.length } })),
 
     retry: (workerId, claim, error, delayMs) =>

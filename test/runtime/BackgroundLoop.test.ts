@@ -31,10 +31,3 @@ it.effect("a loop survives failing and dying steps, pausing 100 ms doubling afte
     yield* Fiber.interrupt(fiber)
     expect(fiber.pollUnsafe()?._tag).toBe("Failure")
   }))
-
-it("callSafely contains a throwing callback", () => {
-  const reported: Array<unknown> = []
-  BackgroundLoop.callSafely(() => { throw new Error("boom") }, (e) => reported.push(e))
-  BackgroundLoop.callSafely(() => { throw new Error("boom") }, () => { throw new Error("report fails too") })
-  expect(reported).toHaveLength(1)
-})

@@ -35,13 +35,19 @@ const spawnWorker = (url: string, extraEnv: Record<string, string> = {}) =>
     return { child, lines }
   })
 
+/** A database of the test's own (a child process connects to it by URL), with the store on it. */
+const freshDatabase = Effect.gen(function*() {
+  const name = yield* TestDatabase.scopedDatabase
+  const url = TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name)
+  const env = yield* Layer.build(
+    Layer.mergeAll(TaskStore.layer, Workers.layer, CancelBus.layerLocal).pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url))))
+  )
+  return { env, url }
+})
+
 it.live("a task of a killed worker runs again elsewhere after its lease expires, from its checkpoint", () =>
   Effect.gen(function*() {
-    const name = yield* TestDatabase.scopedDatabase
-    const url = TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name)
-    const env = yield* Layer.build(
-      Layer.mergeAll(TaskStore.layer, Workers.layer, CancelBus.layerLocal).pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url))))
-    )
+    const { env, url } = yield* freshDatabase
     yield* Effect.gen(function*() {
       const sql = yield* SqlClient
       const { id } = yield* Tasks.enqueue(Resumable, { steps: 6 })
@@ -91,11 +97,7 @@ const exited = (child: ReturnType<typeof spawn>) =>
 // the other five back to the queue with their attempt.
 it.live("a killed worker's prefetched tasks that never started go back to the queue with their attempt, and run", () =>
   Effect.gen(function*() {
-    const name = yield* TestDatabase.scopedDatabase
-    const url = TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name)
-    const env = yield* Layer.build(
-      Layer.mergeAll(TaskStore.layer, Workers.layer, CancelBus.layerLocal).pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url))))
-    )
+    const { env, url } = yield* freshDatabase
     yield* Effect.gen(function*() {
       const ids: Array<string> = []
       for (let n = 0; n < 6; n++) ids.push((yield* Tasks.enqueue(OneShot, { n })).id)
