@@ -114,10 +114,25 @@ export const make = (options: {
         if (Exit.isSuccess(exit)) {
           // Every claim the statement completed; the others no longer held their task.
           const completed = new Map(exit.value.map((c) => [c.id, c.revision]))
-          for (const item of batch) {
-            report(item, completed.get(item.claim.id) === item.claim.revision ? undefined : new TaskNotHeld({ taskId: item.claim.id }))
+          const done = (item: Item) => completed.get(item.claim.id) === item.claim.revision
+          const missing = batch.filter((item) => !done(item))
+          if (retries === 0 || missing.length === 0) {
+            for (const item of batch) report(item, done(item) ? undefined : new TaskNotHeld({ taskId: item.claim.id }))
+            return Effect.void
           }
-          return Effect.void
+          // A retried statement: an earlier try may have committed before its
+          // connection was lost, and completed them. Completed by this claim: its
+          // move to succeeded was the task's next change (or, for a task that leaves
+          // on success, the task is gone).
+          return Effect.map(Effect.exit(options.store.statuses(missing.map((item) => item.claim.id))), (states) => {
+            const now = Exit.isSuccess(states) ? new Map(states.value.map((t) => [t.id, t])) : undefined
+            for (const item of batch) {
+              const state = now?.get(item.claim.id)
+              const earlier = now !== undefined &&
+                (state === undefined ? item.remove : state.status === "succeeded" && state.revision === item.claim.revision + 1)
+              report(item, done(item) || earlier ? undefined : new TaskNotHeld({ taskId: item.claim.id }))
+            }
+          })
         }
         const failure = Cause.squash(exit.cause) ?? "completion failed"
         if (isRetryable(failure) && retries < wholeBatchRetries) {

@@ -364,7 +364,8 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     const heartbeat = Effect.gen(function*() {
       if (running.size === 0) return
       // Only claims held before the statement can be judged by it: one made while
-      // it was in flight is not in its answer, yet is ours.
+      // it was in flight is not in its answer, yet is ours. `started`: its
+      // handler's fiber exists (not merely its slot: a start record may be in flight).
       const before = [...running.values()]
       // Only the claims held here: a run whose outcome could not be written was
       // given up and must expire, so that the reaper retries it. A prefetched task
@@ -372,7 +373,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       const held = new Set(yield* store.extendLeases(
         workerId,
         leaseMs,
-        before.map((e) => ({ id: e.task.id, revision: e.task.revision, started: e.phase !== "buffered" }))
+        before.map((e) => ({ id: e.task.id, revision: e.task.revision, started: e.handler !== undefined }))
       ))
       const gone = before.filter((e) => !held.has(e.task.id) && running.get(e.task.id) === e)
       if (gone.length === 0) return
@@ -441,12 +442,15 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       recentCancels.add(taskId)
       if (recentCancels.size > recentCancelsKept) recentCancels.delete(recentCancels.values().next().value!)
     }
+    // Every cancelled id is remembered, also one found here: the entry found may be
+    // a stale claim of the task while a newer claim of it is on its way back.
+    // Cancelled is final, so remembering never stops a task that may run.
     const canceller = Effect.gen(function*() {
       const take = yield* bus.subscribe
       yield* Effect.forever(Effect.flatMap(take, (taskId) => {
+        remember(taskId)
         const entry = running.get(taskId)
-        if (entry === undefined) return Effect.sync(() => remember(taskId))
-        return unbuffer(entry) ? Effect.void : interrupt(entry, "cancel")
+        return entry === undefined || unbuffer(entry) ? Effect.void : interrupt(entry, "cancel")
       }))
     }).pipe(Effect.scoped)
 
@@ -466,12 +470,25 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     yield* Deferred.await(listening)
     const dispatcherFiber = yield* BackgroundLoop.fork("dispatcher", dispatcher, scope)
 
+    /** Waits for `what` at most one `shutdownGrace`; past it, says so and goes on. */
+    const bounded = (what: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      effect.pipe(
+        Effect.asVoid,
+        Effect.timeoutOrElse({
+          duration: config.shutdownGrace,
+          orElse: () => Effect.logWarning(`shutting down: gave up waiting for ${what}`, { graceMs: Duration.toMillis(config.shutdownGrace) })
+        })
+      )
+
     // Graceful shutdown, before the forked fibers above are interrupted (LIFO). It
     // runs on the fiber that closes the scope: given the supervisor's services
     // (logger, minimum level) so that its lines obey the same configuration.
     yield* Scope.addFinalizer(scope, Effect.provideContext(Effect.gen(function*() {
       yield* Ref.set(claiming, false)
-      yield* Fiber.interrupt(dispatcherFiber)
+      // Bounded, as every wait of the shutdown: a claim in flight is uninterruptible
+      // (what it takes is held before anything can stop it), and may wait for a
+      // connection. Past the bound, what it takes is left to its leases.
+      yield* Fiber.interrupt(dispatcherFiber).pipe(bounded("the dispatcher's claim in flight"))
       // Prefetched tasks never started: straight back to the queue, attempt given back.
       const unstarted = buffer.splice(0)
       for (const entry of unstarted) if (running.get(entry.task.id) === entry) running.delete(entry.task.id)
@@ -480,7 +497,8 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
           Effect.tap((ids) => Effect.logInfo("shutting down: prefetched tasks released to the queue", { count: ids.length })),
           Effect.catch((error) =>
             Effect.logWarning("prefetched tasks not released; their leases will expire", { count: unstarted.length, error: error.message })
-          )
+          ),
+          bounded("the release of prefetched tasks")
         )
       }
       // An entry still here has not settled yet (settling removes it), so a Deferred
@@ -516,7 +534,8 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       // Stopped first, so that it cannot put the row back after its removal.
       yield* Fiber.interrupt(registryFiber)
       yield* workers.stopped(workerId).pipe(
-        Effect.catch((error) => Effect.logWarning("worker registry not updated", { error: error.message }))
+        Effect.catch((error) => Effect.logWarning("worker registry not updated", { error: error.message })),
+        bounded("the worker registry's update")
       )
       yield* logRemainingSettled
     }), context))

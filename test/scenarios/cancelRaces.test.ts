@@ -6,6 +6,7 @@
  */
 import { expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Option, Queue, Ref, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
 import * as CancelBus from "../../src/runtime/CancelBus.ts"
 import * as Job from "../../src/runtime/Job.ts"
 import * as Tasks from "../../src/runtime/Tasks.ts"
@@ -111,5 +112,64 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("can
       const [o] = yield* Runtime.outcomesOf(s, 1)
       expect(o).toEqual({ taskId: id, outcome: "cancelled" })
       expect(yield* getTask(id)).toMatchObject({ status: "cancelled", result: null })
+    }).pipe(Effect.scoped))
+
+  // The same race with this instance's own stale claim in hand: the cancel found the
+  // stale run (stalled past its lease, reaped), and the newer claim of the task was
+  // still on its way back. Both must stop: the new claim's handler never starts.
+  it.effect("a cancel that finds a stale run while the task's newer claim is on its way back stops both", () =>
+    Effect.gen(function*() {
+      const store = yield* TaskStore
+      const bus = yield* CancelBus.CancelBus
+      const sql = yield* SqlClient
+      const started = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const attempts = yield* Ref.make<Array<number>>([])
+      const Stuck = Job.define({
+        name: "stale-cancel", queue: "stale-cancel", payload: Schema.Struct({ other: Schema.Boolean }),
+        run: (p, ctx) =>
+          p.other ? Effect.void : Effect.andThen(
+            Ref.update(attempts, (xs) => [...xs, ctx.attempt]),
+            ctx.attempt === 1 ? Effect.andThen(Deferred.succeed(started, undefined), Effect.uninterruptible(Deferred.await(release))) : Effect.void
+          )
+      })
+      const { id } = yield* Tasks.enqueue(Stuck, { other: false })
+      const delivered = yield* Queue.unbounded<string>()
+      const observedBus = CancelBus.CancelBus.of({
+        publish: bus.publish,
+        subscribe: Effect.map(bus.subscribe, (take) => Effect.tap(take, (taskId) => Queue.offer(delivered, taskId)))
+      })
+      let claims = 0
+      const raced = yield* Deferred.make<void>()
+      const racingStore = TaskStore.of({
+        ...store,
+        claimToRun: (o) =>
+          Effect.tap(store.claimToRun(o), (tasks) =>
+            !tasks.some((t) => t.id === id) || ++claims !== 2 ? Effect.void : Effect.gen(function*() {
+              yield* store.cancel([id], "cancelled in the race")
+              yield* bus.publish(id)
+              while ((yield* Queue.take(delivered)) !== id) { /* another task's message */ }
+              yield* Deferred.succeed(raced, undefined)
+            }))
+      })
+      const s = yield* Runtime.startSupervisor([Stuck], { lease: Duration.seconds(3), reapInterval: Duration.millis(30), shutdownGrace: Duration.millis(50) }).pipe(
+        Effect.provideService(TaskStore, racingStore),
+        Effect.provideService(CancelBus.CancelBus, observedBus)
+      )
+      yield* Deferred.await(started)
+      // The stall: the lease runs out, this worker's reaper takes the task back, its
+      // dispatcher claims it again, and the cancel lands while that claim returns.
+      yield* sql`update taskfiber.tasks set lease_expires_at = clock_timestamp() - interval '1 second' where id = ${id}::uuid`
+      yield* Deferred.await(raced)
+      // A later task's outcome: by then the claim that raced was handled.
+      const other = yield* Tasks.enqueue(Stuck, { other: true })
+      expect(yield* Runtime.outcomesOf(s, 1)).toEqual([{ taskId: other.id, outcome: "succeeded" }])
+      expect(yield* Ref.get(attempts)).toEqual([1])
+      yield* Deferred.succeed(release, undefined)
+      const [o] = yield* Runtime.outcomesOf(s, 1)
+      expect(o).toEqual({ taskId: id, outcome: "cancelled" })
+      expect(claims).toBe(2)
+      expect(yield* Ref.get(attempts)).toEqual([1])
+      expect(yield* getTask(id)).toMatchObject({ status: "cancelled", attempt: 2 })
     }).pipe(Effect.scoped))
 })
