@@ -307,5 +307,5 @@ it.layer(Env, { timeout: (budgetSeconds + 240) * 1000 })("TaskStore against the 
           `${seen.reclaimedBySameWorker} claimed again by a worker holding a stale claim of them; ` +
           `seeds ${base}-0..${round - 1}, ${Math.round((Date.now() - start) / 1000)} s)`
       )
-    }))
+    }), (budgetSeconds + 240) * 1000)
 })
