@@ -57,7 +57,7 @@ const dueMargin = 50
 /** How often the supervisor looks for due tasks that no live worker serves. */
 const unservedCheckEvery = Duration.minutes(1)
 
-/** Cancellations remembered when they find no task here (see `hold`). */
+/** The last cancelled task ids this instance heard of (see the canceller and `hold`). */
 const recentCancelsKept = 1024
 
 /**
@@ -119,8 +119,8 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     // Runs replaced by a newer claim of their task, not settled yet: the shutdown
     // waits for them too.
     const superseded = new Set<Running>()
-    // Tasks whose cancellation arrived when no claim of them was held here: a claim
-    // that committed just before the cancellation may still be on its way back.
+    // The tasks cancelled lately: a claim that committed just before a cancellation
+    // may still be on its way back, and must not start its task.
     const recentCancels = new Set<string>()
     const wake = yield* Queue.sliding<void>(1)
     const claiming = yield* Ref.make(true)

@@ -335,7 +335,7 @@ const runHandler = <C extends RunControl>(
       // alone, never the batch it would have joined.
       const result = StoredJson.encode(exit.value, "result")
       if (result instanceof UnstorableValue) {
-        return settleInBackground(env, task, done, settle(env, job, task, Exit.fail(result), reporter, control))
+        return settleInBackground(env, task, done, settle(env, job, task, Exit.fail(result) as Exit.Failure<unknown, unknown>, reporter, control))
       }
       if (!(reporter?.used ?? false)) {
         // The common case, without a fiber: straight into the next completion batch.
@@ -386,20 +386,12 @@ const settle = (
   env: RunnerEnv,
   job: AnyJob,
   task: ClaimedTask,
-  ended: Exit.Exit<unknown, unknown>,
+  exit: Exit.Failure<unknown, unknown>,
   reporter: ProgressReporter.ProgressReporter | undefined,
   control: RunControl
 ): Effect.Effect<Outcome, DatabaseError> =>
   Effect.gen(function*() {
     const { store, workerId } = env
-    let exit: Exit.Failure<unknown, unknown>
-    if (Exit.isSuccess(ended)) {
-      const result = StoredJson.encode(ended.value, "result")
-      if (result instanceof StoredJson.EncodedJson) return yield* settleSuccess(env, task, result, reporter)
-      exit = Exit.fail(result) as Exit.Failure<unknown, unknown>
-    } else {
-      exit = ended
-    }
     const why = control.stopReason
     if (Cause.hasInterruptsOnly(exit.cause) && why !== undefined) {
       if (why === "shutdown") {
