@@ -144,6 +144,10 @@ const running = async (dataDir: string, port: number): Promise<EmbeddedPostgres 
   return { url: urlOf(password, port), dataDir, port, started: false }
 }
 
+/** A permission refusal while running as root: the postgres user is kept out of a folder. */
+const asRootWithoutAccess = (cause: unknown): boolean =>
+  process.getuid?.() === 0 && typeof cause === "object" && cause !== null && (cause as { code?: unknown }).code === "EACCES"
+
 /**
  * Starts the embedded server for the scope's lifetime. First start initialises the
  * data folder (~0.5 s); later starts reuse it. As root, PostgreSQL refuses to run,
@@ -183,7 +187,11 @@ export const acquire = (
       },
       catch: (cause) =>
         new EmbeddedPostgresError({
-          message: `embedded PostgreSQL failed to start in ${options.dataDir} on port ${options.port}: ${String(cause)}`,
+          message: `embedded PostgreSQL failed to start in ${options.dataDir} on port ${options.port}: ${String(cause)}` +
+            (asRootWithoutAccess(cause)
+              ? ". As root the server runs as the postgres user, who cannot reach its binaries or data folder: " +
+                "let others enter the folders on the way (chmod o+x, e.g. of a home or mktemp folder), or run as another user"
+              : ""),
           cause
         })
     }),
