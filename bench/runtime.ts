@@ -16,13 +16,14 @@
  *
  * The in-memory store implements only what a supervisor calls while draining
  * (claim, complete, lease renewal, the next due time; the worker registry's writes
- * do nothing); it is a measuring device, never a stand-in in a test. `LISTEN` needs a real connection: `BENCH_PG` (default
- * the local server), as in bench/run.ts.
+ * do nothing), and wake-ups are in-process; it is a measuring device, never a
+ * stand-in in a test. No database is needed.
  */
 import { parseArgs } from "node:util"
-import { Effect, Layer, ManagedRuntime, Option, References, Redacted, Schema } from "effect"
-import { PgClient } from "@effect/sql-pg"
-import * as CancelBus from "../src/runtime/CancelBus.ts"
+import { Effect, Layer, ManagedRuntime, Option, References, Schema } from "effect"
+import * as CancelBus from "../src/coordination/CancelBus.ts"
+import * as Wakeups from "../src/coordination/Wakeups.ts"
+import * as RuntimeEvents from "../src/observability/RuntimeEvents.ts"
 import * as Job from "../src/runtime/Job.ts"
 import * as JobRegistry from "../src/runtime/JobRegistry.ts"
 import * as RuntimeConfig from "../src/runtime/RuntimeConfig.ts"
@@ -79,8 +80,6 @@ const memoryStore = (count: number) => {
   })
 }
 
-const url = process.env.BENCH_PG ?? "postgres://postgres@127.0.0.1:5432/postgres"
-
 const runOnce = async (): Promise<{ readonly cpuUs: number; readonly wallUs: number }> => {
   let handled = 0
   let finish!: () => void
@@ -103,9 +102,10 @@ const runOnce = async (): Promise<{ readonly cpuUs: number; readonly wallUs: num
         unserved: () => Effect.succeed([])
       })),
       CancelBus.layerLocal,
+      Wakeups.layerLocal,
+      RuntimeEvents.layer,
       JobRegistry.layer([noop])
     )),
-    Layer.provideMerge(PgClient.layer({ url: Redacted.make(url), maxConnections: 2 })),
     Layer.provide(Layer.succeed(References.MinimumLogLevel, "Warn"))
   )
   const cpu0 = process.cpuUsage()

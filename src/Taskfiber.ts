@@ -1,13 +1,17 @@
 /**
  * taskfiber as one Layer for an Effect application: the database (migrated), the
- * task store, the worker and job registries, the cancel bus and a running supervisor.
+ * task store, the worker and job registries, the coordination ports (wake-ups by
+ * LISTEN/NOTIFY, the in-process cancel bus), the runtime's event hub and a running
+ * supervisor.
  *
  * ```ts
  * const App = program.pipe(Effect.provide(Taskfiber.layer({ jobs: [SendEmail] })))
  * ```
  */
 import { Effect, Layer } from "effect"
-import * as CancelBus from "./runtime/CancelBus.ts"
+import * as CancelBus from "./coordination/CancelBus.ts"
+import * as PgWakeups from "./coordination/PgWakeups.ts"
+import * as RuntimeEvents from "./observability/RuntimeEvents.ts"
 import type { AnyJob } from "./runtime/Job.ts"
 import * as JobRegistry from "./runtime/JobRegistry.ts"
 import * as RuntimeConfig from "./runtime/RuntimeConfig.ts"
@@ -23,9 +27,14 @@ export interface TaskfiberOptions {
   readonly config?: Partial<RuntimeConfig.RuntimeConfig>
 }
 
-/** Store, worker registry, job registry and cancel bus over a database the application provides. */
-export const services = (jobs: ReadonlyArray<AnyJob>) =>
-  Layer.mergeAll(TaskStore.layer, Workers.layer, CancelBus.layerLocal, JobRegistry.layer(jobs))
+/**
+ * What a supervisor needs besides its jobs, over a database the application
+ * provides: store, worker registry, cancel bus, wake-ups and the event hub.
+ */
+export const runtimeServices = Layer.mergeAll(TaskStore.layer, Workers.layer, CancelBus.layerLocal, PgWakeups.layer, RuntimeEvents.layer)
+
+/** {@link runtimeServices} and the job registry of `jobs`. */
+export const services = (jobs: ReadonlyArray<AnyJob>) => Layer.merge(runtimeServices, JobRegistry.layer(jobs))
 
 /**
  * The whole runtime over a `PgClient` the application provides (its own pool),

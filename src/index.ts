@@ -23,7 +23,7 @@ export * as TaskStore from "./store/TaskStore.ts"
 export * as Transaction from "./store/Transaction.ts"
 export * as Workers from "./store/Workers.ts"
 
-export * as CancelBus from "./runtime/CancelBus.ts"
+export * as CancelBus from "./coordination/CancelBus.ts"
 export * as Job from "./runtime/Job.ts"
 export type { JobContext } from "./runtime/JobContext.ts"
 export * as JobRegistry from "./runtime/JobRegistry.ts"

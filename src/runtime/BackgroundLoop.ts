@@ -50,6 +50,22 @@ export const run = <R>(name: string, step: Effect.Effect<unknown, unknown, R>, o
     return Effect.forever(once)
   })
 
+/**
+ * A background duty (heartbeat, reaper, progress flusher, …): a named step run by
+ * {@link start}, each the same way. The maintenance services are made as duties and
+ * composed by the supervisor.
+ */
+export interface Duty {
+  readonly name: string
+  readonly step: Effect.Effect<unknown, unknown>
+  /** Pause after each step that succeeded. */
+  readonly every?: Duration.Duration
+}
+
+/** Runs `duty` in a fiber of `scope` until the scope closes (or the fiber is interrupted). */
+export const start = (duty: Duty, scope: Scope.Scope) =>
+  fork(duty.name, duty.step, scope, duty.every === undefined ? {} : { every: duty.every })
+
 /** {@link run} in a fiber of `scope`, interruptible, until the scope closes. */
 export const fork = <R>(name: string, step: Effect.Effect<unknown, unknown, R>, scope: Scope.Scope, options: LoopOptions = {}) =>
   Effect.forkIn(Effect.interruptible(run(name, step, options)), scope)

@@ -8,11 +8,10 @@
  *   handler gave up (TaskCancelled) → cancelled
  *   interrupted by cancel    → nothing: the database already says cancelled
  *   interrupted by shutdown  → release: back to queued, attempt not consumed
- *   interrupted by lease loss → nothing: the task belongs to another claim now
+ *   interrupted, lease expired → nothing: the task belongs to another claim now
  *
- * Every statement names the run's claim (fencing): one that finds the claim no
- * longer holding the task (it stalled past its lease and was reaped, or it was
- * cancelled) changes nothing, and the run is reported `abandoned`.
+ * The statements and their failures are Settlement's; the handler's `ctx` is
+ * RunContext's.
  *
  * Crash between the handler's end and the settling statement: the lease expires,
  * the reaper makes the task retrying, it runs again (at-least-once; the handler
@@ -22,28 +21,25 @@
  * common outcome — success with no progress to write — goes straight to the
  * Completer; only the rare ones (failures, stops, pending progress) start a fiber
  * of their own to write. The handler's timeout (a deadline on the supervisor's one
- * timer, see Deadlines) interrupts it. This
- * keeps the runtime's own cost per task to a few microseconds, so a worker can run
- * tens of thousands of short tasks a second.
+ * timer, see Deadlines) interrupts it. This keeps the runtime's own cost per task
+ * to a few microseconds, so a worker can run tens of thousands of short tasks a
+ * second.
  */
-import { Cause, Context, Duration, Effect, Exit, Fiber, Option, References, Schema, Tracer } from "effect"
-import { type Classification, toLastError } from "../domain/Classification.ts"
-import { PayloadInvalid, PermanentError, TaskTimeout, TransientError, UnknownTaskType, UnstorableValue } from "../domain/Errors.ts"
-import * as RetryPolicy from "../domain/RetryPolicy.ts"
+import { Cause, Context, Duration, Effect, Exit, type Fiber, References, Schema, Tracer } from "effect"
+import { toLastError } from "../domain/Classification.ts"
+import { PayloadInvalid, TaskTimeout, UnknownTaskType, UnstorableValue } from "../domain/Errors.ts"
 import * as StoredJson from "../domain/StoredJson.ts"
 import type { ClaimedTask } from "../domain/Task.ts"
-import { DatabaseError } from "../store/DatabaseError.ts"
+import type { Outcome, StopReason } from "../observability/RuntimeEvents.ts"
 import type { TaskStore } from "../store/TaskStore.ts"
-import { type Completer, isItemFault, TaskNotHeld } from "./Completer.ts"
+import type { Completer } from "./Completer.ts"
 import type { Deadlines } from "./Deadlines.ts"
 import type { AnyJob } from "./Job.ts"
-import type { JobContext } from "./JobContext.ts"
 import type { JobRegistry } from "./JobRegistry.ts"
-import * as ProgressReporter from "./ProgressReporter.ts"
+import type * as ProgressReporter from "./ProgressReporter.ts"
+import { noStackTrace, RunContext, runAttributes, spanName } from "./RunContext.ts"
 import type { RuntimeConfig } from "./RuntimeConfig.ts"
-
-/** Why a job fiber was interrupted from outside. */
-export type StopReason = "cancel" | "shutdown" | "lease-lost"
+import { completionFailed, movedTo, settle, settleInBackground, settleSuccess } from "./Settlement.ts"
 
 /**
  * How the supervisor stops a run: it sets `stopReason`, then interrupts `handler`,
@@ -68,9 +64,6 @@ export const stopUnsafe = (control: RunControl, reason: StopReason): void => {
   control.handler?.interruptUnsafe()
 }
 
-/** {@link stopUnsafe} as an effect. */
-export const requestStop = (control: RunControl, reason: StopReason) => Effect.sync(() => stopUnsafe(control, reason))
-
 /** What the runner needs from its supervisor. */
 export interface RunnerEnv {
   readonly store: TaskStore["Service"]
@@ -79,7 +72,7 @@ export interface RunnerEnv {
   readonly workerId: string
   /** Batched success (see Completer). */
   readonly completer: Completer
-  /** Reporters of the running tasks that reported, flushed by the supervisor's progress flusher. */
+  /** Reporters of the running tasks that reported, flushed by the progress flusher. */
   readonly reporters: Set<ProgressReporter.ProgressReporter>
   /** The supervisor's services (logger, tracer, levels): handler fibers and settling fibers run with them. */
   readonly context: Context.Context<never>
@@ -99,9 +92,6 @@ export interface RunnerEnv {
 export const tracingIn = (context: Context.Context<never>): boolean =>
   Context.get(context, References.TracerEnabled) && Context.get(context, Tracer.Tracer) !== Tracer.nativeTracer
 
-/** The outcome written for a task (for logs and tests). */
-export type Outcome = "succeeded" | "retrying" | "failed" | "cancelled" | "released" | "abandoned"
-
 /**
  * What the supervisor hears of a run, told which run: one hooks object serves every
  * run (a pair of closures per task was an allocation the runtime can do without).
@@ -111,39 +101,6 @@ export interface RunHooks<C extends RunControl = RunControl> {
   readonly onHandlerEnd: (control: C) => void
   /** The outcome is written (or could not be: "abandoned"). Called exactly once. */
   readonly onSettled: (control: C, outcome: Outcome) => void
-}
-
-// The settling statement failed (database down): the lease will expire and the
-// reaper will retry the task. Nothing is lost; say so. Or the completion found the
-// task held no more (reaped or cancelled meanwhile): its holder decides.
-const abandoned = (task: ClaimedTask) => (error: unknown) =>
-  (error instanceof TaskNotHeld
-    ? Effect.logWarning("task succeeded after this run lost it; the success is not recorded", { taskId: task.id })
-    : Effect.logError("task not settled; its lease will expire and it will be retried", {
-      taskId: task.id,
-      error: error instanceof Error ? error.message : String(error)
-    })).pipe(Effect.as<Outcome>("abandoned"))
-
-const lost = (task: ClaimedTask, statement: string) =>
-  Effect.as(Effect.logWarning(`${statement} not recorded: this run no longer holds the task (reaped or cancelled)`, { taskId: task.id }), "abandoned" as Outcome)
-
-/** The outcome of a settling statement that returns the task it moved, if it still held it. */
-const movedTo = (task: ClaimedTask, statement: string) => (moved: Option.Option<{ readonly status: string }>) =>
-  moved._tag === "Some" ? Effect.succeed(moved.value.status as Outcome) : lost(task, statement)
-
-/** Runs a settling effect in a fiber of its own, uninterruptible, then reports. */
-const settleInBackground = (
-  env: RunnerEnv,
-  task: ClaimedTask,
-  onSettled: (outcome: Outcome) => void,
-  effect: Effect.Effect<Outcome, DatabaseError>
-) => {
-  const fiber = Effect.runForkWith(env.context)(effect.pipe(
-    Effect.catch(abandoned(task)),
-    Effect.annotateLogs({ taskId: task.id, taskType: task.type, attempt: task.attempt }),
-    Effect.uninterruptible
-  ))
-  fiber.addObserver((exit) => onSettled(Exit.isSuccess(exit) ? exit.value : "abandoned"))
 }
 
 /**
@@ -173,7 +130,7 @@ export const start = <C extends RunControl>(env: RunnerEnv, task: ClaimedTask, c
 /**
  * A task handed back unstarted before (its worker crashed while holding it in its
  * buffer): its start is recorded before its handler runs, so that a task that
- * crashes its worker at once uses up its attempts (schema/011). Rare: one
+ * crashes its worker at once uses up its attempts. Rare: one
  * statement, in a fiber of its own.
  */
 const startRecorded = <C extends RunControl>(env: RunnerEnv, task: ClaimedTask, control: C, hooks: RunHooks<C>): void => {
@@ -197,85 +154,6 @@ const startRecorded = <C extends RunControl>(env: RunnerEnv, task: ClaimedTask, 
         ))
   })
 }
-
-const spanNames = new WeakMap<AnyJob, string>()
-const spanName = (job: AnyJob): string => {
-  let name = spanNames.get(job)
-  if (name === undefined) spanNames.set(job, name = `taskfiber.run ${job.name}`)
-  return name
-}
-/** The run span's attributes, the same on a backend's span and on the stand-in. */
-const runAttributes = (task: ClaimedTask) => ({
-  "taskfiber.task_id": task.id,
-  "taskfiber.attempt": task.attempt,
-  "taskfiber.queue": task.queue
-})
-
-// A stack trace per task costs an Error object; the span's name says where.
-const noStackTrace = { captureStackTrace: false } as const
-
-/**
- * The handler's `ctx`. Its progress reporter is made on the first use of `progress`
- * or `saveCheckpoint`: most handlers never report, and a reporter with its
- * functions was a tenth of the runner's allocations per task.
- */
-class RunContext implements JobContext {
-  readonly taskId: string
-  readonly attempt: number
-  readonly maxAttempts: number
-  readonly checkpoint: unknown
-  readonly #env: RunnerEnv
-  readonly #task: ClaimedTask
-  readonly #spanName: string
-  #span: Tracer.Span | undefined
-  reporter: ProgressReporter.ProgressReporter | undefined = undefined
-  constructor(env: RunnerEnv, task: ClaimedTask, spanName: string, span: Tracer.Span | undefined) {
-    this.#env = env
-    this.taskId = task.id
-    this.attempt = task.attempt
-    this.maxAttempts = task.maxAttempts
-    this.checkpoint = task.checkpoint
-    this.#task = task
-    this.#spanName = spanName
-    this.#span = span
-  }
-  /**
-   * The run's span; with no tracing backend, made on first use by the native
-   * tracer and exported nowhere, as every native span (attributes set on it
-   * are kept, and read by nobody).
-   */
-  get span(): Tracer.Span {
-    if (this.#span !== undefined) return this.#span
-    const span = Tracer.nativeTracer.span({
-      name: this.#spanName,
-      parent: Option.none(),
-      annotations: Context.empty(),
-      links: [],
-      startTime: 0n,
-      kind: "internal",
-      root: false,
-      sampled: false
-    })
-    for (const [key, value] of Object.entries(runAttributes(this.#task))) span.attribute(key, value)
-    return this.#span = span
-  }
-  #reporter(): ProgressReporter.ProgressReporter {
-    return this.reporter ??= ProgressReporter.make({
-      store: this.#env.store,
-      workerId: this.#env.workerId,
-      claim: this.#task,
-      active: this.#env.reporters
-    })
-  }
-  get progress() {
-    return this.#reporter().progress
-  }
-  get saveCheckpoint() {
-    return this.#reporter().saveCheckpoint
-  }
-}
-
-const flushOf = (reporter: ProgressReporter.ProgressReporter | undefined) => reporter?.flush ?? Effect.void
 
 // Plain code, no generator: this runs once per task, and a generator's frame and
 // iterator cost more than the rest of the setup.
@@ -351,85 +229,3 @@ const runHandler = <C extends RunControl>(
   })
 }
 
-/**
- * A completion that did not commit. Not held any more: abandoned (its holder
- * decides). A failure of this task's value (the Completer split its batch down to
- * this task alone): failed permanently, saying why. Anything else (the database is
- * unreachable, the statement broken): abandoned, its lease expires.
- */
-const completionFailed = (env: RunnerEnv, task: ClaimedTask, error: unknown): Effect.Effect<Outcome, DatabaseError> =>
-  isItemFault(error) && error instanceof DatabaseError
-    ? Effect.andThen(
-      Effect.logWarning("the result could not be stored; the task fails", { error: error.message }),
-      Effect.flatMap(
-        env.store.fail(env.workerId, task, toLastError(new PermanentError({ message: `the result could not be stored: ${error.message}` }), "permanent")),
-        movedTo(task, "failure")
-      )
-    )
-    : abandoned(task)(error)
-
-const settleSuccess = (
-  env: RunnerEnv,
-  task: ClaimedTask,
-  result: StoredJson.EncodedJson,
-  reporter: ProgressReporter.ProgressReporter | undefined
-): Effect.Effect<Outcome, DatabaseError> =>
-  Effect.andThen(
-    flushOf(reporter),
-    env.completer.complete(task, result, task.removeOnComplete).pipe(
-      Effect.as<Outcome>("succeeded"),
-      Effect.catch((error) => completionFailed(env, task, error))
-    )
-  )
-
-const settle = (
-  env: RunnerEnv,
-  job: AnyJob,
-  task: ClaimedTask,
-  exit: Exit.Failure<unknown, unknown>,
-  reporter: ProgressReporter.ProgressReporter | undefined,
-  control: RunControl
-): Effect.Effect<Outcome, DatabaseError> =>
-  Effect.gen(function*() {
-    const { store, workerId } = env
-    const why = control.stopReason
-    if (Cause.hasInterruptsOnly(exit.cause) && why !== undefined) {
-      if (why === "shutdown") {
-        yield* flushOf(reporter) // the checkpoint must survive the release
-        const released = yield* store.release(workerId, [task])
-        return released.includes(task.id) ? "released" as Outcome : yield* lost(task, "release")
-      }
-      return (why === "cancel" ? "cancelled" : "abandoned") as Outcome
-    }
-    // A handler that interrupted itself (nobody asked it to stop) has failed like any
-    // other: released instead, it would run again for ever without using attempts.
-    const failure = Cause.findErrorOption(exit.cause)
-    const error: unknown = failure._tag === "Some"
-      ? failure.value
-      : Cause.hasInterruptsOnly(exit.cause)
-      ? new TransientError({ message: "the handler interrupted itself" })
-      : Cause.squash(exit.cause)
-    // An unstorable value is permanent whatever the job's classifier says: the run
-    // would make the same value again.
-    const classification: Classification = error instanceof UnstorableValue
-      ? "permanent"
-      : failure._tag === "Some"
-      ? job.classify(error)
-      : "transient"
-    yield* flushOf(reporter)
-    yield* Effect.logWarning("job failed", { classification, error: toLastError(error, classification).message })
-    if (classification === "cancelled") {
-      return (yield* store.cancelClaimed(workerId, task, toLastError(error, classification).message))
-        ? "cancelled" as Outcome
-        : yield* lost(task, "cancellation")
-    }
-    if (classification === "permanent") {
-      return yield* Effect.flatMap(store.fail(workerId, task, toLastError(error, classification)), movedTo(task, "failure"))
-    }
-    const policy = { ...job.retry, maxAttempts: task.maxAttempts }
-    const delay = RetryPolicy.nextDelayMs(policy, task.attempt)
-    const settled = delay === undefined
-      ? yield* store.fail(workerId, task, toLastError(error, classification))
-      : yield* store.retry(workerId, task, toLastError(error, classification), delay)
-    return yield* movedTo(task, delay === undefined ? "failure" : "retry")(settled)
-  })

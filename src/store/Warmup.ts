@@ -1,7 +1,7 @@
 /**
  * Warms every kept connection of the pool: before the layer is handed out, or,
- * with `warmUp: "when-idle"`, when a supervisor first finds nothing to do (see
- * ColdConnections).
+ * with `warmUp: "when-idle"`, when a supervisor first finds nothing to do (the
+ * layer provides it as the runtime's IdleWork).
  *
  * PostgreSQL compiles a PL/pgSQL function, and plans its statements and those of
  * the triggers it fires, once per session, on the first call: the first enqueue on
@@ -17,22 +17,9 @@
  * refused, a statement timing out) is logged and skipped: a cold connection is
  * only slower, never wrong.
  */
-import { Context, Data, Effect } from "effect"
+import { Data, Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { fromUnknown } from "./DatabaseError.ts"
-
-/**
- * The warm-up of a Database layer built with `warmUp: "when-idle"`: not run at
- * start, but by the first supervisor that finds nothing (more) to claim. A worker
- * that starts facing a backlog warms its connections by using them, and a warm-up
- * at start cost it the warm-up's whole time and CPU (a 20,000-task drain
- * finished 15% sooner without it). A layer that warmed at start provides one that
- * does nothing.
- */
-export class ColdConnections extends Context.Service<ColdConnections, {
-  /** Warms the kept connections, once; later calls return at once. */
-  readonly warm: Effect.Effect<void>
-}>()("taskfiber/ColdConnections") {}
 
 /** The queue of the warm-up tasks; never committed, so never seen by a claim. */
 export const warmupQueue = "taskfiber.warm-up"

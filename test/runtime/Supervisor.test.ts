@@ -125,7 +125,7 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Sup
       const s = yield* Runtime.startSupervisor([Stuck], { maxConcurrentJobs: 10, shutdownGrace: Duration.millis(100) }).pipe(
         Scope.provide(scope)
       )
-      expect(yield* s.running).toHaveLength(10)
+      expect(yield* s.held).toHaveLength(10)
       const closed = yield* Scope.close(scope, Exit.void).pipe(Effect.timeoutOption(Duration.seconds(10)))
       expect(Option.isSome(closed)).toBe(true)
       const store = yield* TaskStore

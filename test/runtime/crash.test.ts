@@ -9,11 +9,10 @@ import { fileURLToPath } from "node:url"
 import { expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, Option, Queue, Redacted, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import * as CancelBus from "../../src/runtime/CancelBus.ts"
 import * as Tasks from "../../src/runtime/Tasks.ts"
 import * as Database from "../../src/store/Database.ts"
+import * as Taskfiber from "../../src/Taskfiber.ts"
 import * as TaskStore from "../../src/store/TaskStore.ts"
-import * as Workers from "../../src/store/Workers.ts"
 import * as Job from "../../src/runtime/Job.ts"
 import { OneShot, Resumable } from "../support/resumable.ts"
 import * as Runtime from "../support/Runtime.ts"
@@ -40,7 +39,7 @@ const freshDatabase = Effect.gen(function*() {
   const name = yield* TestDatabase.scopedDatabase
   const url = TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name)
   const env = yield* Layer.build(
-    Layer.mergeAll(TaskStore.layer, Workers.layer, CancelBus.layerLocal).pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url))))
+    Taskfiber.runtimeServices.pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url))))
   )
   return { env, url }
 })

@@ -29,7 +29,7 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("pr
         const s = yield* Runtime.startSupervisor([Block], { maxConcurrentJobs: 1, prefetch: 20, shutdownGrace: Duration.millis(100) })
         yield* Deferred.await(started)
         // One handler runs; the other seven are claimed and held here, not started.
-        expect((yield* s.running).length).toBe(8)
+        expect((yield* s.held).length).toBe(8)
         const sql = yield* SqlClient
         const [row] = yield* sql<{ n: number }>`
           select count(*)::int as n from taskfiber.tasks where queue = 'prefetch-shutdown' and status = 'running'`
@@ -58,7 +58,7 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("pr
       const third = yield* Tasks.enqueue(Gate, { n: 2 })
       const s = yield* Runtime.startSupervisor([Gate], { maxConcurrentJobs: 1, prefetch: 10 })
       yield* Deferred.await(started)
-      expect(yield* s.running).toHaveLength(3)
+      expect(yield* s.held).toHaveLength(3)
       expect(yield* s.cancel(second.id, "not needed")).toBe(true)
       yield* Deferred.succeed(release, undefined)
       const outcomes = yield* Runtime.outcomesOf(s, 2)

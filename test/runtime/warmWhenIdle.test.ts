@@ -2,19 +2,19 @@
  * A Database layer built with `warmUp: "when-idle"` leaves its connections to the
  * supervisor, which warms them the first time it finds nothing to claim: before
  * it is up when it starts idle, only after the backlog when it starts facing one.
- * The warm-up is recorded through ColdConnections (the real one is Database's,
+ * The warm-up is recorded through the IdleWork port (the real one is Database's,
  * tested in test/store/Warmup.test.ts).
  */
 import { expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Schema } from "effect"
 import * as Job from "../../src/runtime/Job.ts"
 import * as Tasks from "../../src/runtime/Tasks.ts"
-import { ColdConnections } from "../../src/store/Warmup.ts"
+import { IdleWork } from "../../src/coordination/IdleWork.ts"
 import * as Runtime from "../support/Runtime.ts"
 
 const recording = Effect.map(Deferred.make<void>(), (warmed) => ({
   warmed,
-  cold: ColdConnections.of({ warm: Deferred.succeed(warmed, undefined) })
+  cold: IdleWork.of({ run: Deferred.succeed(warmed, undefined) })
 }))
 
 it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("warm-up when idle", (it) => {
@@ -22,7 +22,7 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("war
     Effect.gen(function*() {
       const { warmed, cold } = yield* recording
       const Noop = Job.define({ name: "noop-idle", queue: "warm-idle", payload: Schema.Struct({}), run: () => Effect.void })
-      yield* Runtime.startSupervisor([Noop]).pipe(Effect.provideService(ColdConnections, cold))
+      yield* Runtime.startSupervisor([Noop]).pipe(Effect.provideService(IdleWork, cold))
       expect(yield* Deferred.isDone(warmed)).toBe(true)
     }).pipe(Effect.scoped))
 
@@ -38,7 +38,7 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("war
       // back short until the handlers are released.
       for (let i = 0; i < 20; i++) yield* Tasks.enqueue(Blocked, {})
       const s = yield* Runtime.startSupervisor([Blocked], { maxConcurrentJobs: 10 }).pipe(
-        Effect.provideService(ColdConnections, cold)
+        Effect.provideService(IdleWork, cold)
       )
       expect(yield* Deferred.isDone(warmed)).toBe(false)
       yield* Deferred.succeed(release, undefined)

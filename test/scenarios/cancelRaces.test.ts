@@ -7,7 +7,7 @@
 import { expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Option, Queue, Ref, Schema } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import * as CancelBus from "../../src/runtime/CancelBus.ts"
+import * as CancelBus from "../../src/coordination/CancelBus.ts"
 import * as Job from "../../src/runtime/Job.ts"
 import * as Tasks from "../../src/runtime/Tasks.ts"
 import { TaskStore } from "../../src/store/TaskStore.ts"
@@ -61,7 +61,7 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("can
       expect(o).toEqual({ taskId: other.id, outcome: "succeeded" })
       expect(raced).toBe(true)
       expect(yield* Ref.get(started)).toBe(0)
-      expect(yield* s.running).toEqual([])
+      expect(yield* s.held).toEqual([])
       expect(yield* getTask(id)).toMatchObject({ status: "cancelled", attempt: 1 })
     }).pipe(Effect.scoped))
 

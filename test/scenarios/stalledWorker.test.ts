@@ -51,7 +51,7 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("a s
       yield* Deferred.succeed(release[0]!, undefined)
       const [first] = yield* Runtime.outcomesOf(s, 1)
       expect(first).toEqual({ taskId: id, outcome: "abandoned" })
-      expect(yield* s.running).toEqual([id]) // attempt 2, still held here (its lease renewed)
+      expect(yield* s.held).toEqual([id]) // attempt 2, still held here (its lease renewed)
       const during = yield* getTask(id)
       expect(during.task).toMatchObject({ status: "running", attempt: 2, result: null, progress: null })
       // Attempt 2's lease is renewed by the heartbeat: it is not reaped again.

@@ -3,14 +3,12 @@
  * way to wait for outcomes without polling (the supervisor's outcome queue).
  */
 import { Context, Duration, Effect, Layer, Queue } from "effect"
-import * as CancelBus from "../../src/runtime/CancelBus.ts"
 import type { AnyJob } from "../../src/runtime/Job.ts"
 import * as JobRegistry from "../../src/runtime/JobRegistry.ts"
 import * as RuntimeConfig from "../../src/runtime/RuntimeConfig.ts"
 import * as Supervisor from "../../src/runtime/Supervisor.ts"
-import type { Outcome } from "../../src/runtime/TaskRunner.ts"
-import * as TaskStore from "../../src/store/TaskStore.ts"
-import * as Workers from "../../src/store/Workers.ts"
+import type { Outcome } from "../../src/observability/RuntimeEvents.ts"
+import * as Taskfiber from "../../src/Taskfiber.ts"
 import * as TestDatabase from "./TestDatabase.ts"
 
 /** Short timings so tests finish fast. */
@@ -23,11 +21,8 @@ export const testConfig = (overrides: Partial<RuntimeConfig.RuntimeConfig> = {})
   ...overrides
 })
 
-/** Store (with database) + cancel bus + registry, without a supervisor. */
-export const base = (jobs: ReadonlyArray<AnyJob>) =>
-  Layer.mergeAll(TaskStore.layer, Workers.layer, CancelBus.layerLocal, JobRegistry.layer(jobs)).pipe(
-    Layer.provideMerge(TestDatabase.layer())
-  )
+/** The runtime's services and registry on a test database, without a supervisor. */
+export const base = (jobs: ReadonlyArray<AnyJob>) => Taskfiber.services(jobs).pipe(Layer.provideMerge(TestDatabase.layer()))
 
 /** A supervisor over whatever base layer is provided. */
 export const supervisor = (config: RuntimeConfig.RuntimeConfig) => Supervisor.layerWith(config)
@@ -46,10 +41,8 @@ export const awaitOutcomes = (n: number) =>
     return got
   })
 
-/** Store + cancel bus on a test database: supervisors are started by the tests. */
-export const storeOnly = Layer.mergeAll(TaskStore.layer, Workers.layer, CancelBus.layerLocal).pipe(
-  Layer.provideMerge(TestDatabase.layer())
-)
+/** The runtime's services on a test database: supervisors are started by the tests. */
+export const storeOnly = Taskfiber.runtimeServices.pipe(Layer.provideMerge(TestDatabase.layer()))
 
 /**
  * Starts a supervisor with `jobs` for as long as the current scope is open and

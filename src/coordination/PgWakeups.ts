@@ -1,0 +1,49 @@
+/**
+ * Wake-ups by PostgreSQL's LISTEN/NOTIFY: the schema's triggers send
+ * `NOTIFY taskfiber_tasks, '<queue>'` when tasks become queued (an enqueue, a
+ * release, a replay; a retry's later `run_at` is the dispatcher's own timer).
+ *
+ * The listener holds one connection of its own. When it is lost, the subscription
+ * is made again (100 ms doubling to 10 s between attempts) and each new one
+ * reports "any queue" at once: notifications sent while nobody listened are gone.
+ */
+import { Cause, Deferred, Duration, Effect, Layer, Queue, Schedule } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { Wakeups } from "./Wakeups.ts"
+
+/** The channel the schema's triggers notify; the payload is the queue. */
+export const channel = "taskfiber_tasks"
+
+const resubscribe = Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced(Duration.seconds(10))])
+
+/** Wake-ups over the application's PgClient. */
+export const layer: Layer.Layer<Wakeups, never, PgClient.PgClient> = Layer.effect(
+  Wakeups,
+  Effect.gen(function*() {
+    const pg = yield* PgClient.PgClient
+    return Wakeups.of({
+      subscribe: (onReady) =>
+        Effect.gen(function*() {
+          const scope = yield* Effect.scope
+          // Done once LISTEN is confirmed, or has failed once.
+          const live = yield* Deferred.make<void>()
+          const listen = Effect.gen(function*() {
+            const notifications = yield* pg.listen(channel)
+            yield* Deferred.succeed(live, undefined)
+            onReady(undefined)
+            return yield* Effect.forever(Effect.map(Queue.take(notifications), (n) => onReady(n.payload)))
+          }).pipe(
+            Effect.scoped,
+            Effect.tapCause((cause) =>
+              Cause.hasInterruptsOnly(cause)
+                ? Effect.void
+                : Effect.andThen(Deferred.succeed(live, undefined), Effect.logWarning("wake-up listener lost; listening again", cause))
+            )
+          )
+          yield* Effect.forkIn(Effect.retry(listen, resubscribe), scope)
+          yield* Deferred.await(live)
+        })
+    })
+  })
+)
+

@@ -1,0 +1,94 @@
+/**
+ * The runtime's event catalogue: what happens to tasks inside a worker, told to
+ * one place. The runtime emits; logging (EventLog), the supervisor's outcome log,
+ * and later metrics and spans subscribe. The runtime knows nothing of who listens.
+ *
+ * Emitting is synchronous and cheap: one event object, handed to each listener in
+ * turn. A listener must not block or throw (one that throws is logged once per
+ * event and the others still hear it); one that needs to do I/O queues the event
+ * (bounded) and works in its own fiber, as EventLog does.
+ */
+import { Context, Effect, Layer, Scope } from "effect"
+import type { LastError } from "../domain/Classification.ts"
+import type { ClaimedTask } from "../domain/Task.ts"
+import type { TaskStatus } from "../domain/TaskStatus.ts"
+
+/** The outcome written for a run (or "abandoned": nothing could be written; its lease decides). */
+export type Outcome = "succeeded" | "retrying" | "failed" | "cancelled" | "released" | "abandoned"
+
+/** Why a run was stopped from outside its handler. */
+export type StopReason = "cancel" | "shutdown" | "lease-expired"
+
+/** A task the reaper took from a worker whose lease on it expired. */
+export interface ReapedTask {
+  readonly id: string
+  /** `retrying` or `failed` (its run counted), `queued` (never started: its attempt given back). */
+  readonly status: TaskStatus
+  readonly lastError: LastError | null
+}
+
+/** Everything the runtime reports, tagged. */
+export type RuntimeEvent =
+  /** A claim took `tasks` for this worker (started at once, or held in the local queue). */
+  | { readonly _tag: "Claimed"; readonly workerId: string; readonly tasks: ReadonlyArray<ClaimedTask> }
+  /** A task's handler is starting. */
+  | { readonly _tag: "Started"; readonly workerId: string; readonly task: ClaimedTask }
+  /** A run was asked to stop (its handler is interrupted; settling follows). */
+  | { readonly _tag: "Stopped"; readonly workerId: string; readonly task: ClaimedTask; readonly reason: StopReason }
+  /** A run's outcome is written (or abandoned). Exactly once per run started or dropped unstarted. */
+  | { readonly _tag: "Settled"; readonly workerId: string; readonly task: ClaimedTask; readonly outcome: Outcome }
+  /** Tasks held here unstarted went back to the queue at shutdown (attempt given back). */
+  | { readonly _tag: "Released"; readonly workerId: string; readonly taskIds: ReadonlyArray<string> }
+  /** The reaper took tasks whose leases expired (their workers stalled or crashed). */
+  | { readonly _tag: "Reaped"; readonly workerId: string; readonly tasks: ReadonlyArray<ReapedTask> }
+
+/** The kinds of event. */
+export type RuntimeEventTag = RuntimeEvent["_tag"]
+
+/** All kinds, for a listener that hears everything. */
+export const allTags: ReadonlyArray<RuntimeEventTag> = ["Claimed", "Started", "Stopped", "Settled", "Released", "Reaped"]
+
+/** A subscriber: called synchronously for every event of the kinds it chose. */
+export type Listener = (event: RuntimeEvent) => void
+
+/** The event hub. */
+export class RuntimeEvents extends Context.Service<RuntimeEvents, {
+  /** Tells every listener of the event's kind, in subscription order. */
+  readonly emit: (event: RuntimeEvent) => void
+  /** Whether anyone listens to `tag`: an emitter skips building an event nobody hears. */
+  readonly observed: (tag: RuntimeEventTag) => boolean
+  /** Adds `listener` for events of `tags`, for the scope's lifetime. */
+  readonly subscribe: (tags: ReadonlyArray<RuntimeEventTag>, listener: Listener) => Effect.Effect<void, never, Scope.Scope>
+}>()("taskfiber/RuntimeEvents") {}
+
+/** A hub with no listeners yet. */
+export const make = (): RuntimeEvents["Service"] => {
+  // Per kind; arrays replaced, never mutated, so an emit in progress keeps the
+  // listeners it started with.
+  const listeners = new Map<RuntimeEventTag, ReadonlyArray<Listener>>(allTags.map((tag) => [tag, []]))
+  const emit = (event: RuntimeEvent) => {
+    for (const listener of listeners.get(event._tag)!) {
+      try {
+        listener(event)
+      } catch (error) {
+        Effect.runFork(Effect.logError("a runtime event listener threw", { event: event._tag, error: String(error) }))
+      }
+    }
+  }
+  const update = (tags: ReadonlyArray<RuntimeEventTag>, f: (ls: ReadonlyArray<Listener>) => ReadonlyArray<Listener>) =>
+    Effect.sync(() => {
+      for (const tag of tags) listeners.set(tag, f(listeners.get(tag)!))
+    })
+  return RuntimeEvents.of({
+    emit,
+    observed: (tag) => listeners.get(tag)!.length > 0,
+    subscribe: (tags, listener) =>
+      Effect.acquireRelease(
+        update(tags, (ls) => [...ls, listener]),
+        () => update(tags, (ls) => ls.filter((l) => l !== listener))
+      )
+  })
+}
+
+/** The hub as a layer (one per runtime; every supervisor built on it emits to it). */
+export const layer: Layer.Layer<RuntimeEvents> = Layer.sync(RuntimeEvents, make)
