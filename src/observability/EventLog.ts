@@ -4,27 +4,26 @@
  *
  *   Settled  → Info  "task settled" (taskId, taskType, attempt, outcome)
  *   Released → Info  "shutting down: prefetched tasks released to the queue"
- *   Reaped   → Warn  "task reaped: its lease expired" / "… handed back unstarted"
+ *   Reaped   → Warn  "task reaped: its lease expired" / "task reaped unstarted: …"
  *   Stopped  → Debug "run stopped"
  *
- * "task settled" is logged by one fiber, off the path that frees job slots, from a
- * bounded sliding queue (a flood drops the oldest lines, never blocks a run); when
- * Info is below the minimum level nothing is queued for it at all.
+ * Lines are written by one fiber, off the path that frees job slots, from a
+ * bounded sliding queue (a flood drops the oldest lines, never blocks a run); a
+ * kind below the minimum level is not even queued.
  */
 import { Context, Effect, LogLevel, Option, Queue, References, Scope } from "effect"
 import type { RuntimeEvent, RuntimeEventTag } from "./RuntimeEvents.ts"
 import { RuntimeEvents } from "./RuntimeEvents.ts"
 
-type Settled = Extract<RuntimeEvent, { readonly _tag: "Settled" }>
-
 /** Lines waiting for the logger fiber. */
 const backlog = 10_000
 
-const logSettled = ({ task, outcome }: Settled) =>
-  Effect.logInfo("task settled", { taskId: task.id, taskType: task.type, attempt: task.attempt, outcome })
-
-const logNow = (event: RuntimeEvent): Effect.Effect<void> => {
+const logEvent = (event: RuntimeEvent): Effect.Effect<void> => {
   switch (event._tag) {
+    case "Settled": {
+      const { task, outcome } = event
+      return Effect.logInfo("task settled", { taskId: task.id, taskType: task.type, attempt: task.attempt, outcome })
+    }
     case "Released":
       return Effect.logInfo("shutting down: prefetched tasks released to the queue", { count: event.taskIds.length })
     case "Reaped":
@@ -46,38 +45,29 @@ export interface EventLog {
   readonly flush: Effect.Effect<void>
 }
 
-/**
- * Logs the events of `workerId` until `scope` closes. Lines other than "task
- * settled" are rare and logged at once, on a fiber of their own.
- */
+/** Logs the events of `workerId` until `scope` closes. */
 export const start = (workerId: string, scope: Scope.Scope): Effect.Effect<EventLog, never, RuntimeEvents> =>
   Effect.gen(function*() {
     const events = yield* RuntimeEvents
-    const context = yield* Effect.context<never>()
-    const level = Context.get(context, References.MinimumLogLevel)
-    const logsSettled = LogLevel.isGreaterThanOrEqualTo("Info", level)
-    const logsDebug = LogLevel.isGreaterThanOrEqualTo("Debug", level)
-    const settled = yield* Queue.sliding<Settled>(backlog)
-    const run = Effect.runForkWith(context)
-    const tags: Array<RuntimeEventTag> = ["Released", "Reaped"]
-    if (logsSettled) tags.push("Settled")
-    if (logsDebug) tags.push("Stopped")
+    const level = Context.get(yield* Effect.context<never>(), References.MinimumLogLevel)
+    const tags: Array<RuntimeEventTag> = []
+    if (LogLevel.isGreaterThanOrEqualTo("Warn", level)) tags.push("Reaped")
+    if (LogLevel.isGreaterThanOrEqualTo("Info", level)) tags.push("Settled", "Released")
+    if (LogLevel.isGreaterThanOrEqualTo("Debug", level)) tags.push("Stopped")
+    const queued = yield* Queue.sliding<RuntimeEvent>(backlog)
     yield* events.subscribe(tags, (event) => {
-      if (event.workerId !== workerId) return
-      if (event._tag === "Settled") Queue.offerUnsafe(settled, event)
-      else run(logNow(event))
+      if (event.workerId === workerId) Queue.offerUnsafe(queued, event)
     }).pipe(Scope.provide(scope))
     // An entry taken is always logged (taking and logging are one step for an
-    // interrupt); `flush` logs what is left.
+    // interrupt); `flush` logs what is left. Logging cannot fail: a plain loop.
     const logger = Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(restore(Queue.takeAll(settled)), (all) => Effect.forEach(all, logSettled, { discard: true })))
-    // Logging cannot fail, so a plain loop (not a BackgroundLoop) serves.
+      Effect.flatMap(restore(Queue.takeAll(queued)), (all) => Effect.forEach(all, logEvent, { discard: true })))
     yield* Effect.forkIn(Effect.forever(logger), scope)
     const flush = Effect.gen(function*() {
       while (true) {
-        const next = yield* Queue.poll(settled)
+        const next = yield* Queue.poll(queued)
         if (Option.isNone(next)) return
-        yield* logSettled(next.value)
+        yield* logEvent(next.value)
       }
     })
     return { flush }
