@@ -16,7 +16,7 @@
  *
  * The in-memory store implements only what a supervisor calls while draining
  * (claim, complete, lease renewal, the next due time; the worker registry's writes
- * do nothing), and wake-ups are in-process; it is a measuring device, never a
+ * do nothing), and there are no wake-ups (every task exists before the supervisor starts); it is a measuring device, never a
  * stand-in in a test. No database is needed.
  */
 import { parseArgs } from "node:util"
@@ -102,7 +102,7 @@ const runOnce = async (): Promise<{ readonly cpuUs: number; readonly wallUs: num
         unserved: () => Effect.succeed([])
       })),
       CancelBus.layerLocal,
-      Wakeups.layerLocal,
+      Wakeups.layerNone,
       RuntimeEvents.layer,
       JobRegistry.layer([noop])
     )),

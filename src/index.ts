@@ -5,7 +5,9 @@
  * - the PostgreSQL store: database layer, migrations, TaskStore, transactions,
  *   classified database errors;
  * - the job runtime: `Job.define`, the registry, typed `Tasks.enqueue`, the
- *   supervisor, and `Taskfiber.layer`, which puts it all in one Layer.
+ *   supervisor, and `Taskfiber.layer`, which puts it all in one Layer;
+ * - the runtime's events (`RuntimeEvents`), for logs, metrics or an application's
+ *   own observers.
  */
 export * as Classification from "./domain/Classification.ts"
 export * as Errors from "./domain/Errors.ts"
@@ -31,3 +33,5 @@ export * as RuntimeConfig from "./runtime/RuntimeConfig.ts"
 export * as Supervisor from "./runtime/Supervisor.ts"
 export * as Tasks from "./runtime/Tasks.ts"
 export * as Taskfiber from "./Taskfiber.ts"
+
+export * as RuntimeEvents from "./observability/RuntimeEvents.ts"

@@ -1,8 +1,8 @@
 /**
- * Delivers "cancel task X" to whichever supervisor runs X. The local bus reaches
- * the supervisors of this process; a Redis-backed bus (a later release) reaches
- * every instance. Supervisors also notice a cancellation written by another
- * instance at their next heartbeat, when the task's lease is no longer theirs.
+ * Delivers "cancel task X" to whichever supervisor runs X: a port, so that a bus
+ * shared by every instance can serve it. The local bus reaches the supervisors of
+ * this process; supervisors of other processes notice a cancellation at their next
+ * heartbeat, when the task's claim is no longer theirs.
  */
 import { Context, Effect, Layer, PubSub } from "effect"
 import type { Scope } from "effect"

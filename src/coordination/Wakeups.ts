@@ -1,14 +1,13 @@
 /**
  * "Tasks became ready": the port through which the dispatcher hears that a claim
  * may find something, instead of polling. PostgreSQL's LISTEN/NOTIFY serves it
- * (PgWakeups); the in-process layer here serves a runtime whose tasks never come
- * from another process (benchmarks of the runtime alone, tests of pure logic).
+ * (PgWakeups).
  *
  * Delivery is a hint, never the truth: a wake-up may be lost with a connection,
  * so every (re)subscription also reports "anything may be ready" (`undefined`),
  * and the dispatcher keeps its own timer for the next `run_at` and a slow re-check.
  */
-import { Context, Effect, Layer, Scope } from "effect"
+import { Context, Effect, Layer, type Scope } from "effect"
 
 /** Called with a queue whose tasks may be ready, or `undefined`: any queue may be. */
 export type OnReady = (queue: string | undefined) => void
@@ -23,31 +22,13 @@ export class Wakeups extends Context.Service<Wakeups, {
   readonly subscribe: (onReady: OnReady) => Effect.Effect<void, never, Scope.Scope>
 }>()("taskfiber/Wakeups") {}
 
-/** In-process wake-ups: `wake` reaches every subscriber of this layer. */
-export interface LocalWakeups {
-  readonly wake: (queue: string | undefined) => void
-}
-
-/** In-process wake-ups and the function that raises them. */
-export const makeLocal = (): Wakeups["Service"] & LocalWakeups => {
-  let subscribers: ReadonlyArray<OnReady> = []
-  return {
-    wake: (queue) => {
-      for (const onReady of subscribers) onReady(queue)
-    },
-    subscribe: (onReady) =>
-      Effect.acquireRelease(
-        Effect.sync(() => {
-          subscribers = [...subscribers, onReady]
-          onReady(undefined)
-        }),
-        () =>
-          Effect.sync(() => {
-            subscribers = subscribers.filter((s) => s !== onReady)
-          })
-      )
-  }
-}
-
-/** In-process wake-ups as a layer. */
-export const layerLocal: Layer.Layer<Wakeups> = Layer.sync(Wakeups, makeLocal)
+/**
+ * No wake-ups: each subscription reports "any queue" once, then nothing. The
+ * dispatcher's own timers (the next `run_at`, the idle re-check) and the ends of
+ * its jobs drive it: for a runtime whose store is not PostgreSQL (the runtime
+ * benchmark's in-memory store, whose tasks all exist before it starts).
+ */
+export const layerNone: Layer.Layer<Wakeups> = Layer.succeed(
+  Wakeups,
+  Wakeups.of({ subscribe: (onReady) => Effect.sync(() => onReady(undefined)) })
+)

@@ -45,8 +45,8 @@ export type RuntimeEvent =
 /** The kinds of event. */
 export type RuntimeEventTag = RuntimeEvent["_tag"]
 
-/** All kinds, for a listener that hears everything. */
-export const allTags: ReadonlyArray<RuntimeEventTag> = ["Claimed", "Started", "Stopped", "Settled", "Released", "Reaped"]
+/** Every kind: the hub keeps one listener list per kind. */
+const allTags: ReadonlyArray<RuntimeEventTag> = ["Claimed", "Started", "Stopped", "Settled", "Released", "Reaped"]
 
 /** A subscriber: called synchronously for every event of the kinds it chose. */
 export type Listener = (event: RuntimeEvent) => void

@@ -51,7 +51,7 @@ export const settleInBackground = (
   fiber.addObserver((exit) => onSettled(Exit.isSuccess(exit) ? exit.value : "abandoned"))
 }
 
-export const flushOf = (reporter: ProgressReporter.ProgressReporter | undefined) => reporter?.flush ?? Effect.void
+const flushOf = (reporter: ProgressReporter.ProgressReporter | undefined) => reporter?.flush ?? Effect.void
 
 /**
  * A completion that did not commit. Not held any more: abandoned (its holder

@@ -61,7 +61,7 @@ export class Supervisor extends Context.Service<Supervisor, {
 }>()("taskfiber/Supervisor") {}
 
 /** A new worker id: host, pid and a random suffix (several supervisors per process). */
-export const makeWorkerId = (): string => `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`
+const makeWorkerId = (): string => `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`
 
 /** Settled runs kept for `outcomes` until someone asks. */
 const outcomesKept = 10_000

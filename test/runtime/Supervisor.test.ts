@@ -2,7 +2,9 @@ import { expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Logger, Option, Queue, References, Schema, Scope } from "effect"
 import { TransientError } from "../../src/domain/Errors.ts"
 import * as RetryPolicy from "../../src/domain/RetryPolicy.ts"
+import { type RuntimeEvent, RuntimeEvents } from "../../src/observability/RuntimeEvents.ts"
 import * as Job from "../../src/runtime/Job.ts"
+import { Supervisor } from "../../src/runtime/Supervisor.ts"
 import * as Tasks from "../../src/runtime/Tasks.ts"
 import { TaskStore } from "../../src/store/TaskStore.ts"
 import * as Runtime from "../support/Runtime.ts"
@@ -22,6 +24,27 @@ it.layer(Runtime.layer([Echo]), { timeout: 60_000, excludeTestServices: true })(
       const task = Option.getOrThrow(yield* Effect.flatMap(TaskStore, (s) => s.get(id))).task
       expect(task).toMatchObject({ status: "succeeded", attempt: 1, result: { text: "hi" } })
     }))
+
+  it.effect("tells RuntimeEvents of each run: claimed, started, settled, in that order, with its worker", () =>
+    Effect.gen(function*() {
+      const events = yield* RuntimeEvents
+      const s = yield* Supervisor
+      const heard: Array<RuntimeEvent> = []
+      const settled = yield* Deferred.make<void>()
+      const isMine = (task: { readonly payload: unknown }) => (task.payload as { text?: string }).text === "seen"
+      yield* events.subscribe(["Claimed", "Started", "Settled"], (e) => {
+        heard.push(e)
+        if (e._tag === "Settled" && isMine(e.task)) Deferred.doneUnsafe(settled, Exit.void)
+      })
+      const { id } = yield* Tasks.enqueue(Echo, { text: "seen" })
+      yield* Deferred.await(settled)
+      const mine = heard.filter((e) =>
+        e.workerId === s.workerId &&
+        (e._tag === "Claimed" ? e.tasks.some((t) => t.id === id) : e._tag === "Started" || e._tag === "Settled" ? e.task.id === id : false)
+      )
+      expect(mine.map((e) => e._tag)).toEqual(["Claimed", "Started", "Settled"])
+      expect(mine[2]).toMatchObject({ outcome: "succeeded" })
+    }).pipe(Effect.scoped))
 })
 
 
