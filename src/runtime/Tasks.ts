@@ -8,26 +8,20 @@
  */
 import { Effect, Schema } from "effect"
 import { PayloadInvalid, QueueNotAllowed, UnknownTaskType } from "../domain/Errors.ts"
-import { TaskStore, type EnqueueResult, type TaskSpec } from "../store/TaskStore.ts"
+import type { EnqueueRequest } from "../domain/Task.ts"
+import { TaskStore, type EnqueueResult } from "../store/TaskStore.ts"
 import type { Job } from "./Job.ts"
 import type { JobRegistry } from "./JobRegistry.ts"
 
-/** Per-task options of an enqueue. */
-export interface EnqueueOptions {
-  readonly id?: string
-  readonly queue?: string
-  readonly priority?: number
-  readonly delayMs?: number
-  readonly runAt?: Date
-  /** Idempotency key: a second enqueue with it finds the first task. */
-  readonly dedupeKey?: string
-  readonly maxAttempts?: number
-  readonly traceparent?: string
-  /** Overrides the job's `removeOnComplete`. */
-  readonly removeOnComplete?: boolean
-}
+/**
+ * The options of a typed enqueue: the {@link EnqueueRequest} less what the job
+ * supplies (`type`, and `payload` from the job's schema). What they leave out comes
+ * from the job — its `queue`, `priority`, attempt limit and `removeOnComplete` —
+ * and then from the request's own defaults.
+ */
+export type EnqueueOptions = Omit<EnqueueRequest.Encoded, "type" | "payload">
 
-const spec = (job: Job<string, any>, payload: unknown, queue: string, o: EnqueueOptions): TaskSpec => ({
+const request = (job: Job<string, any>, payload: unknown, queue: string, o: EnqueueOptions): EnqueueRequest.Encoded => ({
   type: job.name,
   queue,
   payload,
@@ -59,7 +53,7 @@ export const enqueue = <P>(job: Job<string, P>, payload: P, options: EnqueueOpti
     const queue = yield* queueOf(job, options)
     const encoded = yield* encodePayload(job, payload, false)
     const store = yield* TaskStore
-    return yield* store.enqueue(spec(job, encoded, queue, options))
+    return yield* store.enqueue(request(job, encoded, queue, options))
   }).pipe(Effect.withSpan("Tasks.enqueue", { attributes: { "taskfiber.type": job.name } }))
 
 /** Enqueues by job name with an untrusted payload (decoded by the job's schema). */
@@ -75,5 +69,5 @@ export const enqueueByName = (
     const queue = yield* queueOf(job, options)
     const encoded = yield* encodePayload(job, payload, true)
     const store = yield* TaskStore
-    return (yield* store.enqueue(spec(job, encoded, queue, options))) as EnqueueResult
+    return (yield* store.enqueue(request(job, encoded, queue, options))) as EnqueueResult
   }).pipe(Effect.withSpan("Tasks.enqueueByName", { attributes: { "taskfiber.type": type } }))
