@@ -23,9 +23,21 @@ export interface TaskfiberOptions {
   readonly config?: Partial<RuntimeConfig.RuntimeConfig>
 }
 
-/** Store, worker registry, job registry and cancel bus over a database the application provides. */
-export const services = (jobs: ReadonlyArray<AnyJob>) =>
-  Layer.mergeAll(TaskStore.layer, Workers.layer, CancelBus.layerLocal, JobRegistry.layer(jobs))
+/**
+ * Store, worker registry, job registry and cancel bus over a database the
+ * application provides. The store's attempt limit is `config.retryMaxAttempts`,
+ * else `RETRY_MAX_ATTEMPTS`.
+ */
+export const services = (
+  jobs: ReadonlyArray<AnyJob>,
+  config: Pick<Partial<RuntimeConfig.RuntimeConfig>, "retryMaxAttempts"> = {}
+) =>
+  Layer.mergeAll(
+    config.retryMaxAttempts === undefined ? TaskStore.layer : TaskStore.layerWith({ maxAttempts: config.retryMaxAttempts }),
+    Workers.layer,
+    CancelBus.layerLocal,
+    JobRegistry.layer(jobs)
+  )
 
 /**
  * The whole runtime over a `PgClient` the application provides (its own pool),
@@ -33,9 +45,9 @@ export const services = (jobs: ReadonlyArray<AnyJob>) =>
  */
 export const layerWithoutDatabase = (options: TaskfiberOptions) =>
   Layer.unwrap(Effect.gen(function*() {
-    const fromEnv = yield* RuntimeConfig.config
-    return Supervisor.layerWith({ ...fromEnv, ...options.config })
-  })).pipe(Layer.provideMerge(services(options.jobs)))
+    const config = { ...(yield* RuntimeConfig.config), ...options.config }
+    return Supervisor.layerWith(config).pipe(Layer.provideMerge(services(options.jobs, config)))
+  }))
 
 /** The whole runtime on the configured database (embedded when DATABASE_URL is unset). */
 export const layer = (options: TaskfiberOptions) =>

@@ -17,23 +17,28 @@ import type { JobRegistry } from "./JobRegistry.ts"
  * The options of a typed enqueue: the {@link EnqueueRequest} less what the job
  * supplies (`type`, and `payload` from the job's schema). What they leave out comes
  * from the job — its `queue`, `priority`, attempt limit and `removeOnComplete` —
- * and then from the request's own defaults.
+ * and what the job leaves out from the request's defaults, the attempt limit from
+ * the store's (`RETRY_MAX_ATTEMPTS`).
  */
 export type EnqueueOptions = Omit<EnqueueRequest.Encoded, "type" | "payload">
 
-const request = (job: Job<string, any>, payload: unknown, queue: string, o: EnqueueOptions): EnqueueRequest.Encoded => ({
-  type: job.name,
-  queue,
-  payload,
-  priority: o.priority ?? job.priority,
-  maxAttempts: o.maxAttempts ?? job.retry.maxAttempts,
-  ...(o.id === undefined ? {} : { id: o.id }),
-  ...(o.delayMs === undefined ? {} : { delayMs: o.delayMs }),
-  ...(o.runAt === undefined ? {} : { runAt: o.runAt }),
-  ...(o.dedupeKey === undefined ? {} : { dedupeKey: o.dedupeKey }),
-  ...(o.traceparent === undefined ? {} : { traceparent: o.traceparent }),
-  ...((o.removeOnComplete ?? job.removeOnComplete) ? { removeOnComplete: true } : {})
-})
+const request = (job: Job<string, any>, payload: unknown, queue: string, o: EnqueueOptions): EnqueueRequest.Encoded => {
+  // Absent: the store applies its own (RETRY_MAX_ATTEMPTS).
+  const maxAttempts = o.maxAttempts ?? job.maxAttempts
+  return {
+    type: job.name,
+    queue,
+    payload,
+    priority: o.priority ?? job.priority,
+    ...(maxAttempts === undefined ? {} : { maxAttempts }),
+    ...(o.id === undefined ? {} : { id: o.id }),
+    ...(o.delayMs === undefined ? {} : { delayMs: o.delayMs }),
+    ...(o.runAt === undefined ? {} : { runAt: o.runAt }),
+    ...(o.dedupeKey === undefined ? {} : { dedupeKey: o.dedupeKey }),
+    ...(o.traceparent === undefined ? {} : { traceparent: o.traceparent }),
+    ...((o.removeOnComplete ?? job.removeOnComplete) ? { removeOnComplete: true } : {})
+  }
+}
 
 /** The queue of the task: the job's, or one of its other queues. */
 const queueOf = (job: Job<string, any>, o: EnqueueOptions) =>

@@ -18,14 +18,25 @@ export class InvalidEnqueueRequest extends Data.TaggedError("InvalidEnqueueReque
   readonly message: string
 }> {}
 
-/** One request as the JSON the `taskfiber.enqueue` function reads. */
+/** What the store fills in where a request leaves it out. */
+export interface Defaults {
+  readonly newId: () => string
+  /** The attempt limit of a request that names none (`RETRY_MAX_ATTEMPTS`). */
+  readonly maxAttempts: number
+}
+
+/**
+ * One request as the JSON the `taskfiber.enqueue` function reads. It always names
+ * `max_attempts`: the limit is the store's to decide (its configured default), not
+ * the column's default in SQL.
+ */
 interface Row {
   readonly id: string
   readonly queue: string
   readonly type: string
   readonly payload: unknown
   readonly priority: number
-  readonly max_attempts?: number
+  readonly max_attempts: number
   readonly run_at?: string
   readonly delay_ms?: number
   readonly dedupe_key?: string
@@ -66,7 +77,7 @@ const isLength = (v: unknown, min: number, max: number): v is string =>
  * not, goes to the decoder, which also words the errors); a property test checks
  * that both agree.
  */
-export const fastRow = (request: unknown, newId: () => string): Row | undefined => {
+export const fastRow = (request: unknown, defaults: Defaults): Row | undefined => {
   if (typeof request !== "object" || request === null || Array.isArray(request)) return undefined
   const s = request as Record<string, unknown>
   for (const key in s) {
@@ -80,18 +91,19 @@ export const fastRow = (request: unknown, newId: () => string): Row | undefined 
   if (priority !== undefined && !(Number.isInteger(priority) && (priority as number) >= PRIORITY_MIN && (priority as number) <= PRIORITY_MAX)) return undefined
   if (removeOnComplete !== undefined && typeof removeOnComplete !== "boolean") return undefined
   const row: Row = {
-    id: newId(),
+    id: defaults.newId(),
     queue: queue ?? "default",
     type,
     payload: payload === undefined ? {} : payload,
-    priority: (priority as number | undefined) ?? 0
+    priority: (priority as number | undefined) ?? 0,
+    max_attempts: defaults.maxAttempts
   }
   return removeOnComplete === true ? { ...row, remove_on_complete: true } : row
 }
 
 /** Validates one request and turns it into the row the SQL reads. */
-export const toRow = (request: unknown, index: number, newId: () => string): Row | InvalidEnqueueRequest => {
-  const fast = fastRow(request, newId)
+export const toRow = (request: unknown, index: number, defaults: Defaults): Row | InvalidEnqueueRequest => {
+  const fast = fastRow(request, defaults)
   if (fast !== undefined) return fast
   const exit = decode(request)
   if (exit._tag === "Failure") {
@@ -106,12 +118,12 @@ export const toRow = (request: unknown, index: number, newId: () => string): Row
   }
   const decoded = exit.value
   return {
-    id: decoded.id ?? newId(),
+    id: decoded.id ?? defaults.newId(),
     queue: decoded.queue,
     type: decoded.type,
     payload: decoded.payload,
     priority: decoded.priority,
-    ...(decoded.maxAttempts === undefined ? {} : { max_attempts: decoded.maxAttempts }),
+    max_attempts: decoded.maxAttempts ?? defaults.maxAttempts,
     ...(decoded.runAt === undefined ? {} : { run_at: decoded.runAt.toISOString() }),
     ...(decoded.delayMs === undefined ? {} : { delay_ms: decoded.delayMs }),
     ...(decoded.dedupeKey === undefined ? {} : { dedupe_key: decoded.dedupeKey }),
@@ -121,10 +133,10 @@ export const toRow = (request: unknown, index: number, newId: () => string): Row
 }
 
 /** The rows of a batch of requests, in order, or the first request that is invalid. */
-export const toRows = (requests: ReadonlyArray<unknown>, newId: () => string): ReadonlyArray<Row> | InvalidEnqueueRequest => {
+export const toRows = (requests: ReadonlyArray<unknown>, defaults: Defaults): ReadonlyArray<Row> | InvalidEnqueueRequest => {
   const rows: Array<Row> = []
   for (let index = 0; index < requests.length; index++) {
-    const row = toRow(requests[index], index, newId)
+    const row = toRow(requests[index], index, defaults)
     if (row instanceof InvalidEnqueueRequest) return row
     rows.push(row)
   }

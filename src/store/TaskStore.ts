@@ -17,8 +17,9 @@
  * `Transaction.transaction(...)` (or `sql.withTransaction`) it uses that
  * transaction's connection, so e.g. an enqueue exists iff the caller commits.
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Config, Context, Effect, Layer, Option, Schema } from "effect"
 import type { UnstorableValue } from "../domain/Errors.ts"
+import * as RetryPolicy from "../domain/RetryPolicy.ts"
 import * as StoredJson from "../domain/StoredJson.ts"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { DatabaseError } from "./DatabaseError.ts"
@@ -208,8 +209,25 @@ const decodeCursor = (cursor: string): string | undefined => {
   }
 }
 
-const make = Effect.gen(function*() {
+/**
+ * `RETRY_MAX_ATTEMPTS`: the attempt limit of a task whose request names none — a
+ * job with no retry policy and no `maxAttempts` of its own, or a producer calling
+ * `enqueue` without one. Default 25 (`RetryPolicy.defaults`); at least 1.
+ */
+export const maxAttemptsConfig: Config.Config<number> = Config.schema(
+  Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+  "RETRY_MAX_ATTEMPTS"
+).pipe(Config.withDefault(RetryPolicy.defaults.maxAttempts))
+
+/** The store's settings. */
+export interface StoreOptions {
+  /** The attempt limit of a request that names none (see {@link maxAttemptsConfig}). */
+  readonly maxAttempts: number
+}
+
+const make = (options: StoreOptions) => Effect.gen(function*() {
   const sql = yield* SqlClient
+  const defaults = { newId: newTaskId, maxAttempts: options.maxAttempts }
   const json = (value: unknown) => JSON.stringify(value === undefined ? null : value)
   /** The jsonb text of a value a run stores, or why it cannot be stored; never throws. */
   const textOf = (value: JsonValue, what: UnstorableValue["what"]): string | UnstorableValue => {
@@ -227,7 +245,7 @@ const make = Effect.gen(function*() {
   const enqueueMany = (requests: ReadonlyArray<EnqueueRequest.Encoded>) =>
     Effect.gen(function*() {
       if (requests.length === 0) return []
-      const rows = toRows(requests, newTaskId)
+      const rows = toRows(requests, defaults)
       if (rows instanceof InvalidEnqueueRequest) return yield* rows
       const text = encodeRows(rows)
       if (text instanceof InvalidEnqueueRequest) return yield* text
@@ -444,5 +462,19 @@ const make = Effect.gen(function*() {
   })
 })
 
-/** The PostgreSQL task store. */
-export const layer: Layer.Layer<TaskStore, never, SqlClient> = Layer.effect(TaskStore, make)
+/** The PostgreSQL task store with these settings. */
+export const layerWith = (options: StoreOptions): Layer.Layer<TaskStore, never, SqlClient> => Layer.effect(TaskStore, make(options))
+
+/**
+ * The PostgreSQL task store, its attempt limit read from `RETRY_MAX_ATTEMPTS` once,
+ * when the layer is built.
+ *
+ * The store applies the default, not the job registry nor the supervisor: every
+ * enqueue — typed (`Tasks.enqueue`), by job name (`Tasks.enqueueByName`, the CLI),
+ * or a producer calling `enqueue` with no registry at all — passes through here,
+ * and the runner obeys only the task's `max_attempts`. A job's own limit travels in
+ * its requests; one that sets none leaves it to this.
+ */
+export const layer: Layer.Layer<TaskStore, Config.ConfigError, SqlClient> = Layer.unwrap(
+  Effect.map(maxAttemptsConfig, (maxAttempts) => layerWith({ maxAttempts }))
+)
