@@ -19,7 +19,7 @@ export class InvalidEnqueueRequest extends Data.TaggedError("InvalidEnqueueReque
 }> {}
 
 /** What the store fills in where a request leaves it out. */
-export interface Defaults {
+interface Defaults {
   readonly newId: () => string
   /** The attempt limit of a request that names none (`RETRY_MAX_ATTEMPTS`). */
   readonly maxAttempts: number
