@@ -30,10 +30,10 @@ import * as Transaction from "../src/store/Transaction.ts"
 import * as Taskfiber from "../src/Taskfiber.ts"
 
 /** The app's queue: a `taskfiber start` with another catalogue on the same database leaves it alone. */
-export const queue = "signup-app"
+const queue = "signup-app"
 
 /** Sends the welcome email of a new user (here: logs it). */
-export const WelcomeEmail = Job.define({
+const WelcomeEmail = Job.define({
   name: "welcome-email",
   queue,
   payload: Schema.Struct({ email: Schema.String }),
@@ -46,7 +46,7 @@ export const WelcomeEmail = Job.define({
 })
 
 /** Makes a thumbnail of an uploaded image (here: computes its name). */
-export const Thumbnail = Job.define({
+const Thumbnail = Job.define({
   name: "thumbnail",
   queue,
   payload: Schema.Struct({ image: Schema.String, width: Schema.Int.check(Schema.isBetween({ minimum: 16, maximum: 1024 })) }),
@@ -60,7 +60,7 @@ export const Thumbnail = Job.define({
 })
 
 /** The app's jobs. */
-export const appJobs = [WelcomeEmail, Thumbnail]
+const appJobs = [WelcomeEmail, Thumbnail]
 
 /**
  * taskfiber over the database layer the app gives it (its own pool, already
@@ -72,7 +72,7 @@ export const layer = <E, R>(database: Layer.Layer<PgClient.PgClient | SqlClient,
   )
 
 /** What the program did, for the test and the printout. */
-export interface Report {
+interface Report {
   readonly results: ReadonlyArray<{
     readonly taskId: string
     readonly type: string
@@ -146,7 +146,7 @@ export const program = Effect.gen(function*() {
 })
 
 /** The app on the configured database (embedded when DATABASE_URL is unset). */
-export const AppLive = layer(Database.layer)
+const AppLive = layer(Database.layer)
 
 if (import.meta.main) {
   program.pipe(Effect.provide(AppLive), NodeRuntime.runMain)

@@ -36,7 +36,7 @@ export const program = Effect.gen(function*() {
 })
 
 /** The store on the configured database (embedded when DATABASE_URL is unset). */
-export const StoreLive = TaskStore.layer.pipe(Layer.provideMerge(Database.layer))
+const StoreLive = TaskStore.layer.pipe(Layer.provideMerge(Database.layer))
 
 if (import.meta.main) {
   program.pipe(Effect.provide(StoreLive), NodeRuntime.runMain)

@@ -29,12 +29,23 @@ export interface TaskfiberOptions {
 
 /**
  * What a supervisor needs besides its jobs, over a database the application
- * provides: store, worker registry, cancel bus, wake-ups and the event hub.
+ * provides: store, worker registry, cancel bus, wake-ups and the event hub. The
+ * store's attempt limit is `config.retryMaxAttempts`, else `RETRY_MAX_ATTEMPTS`.
  */
-export const runtimeServices = Layer.mergeAll(TaskStore.layer, Workers.layer, CancelBus.layerLocal, PgWakeups.layer, RuntimeEvents.layer)
+export const runtimeServices = (config: Pick<Partial<RuntimeConfig.RuntimeConfig>, "retryMaxAttempts"> = {}) =>
+  Layer.mergeAll(
+    config.retryMaxAttempts === undefined ? TaskStore.layer : TaskStore.layerWith({ maxAttempts: config.retryMaxAttempts }),
+    Workers.layer,
+    CancelBus.layerLocal,
+    PgWakeups.layer,
+    RuntimeEvents.layer
+  )
 
 /** {@link runtimeServices} and the job registry of `jobs`. */
-export const services = (jobs: ReadonlyArray<AnyJob>) => Layer.merge(runtimeServices, JobRegistry.layer(jobs))
+export const services = (
+  jobs: ReadonlyArray<AnyJob>,
+  config: Pick<Partial<RuntimeConfig.RuntimeConfig>, "retryMaxAttempts"> = {}
+) => Layer.merge(runtimeServices(config), JobRegistry.layer(jobs))
 
 /**
  * The whole runtime over a `PgClient` the application provides (its own pool),
@@ -42,9 +53,9 @@ export const services = (jobs: ReadonlyArray<AnyJob>) => Layer.merge(runtimeServ
  */
 export const layerWithoutDatabase = (options: TaskfiberOptions) =>
   Layer.unwrap(Effect.gen(function*() {
-    const fromEnv = yield* RuntimeConfig.config
-    return Supervisor.layerWith({ ...fromEnv, ...options.config })
-  })).pipe(Layer.provideMerge(services(options.jobs)))
+    const config = { ...(yield* RuntimeConfig.config), ...options.config }
+    return Supervisor.layerWith(config).pipe(Layer.provideMerge(services(options.jobs, config)))
+  }))
 
 /** The whole runtime on the configured database (embedded when DATABASE_URL is unset). */
 export const layer = (options: TaskfiberOptions) =>

@@ -265,6 +265,17 @@ describe("taskfiber binary on DATABASE_URL", () => {
     expect(task.served_by).toHaveLength(1)
   }, 60_000)
 
+  it("RETRY_MAX_ATTEMPTS is the attempt limit of a job with no retry policy; a job's own policy keeps its limit", async () => {
+    const limited = { ...env, RETRY_MAX_ATTEMPTS: "3" }
+    const [report, flaky] = await Promise.all([
+      enqueueId(limited, "generate-report", "{\"rows\":1}", "--delay", "1 hour"),
+      enqueueId(limited, "flaky", "{\"failTimes\":0}", "--delay", "1 hour")
+    ])
+    const [reportTask, flakyTask] = await Promise.all([statusJson(env, report), statusJson(env, flaky)])
+    expect(reportTask).toMatchObject({ max_attempts: 3 })
+    expect(flakyTask).toMatchObject({ max_attempts: 10 })
+  }, 60_000)
+
   // A task in a queue that no worker serves would wait in silence: the enqueue is
   // refused, naming the job's queues; one written past the job (raw SQL, another
   // producer) is shown as unserved by `status`.

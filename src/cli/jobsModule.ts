@@ -8,7 +8,7 @@ import { Data, Effect } from "effect"
 import type { AnyJob } from "../runtime/Job.ts"
 
 /** The catalogue used when `--jobs` is not given: `examples/jobs.ts` of this package. */
-export const defaultJobsModule = new URL("../../examples/jobs.ts", import.meta.url)
+const defaultJobsModule = new URL("../../examples/jobs.ts", import.meta.url)
 
 /** The jobs module could not be loaded or exports no job list. */
 export class JobsModuleError extends Data.TaggedError("JobsModuleError")<{
@@ -24,7 +24,7 @@ const isJob = (u: unknown): u is AnyJob =>
   (u as { payload?: unknown }).payload !== undefined
 
 /** The module's job list: its `jobs` export, else its default export. */
-export const fromModule = (exports: Record<string, unknown>, module: string): AnyJob[] | JobsModuleError => {
+const fromModule = (exports: Record<string, unknown>, module: string): AnyJob[] | JobsModuleError => {
   const list = exports["jobs"] ?? exports["default"]
   if (!Array.isArray(list)) {
     return new JobsModuleError({ module, message: `${module} exports no job list (expected \`export const jobs = [...]\` or a default export)` })

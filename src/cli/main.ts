@@ -129,7 +129,7 @@ const start = Command.make("start", { jobs: jobsFlag }, ({ jobs: jobsPath }) =>
 // enqueue
 
 /** `--delay`: a number is milliseconds, else a duration such as "5 seconds". */
-export const parseDelay = (text: string): number | undefined => {
+const parseDelay = (text: string): number | undefined => {
   const t = text.trim()
   if (/^\d+$/.test(t)) return Number(t)
   const d = Duration.fromInput(t as Duration.Input)
@@ -137,7 +137,7 @@ export const parseDelay = (text: string): number | undefined => {
 }
 
 /** The payload argument as JSON. */
-export const parsePayload = (text: string): { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly message: string } => {
+const parsePayload = (text: string): { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly message: string } => {
   try {
     return { ok: true, value: JSON.parse(text) }
   } catch (e) {

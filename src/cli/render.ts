@@ -10,7 +10,7 @@ import type { WorkerInfo } from "../store/Workers.ts"
  * its queue and type, and all live workers (to say what they serve when none does).
  * Absent for a task that is not waiting.
  */
-export interface Serving {
+interface Serving {
   readonly servedBy: ReadonlyArray<string>
   readonly live: ReadonlyArray<WorkerInfo>
 }

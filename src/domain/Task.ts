@@ -1,6 +1,6 @@
 /**
- * The task model: a stored task, one entry of its history, and what a
- * producer sends to enqueue one.
+ * The task model: a stored task, one entry of its history, and the enqueue
+ * request that creates one.
  *
  * The schemas decode from what arrives over the wire or from the database:
  * dates may be `Date` values or ISO strings.
@@ -155,14 +155,18 @@ export const TaskEvent = Schema.Struct({
 export type TaskEvent = typeof TaskEvent.Type
 
 /**
- * Schema of an enqueue request. Only `type` is required; `queue` defaults to
- * `"default"`, `payload` to `{}`, `priority` to 0. When neither `runAt` nor
- * `delayMs` is given the task is due at once; giving both is an error, since
- * one would silently win.
+ * Schema of an enqueue request: what a producer sends to enqueue a task. Only
+ * `type` is required; `queue` defaults to `"default"`, `payload` to `{}`,
+ * `priority` to 0, and `maxAttempts` to the store's configured limit
+ * (`RETRY_MAX_ATTEMPTS`). When neither `runAt` nor `delayMs` is given the task is
+ * due at once; giving both is an error, since one would silently win.
+ *
+ * Its `Encoded` side ({@link EnqueueRequest.Encoded}) is what `TaskStore.enqueue`
+ * accepts: the request before defaults and decoding.
  *
  * @since 0.1.0
  */
-export const EnqueueSpec = Schema.Struct({
+export const EnqueueRequest = Schema.Struct({
   type: TaskType,
   queue: QueueName.pipe(Schema.withDecodingDefault(Effect.succeed("default"))),
   payload: Schema.Unknown.pipe(Schema.withDecodingDefault(Effect.succeed({}))),
@@ -178,8 +182,8 @@ export const EnqueueSpec = Schema.Struct({
    * history of its happy path; retries, failures and dead letters are recorded.
    */
   removeOnComplete: Schema.optional(Schema.Boolean)
-}).check(Schema.makeFilter((spec) =>
-  spec.runAt === undefined || spec.delayMs === undefined
+}).check(Schema.makeFilter((request) =>
+  request.runAt === undefined || request.delayMs === undefined
     ? undefined
     : { path: ["delayMs"], issue: "give runAt or delayMs, not both" }
 ))
@@ -189,11 +193,16 @@ export const EnqueueSpec = Schema.Struct({
  *
  * @since 0.1.0
  */
-export type EnqueueSpec = typeof EnqueueSpec.Type
+export type EnqueueRequest = typeof EnqueueRequest.Type
 
 /**
- * What a producer may send: {@link EnqueueSpec} before defaults and decoding.
- *
  * @since 0.1.0
  */
-export type EnqueueInput = typeof EnqueueSpec.Encoded
+export declare namespace EnqueueRequest {
+  /**
+   * An enqueue request as a producer sends it, before defaults and decoding.
+   *
+   * @since 0.1.0
+   */
+  export type Encoded = typeof EnqueueRequest.Encoded
+}

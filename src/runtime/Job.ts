@@ -25,13 +25,17 @@ export interface JobOptions<Name extends string, P, A, E> {
   readonly name: Name
   readonly payload: PayloadSchema<P>
   readonly run: (payload: P, ctx: JobContext) => Effect.Effect<A, E>
-  /** Default: `RetryPolicy.exponential()` (1 s doubling, 25 runs). */
+  /**
+   * Delays between runs and the attempt limit. Without one: the delays of
+   * `RetryPolicy.exponential()` (1 s doubling), and the store's attempt limit,
+   * `RETRY_MAX_ATTEMPTS` (25 unless set), unless `maxAttempts` gives one.
+   */
   readonly retry?: RetryPolicy.RetryPolicy
   /** Per-run limit; exceeding it is a transient `TaskTimeout`. Default: `JOB_TIMEOUT`. */
   readonly timeout?: Duration.Input
   /** Default priority of its tasks (higher first). */
   readonly priority?: number
-  /** Overrides the retry policy's `maxAttempts`. */
+  /** Overrides the retry policy's `maxAttempts` (or `RETRY_MAX_ATTEMPTS`, without a policy). */
   readonly maxAttempts?: number
   /** The queue its tasks go to. Default: "default". */
   readonly queue?: string
@@ -58,7 +62,18 @@ export interface Job<Name extends string = string, P = any, A = unknown, E = unk
   readonly name: Name
   readonly payload: PayloadSchema<P>
   readonly run: (payload: P, ctx: JobContext) => Effect.Effect<A, E>
+  /**
+   * The delays between runs. The limit a run obeys is its task's `maxAttempts`, set
+   * at enqueue: the request's, else {@link Job.maxAttempts}, else the store's.
+   */
   readonly retry: RetryPolicy.RetryPolicy
+  /**
+   * The job's own attempt limit — its `maxAttempts`, else its retry policy's — or
+   * `undefined` when it gave neither: its tasks then get the store's attempt limit
+   * (`RETRY_MAX_ATTEMPTS`). A job given `RetryPolicy.exponential()` has a policy,
+   * and so its 25 runs, whatever `RETRY_MAX_ATTEMPTS` says.
+   */
+  readonly maxAttempts: number | undefined
   readonly timeout: Duration.Duration | undefined
   readonly priority: number
   readonly queue: string
@@ -74,11 +89,13 @@ export type AnyJob = Job<string, any, unknown, unknown>
 /** Defines a job. */
 export const define = <const Name extends string, P, A, E>(options: JobOptions<Name, P, A, E>): Job<Name, P, A, E> => {
   const base = options.retry ?? RetryPolicy.exponential()
+  const retry = options.maxAttempts === undefined ? base : RetryPolicy.exponential({ ...base, maxAttempts: options.maxAttempts })
   return {
     name: options.name,
     payload: options.payload,
     run: options.run,
-    retry: options.maxAttempts === undefined ? base : RetryPolicy.exponential({ ...base, maxAttempts: options.maxAttempts }),
+    retry,
+    maxAttempts: options.maxAttempts === undefined && options.retry === undefined ? undefined : retry.maxAttempts,
     timeout: options.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout),
     priority: options.priority ?? 0,
     queue: options.queue ?? "default",

@@ -9,6 +9,7 @@ export interface JobContext {
   readonly taskId: string
   /** Runs started, this one included: 1 on the first run. */
   readonly attempt: number
+  /** The task's attempt limit: a failure of the run whose `attempt` reaches it is final. */
   readonly maxAttempts: number
   /** The last checkpoint saved by an earlier run (null: none) — resume from it. */
   readonly checkpoint: unknown

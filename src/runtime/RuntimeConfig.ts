@@ -2,6 +2,8 @@
  * Settings of the job runtime, read from the environment.
  */
 import { Config, Duration } from "effect"
+import * as RetryPolicy from "../domain/RetryPolicy.ts"
+import { maxAttemptsConfig } from "../store/TaskStore.ts"
 
 /** The job runtime's settings. */
 export interface RuntimeConfig {
@@ -11,7 +13,11 @@ export interface RuntimeConfig {
   readonly queueConcurrency: ReadonlyMap<string, number>
   /** `JOB_TIMEOUT`: per-run limit of jobs that set none. */
   readonly jobTimeout: Duration.Duration
-  /** `RETRY_MAX_ATTEMPTS`: runs of jobs that set no retry policy of their own. */
+  /**
+   * `RETRY_MAX_ATTEMPTS`: runs of jobs that set no retry policy and no `maxAttempts`
+   * of their own. The task store applies it at enqueue (`Taskfiber.layer` hands it
+   * this value); the supervisor does not read it.
+   */
   readonly retryMaxAttempts: number
   /** `SHUTDOWN_GRACE`: how long running jobs may finish after SIGTERM. */
   readonly shutdownGrace: Duration.Duration
@@ -39,7 +45,7 @@ export const defaults: RuntimeConfig = {
   maxConcurrentJobs: 10,
   queueConcurrency: new Map(),
   jobTimeout: Duration.minutes(15),
-  retryMaxAttempts: 25,
+  retryMaxAttempts: RetryPolicy.defaults.maxAttempts,
   shutdownGrace: Duration.seconds(30),
   lease: Duration.seconds(30),
   reapInterval: Duration.seconds(5),
@@ -67,7 +73,7 @@ export const config: Config.Config<RuntimeConfig> = Config.all({
     Config.map(parseQueueConcurrency)
   ),
   jobTimeout: Config.Duration("JOB_TIMEOUT").pipe(Config.withDefault(defaults.jobTimeout)),
-  retryMaxAttempts: Config.Int("RETRY_MAX_ATTEMPTS").pipe(Config.withDefault(defaults.retryMaxAttempts)),
+  retryMaxAttempts: maxAttemptsConfig,
   shutdownGrace: Config.Duration("SHUTDOWN_GRACE").pipe(Config.withDefault(defaults.shutdownGrace)),
   lease: Config.Duration("LEASE_DURATION").pipe(Config.withDefault(defaults.lease)),
   reapInterval: Config.Duration("REAP_INTERVAL").pipe(Config.withDefault(defaults.reapInterval)),

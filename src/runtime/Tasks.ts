@@ -8,38 +8,37 @@
  */
 import { Effect, Schema } from "effect"
 import { PayloadInvalid, QueueNotAllowed, UnknownTaskType } from "../domain/Errors.ts"
-import { TaskStore, type EnqueueResult, type TaskSpec } from "../store/TaskStore.ts"
+import type { EnqueueRequest } from "../domain/Task.ts"
+import { TaskStore, type EnqueueResult } from "../store/TaskStore.ts"
 import type { Job } from "./Job.ts"
 import type { JobRegistry } from "./JobRegistry.ts"
 
-/** Per-task options of an enqueue. */
-export interface EnqueueOptions {
-  readonly id?: string
-  readonly queue?: string
-  readonly priority?: number
-  readonly delayMs?: number
-  readonly runAt?: Date
-  /** Idempotency key: a second enqueue with it finds the first task. */
-  readonly dedupeKey?: string
-  readonly maxAttempts?: number
-  readonly traceparent?: string
-  /** Overrides the job's `removeOnComplete`. */
-  readonly removeOnComplete?: boolean
-}
+/**
+ * The options of a typed enqueue: the {@link EnqueueRequest} less what the job
+ * supplies (`type`, and `payload` from the job's schema). What they leave out comes
+ * from the job — its `queue`, `priority`, attempt limit and `removeOnComplete` —
+ * and what the job leaves out from the request's defaults, the attempt limit from
+ * the store's (`RETRY_MAX_ATTEMPTS`).
+ */
+export type EnqueueOptions = Omit<EnqueueRequest.Encoded, "type" | "payload">
 
-const spec = (job: Job<string, any>, payload: unknown, queue: string, o: EnqueueOptions): TaskSpec => ({
-  type: job.name,
-  queue,
-  payload,
-  priority: o.priority ?? job.priority,
-  maxAttempts: o.maxAttempts ?? job.retry.maxAttempts,
-  ...(o.id === undefined ? {} : { id: o.id }),
-  ...(o.delayMs === undefined ? {} : { delayMs: o.delayMs }),
-  ...(o.runAt === undefined ? {} : { runAt: o.runAt }),
-  ...(o.dedupeKey === undefined ? {} : { dedupeKey: o.dedupeKey }),
-  ...(o.traceparent === undefined ? {} : { traceparent: o.traceparent }),
-  ...((o.removeOnComplete ?? job.removeOnComplete) ? { removeOnComplete: true } : {})
-})
+const request = (job: Job<string, any>, payload: unknown, queue: string, o: EnqueueOptions): EnqueueRequest.Encoded => {
+  // Absent: the store applies its own (RETRY_MAX_ATTEMPTS).
+  const maxAttempts = o.maxAttempts ?? job.maxAttempts
+  return {
+    type: job.name,
+    queue,
+    payload,
+    priority: o.priority ?? job.priority,
+    ...(maxAttempts === undefined ? {} : { maxAttempts }),
+    ...(o.id === undefined ? {} : { id: o.id }),
+    ...(o.delayMs === undefined ? {} : { delayMs: o.delayMs }),
+    ...(o.runAt === undefined ? {} : { runAt: o.runAt }),
+    ...(o.dedupeKey === undefined ? {} : { dedupeKey: o.dedupeKey }),
+    ...(o.traceparent === undefined ? {} : { traceparent: o.traceparent }),
+    ...((o.removeOnComplete ?? job.removeOnComplete) ? { removeOnComplete: true } : {})
+  }
+}
 
 /** The queue of the task: the job's, or one of its other queues. */
 const queueOf = (job: Job<string, any>, o: EnqueueOptions) =>
@@ -59,7 +58,7 @@ export const enqueue = <P>(job: Job<string, P>, payload: P, options: EnqueueOpti
     const queue = yield* queueOf(job, options)
     const encoded = yield* encodePayload(job, payload, false)
     const store = yield* TaskStore
-    return yield* store.enqueue(spec(job, encoded, queue, options))
+    return yield* store.enqueue(request(job, encoded, queue, options))
   }).pipe(Effect.withSpan("Tasks.enqueue", { attributes: { "taskfiber.type": job.name } }))
 
 /** Enqueues by job name with an untrusted payload (decoded by the job's schema). */
@@ -75,5 +74,5 @@ export const enqueueByName = (
     const queue = yield* queueOf(job, options)
     const encoded = yield* encodePayload(job, payload, true)
     const store = yield* TaskStore
-    return (yield* store.enqueue(spec(job, encoded, queue, options))) as EnqueueResult
+    return (yield* store.enqueue(request(job, encoded, queue, options))) as EnqueueResult
   }).pipe(Effect.withSpan("Tasks.enqueueByName", { attributes: { "taskfiber.type": type } }))

@@ -66,13 +66,18 @@ export interface ClientOptions {
   readonly warmUp?: "eager" | "when-idle"
 }
 
+/** The pool's sizes from `options`, defaults applied (see {@link ClientOptions}). */
+export const poolSizes = (options: Pick<ClientOptions, "poolMax" | "poolMin">): { readonly poolMax: number; readonly poolMin: number } => {
+  const poolMax = options.poolMax ?? 10
+  return { poolMax, poolMin: Math.min(poolMax, options.poolMin === undefined || options.poolMin < 0 ? 4 : options.poolMin) }
+}
+
 /** A migrated client for a server at `url`, its kept connections warmed (or to be, see `warmUp`). */
 export const layerUrl = (
   url: Redacted.Redacted<string>,
   options: ClientOptions = {}
 ): Layer.Layer<PgClient.PgClient | SqlClient | IdleWork, Migrations.MigrationFailed | SqlError> => {
-  const poolMax = options.poolMax ?? 10
-  const poolMin = Math.min(poolMax, options.poolMin === undefined || options.poolMin < 0 ? 4 : options.poolMin)
+  const { poolMax, poolMin } = poolSizes(options)
   const warm = Warmup.warmConnections(poolMin)
   return Layer.effect(
     IdleWork,

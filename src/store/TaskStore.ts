@@ -17,19 +17,21 @@
  * `Transaction.transaction(...)` (or `sql.withTransaction`) it uses that
  * transaction's connection, so e.g. an enqueue exists iff the caller commits.
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Config, Context, Effect, Layer, Option, Schema } from "effect"
 import type { UnstorableValue } from "../domain/Errors.ts"
+import * as RetryPolicy from "../domain/RetryPolicy.ts"
 import * as StoredJson from "../domain/StoredJson.ts"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { DatabaseError } from "./DatabaseError.ts"
 import { mapSqlError } from "./DatabaseError.ts"
 import { defaultAgeing, type Ageing } from "../domain/Priority.ts"
+import type { EnqueueRequest } from "../domain/Task.ts"
 import type { TaskStatus } from "../domain/TaskStatus.ts"
 import { type Claim, type ClaimedRow, type ClaimedTask, type StoredError, type Task, type TaskEvent, type TaskEventRow, type TaskRow, toClaimedTask, toTask, toTaskEvent } from "./TaskRow.ts"
 import { newTaskId } from "./TaskId.ts"
-import { encodeRows, InvalidTaskSpec, type SpecRow, type TaskSpec, validateSpec } from "./TaskSpec.ts"
+import { encodeRows, InvalidEnqueueRequest, toRows } from "./EnqueueRequest.ts"
 
-export { InvalidTaskSpec, type TaskSpec } from "./TaskSpec.ts"
+export { InvalidEnqueueRequest } from "./EnqueueRequest.ts"
 export type { Claim } from "./TaskRow.ts"
 
 /** A value to store as jsonb: encoded already (`StoredJson.encode`), or encoded by the call. */
@@ -42,7 +44,7 @@ export interface Completion extends Claim {
   readonly remove?: boolean
 }
 
-/** The outcome of enqueueing one spec. */
+/** The outcome of one enqueue request. */
 export interface EnqueueResult {
   readonly id: string
   /** false: a task with this id or dedupe key already existed; nothing was written. */
@@ -117,9 +119,11 @@ export interface QueueStats {
 /** The store of tasks (see module doc). */
 export class TaskStore extends Context.Service<TaskStore, {
   /** Enqueue one task, idempotent on `id` and on `dedupeKey`. */
-  readonly enqueue: (spec: TaskSpec) => Effect.Effect<EnqueueResult, InvalidTaskSpec | DatabaseError>
+  readonly enqueue: (request: EnqueueRequest.Encoded) => Effect.Effect<EnqueueResult, InvalidEnqueueRequest | DatabaseError>
   /** Enqueue many in one statement; results in input order. */
-  readonly enqueueMany: (specs: ReadonlyArray<TaskSpec>) => Effect.Effect<ReadonlyArray<EnqueueResult>, InvalidTaskSpec | DatabaseError>
+  readonly enqueueMany: (
+    requests: ReadonlyArray<EnqueueRequest.Encoded>
+  ) => Effect.Effect<ReadonlyArray<EnqueueResult>, InvalidEnqueueRequest | DatabaseError>
   readonly get: (id: string) => Effect.Effect<Option.Option<TaskWithEvents>, DatabaseError>
   /** A page of tasks in id order (the primary key), filtered; see {@link TaskPage}. */
   readonly list: (options?: ListOptions) => Effect.Effect<TaskPage, DatabaseError>
@@ -205,8 +209,25 @@ const decodeCursor = (cursor: string): string | undefined => {
   }
 }
 
-const make = Effect.gen(function*() {
+/**
+ * `RETRY_MAX_ATTEMPTS`: the attempt limit of a task whose request names none — a
+ * job with no retry policy and no `maxAttempts` of its own, or a producer calling
+ * `enqueue` without one. Default 25 (`RetryPolicy.defaults`); at least 1.
+ */
+export const maxAttemptsConfig: Config.Config<number> = Config.schema(
+  Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)),
+  "RETRY_MAX_ATTEMPTS"
+).pipe(Config.withDefault(RetryPolicy.defaults.maxAttempts))
+
+/** The store's settings. */
+export interface StoreOptions {
+  /** The attempt limit of a request that names none (see {@link maxAttemptsConfig}). */
+  readonly maxAttempts: number
+}
+
+const make = (options: StoreOptions) => Effect.gen(function*() {
   const sql = yield* SqlClient
+  const defaults = { newId: newTaskId, maxAttempts: options.maxAttempts }
   const json = (value: unknown) => JSON.stringify(value === undefined ? null : value)
   /** The jsonb text of a value a run stores, or why it cannot be stored; never throws. */
   const textOf = (value: JsonValue, what: UnstorableValue["what"]): string | UnstorableValue => {
@@ -221,31 +242,27 @@ const make = Effect.gen(function*() {
   const tasks = (rows: ReadonlyArray<TaskRow>) => rows.map(toTask)
   const first = (rows: ReadonlyArray<TaskRow>) => Option.map(Option.fromNullishOr(rows[0]), toTask)
 
-  const enqueueMany = (specs: ReadonlyArray<TaskSpec>) =>
+  const enqueueMany = (requests: ReadonlyArray<EnqueueRequest.Encoded>) =>
     Effect.gen(function*() {
-      if (specs.length === 0) return []
-      const rows: Array<SpecRow> = []
-      for (let index = 0; index < specs.length; index++) {
-        const row = validateSpec(specs[index], index, newTaskId)
-        if (row instanceof InvalidTaskSpec) return yield* row
-        rows.push(row)
-      }
+      if (requests.length === 0) return []
+      const rows = toRows(requests, defaults)
+      if (rows instanceof InvalidEnqueueRequest) return yield* rows
       const text = encodeRows(rows)
-      if (text instanceof InvalidTaskSpec) return yield* text
-      // No rows: every spec created the task it names (see schema/009), the common
-      // case, answered without a row per task to send and decode.
+      if (text instanceof InvalidEnqueueRequest) return yield* text
+      // No rows: every request created the task it names (see schema/009), the
+      // common case, answered without a row per task to send and decode.
       const result = yield* sql<{ ord: number; id: string | null; created: boolean }>`
         select ord, id, created from taskfiber.enqueue_quiet(${text}::jsonb)`
       if (result.length === 0) return rows.map((r) => ({ id: r.id, created: true }))
       const missing = result.find((r) => r.id === null)
-      if (missing) return yield* Effect.die(new Error(`taskfiber.enqueue_quiet found no task for spec #${missing.ord - 1}`))
+      if (missing) return yield* Effect.die(new Error(`taskfiber.enqueue_quiet found no task for request #${missing.ord - 1}`))
       return result.map((r) => ({ id: r.id as string, created: r.created === true }))
-    }).pipe(mapSqlError, Effect.withSpan("TaskStore.enqueueMany", { attributes: { count: specs.length } }))
+    }).pipe(mapSqlError, Effect.withSpan("TaskStore.enqueueMany", { attributes: { count: requests.length } }))
 
   return TaskStore.of({
     enqueueMany,
-    enqueue: (spec) =>
-      Effect.map(enqueueMany([spec]), (results) => results[0] as EnqueueResult).pipe(Effect.withSpan("TaskStore.enqueue")),
+    enqueue: (request) =>
+      Effect.map(enqueueMany([request]), (results) => results[0] as EnqueueResult).pipe(Effect.withSpan("TaskStore.enqueue")),
 
     // One statement, so one snapshot: the task and its history always agree (two
     // reads could see a status change between them).
@@ -445,5 +462,19 @@ const make = Effect.gen(function*() {
   })
 })
 
-/** The PostgreSQL task store. */
-export const layer: Layer.Layer<TaskStore, never, SqlClient> = Layer.effect(TaskStore, make)
+/** The PostgreSQL task store with these settings. */
+export const layerWith = (options: StoreOptions): Layer.Layer<TaskStore, never, SqlClient> => Layer.effect(TaskStore, make(options))
+
+/**
+ * The PostgreSQL task store, its attempt limit read from `RETRY_MAX_ATTEMPTS` once,
+ * when the layer is built.
+ *
+ * The store applies the default, not the job registry nor the supervisor: every
+ * enqueue — typed (`Tasks.enqueue`), by job name (`Tasks.enqueueByName`, the CLI),
+ * or a producer calling `enqueue` with no registry at all — passes through here,
+ * and the runner obeys only the task's `max_attempts`. A job's own limit travels in
+ * its requests; one that sets none leaves it to this.
+ */
+export const layer: Layer.Layer<TaskStore, Config.ConfigError, SqlClient> = Layer.unwrap(
+  Effect.map(maxAttemptsConfig, (maxAttempts) => layerWith({ maxAttempts }))
+)

@@ -35,8 +35,8 @@ export const warmConnections = (connections: number): Effect.Effect<void, never,
     const sql = yield* SqlClient
     const once = sql.withTransaction(Effect.gen(function*() {
       const worker = `warm-up-${crypto.randomUUID()}`
-      const spec = JSON.stringify([{ id: crypto.randomUUID(), queue: warmupQueue, type: warmupQueue }])
-      yield* sql`select count(*) from taskfiber.enqueue_quiet(${spec}::jsonb)`
+      const requests = JSON.stringify([{ id: crypto.randomUUID(), queue: warmupQueue, type: warmupQueue }])
+      yield* sql`select count(*) from taskfiber.enqueue_quiet(${requests}::jsonb)`
       const claimed = yield* sql<{ id: string; revision: number }>`
         select id, revision from taskfiber.claim(${worker}, array[${warmupQueue}]::text[], 1, 60000, 60, 0, true)`
       const items = JSON.stringify(claimed.map((t) => ({ id: t.id, revision: t.revision, result: null })))

@@ -1,19 +1,19 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Result, Schema } from "effect"
-import { EnqueueSpec, Task, TaskEvent } from "../../src/domain/Task.ts"
+import { EnqueueRequest, Task, TaskEvent } from "../../src/domain/Task.ts"
 
-const decodeSpec = Schema.decodeUnknownResult(EnqueueSpec)
+const decodeRequest = Schema.decodeUnknownResult(EnqueueRequest)
 const id = "0b9a5f0e-3c1d-4f6b-9a7e-2d4c8e1f5a3b"
 
 const failureMessage = (input: unknown): string => {
-  const result = decodeSpec(input)
+  const result = decodeRequest(input)
   if (Result.isSuccess(result)) throw new Error(`expected ${JSON.stringify(input)} to be rejected`)
   return result.failure.message
 }
 
-describe("EnqueueSpec", () => {
+describe("EnqueueRequest", () => {
   it("decodes a minimal input with the defaults", () => {
-    expect(decodeSpec({ type: "email.send" })).toEqual(Result.succeed({
+    expect(decodeRequest({ type: "email.send" })).toEqual(Result.succeed({
       type: "email.send",
       queue: "default",
       payload: {},
@@ -33,12 +33,12 @@ describe("EnqueueSpec", () => {
       runAt: "2030-01-02T03:04:05.000Z",
       traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     }
-    const fromString = Schema.decodeUnknownSync(EnqueueSpec)(input)
+    const fromString = Schema.decodeUnknownSync(EnqueueRequest)(input)
     expect(fromString.runAt).toEqual(new Date("2030-01-02T03:04:05.000Z"))
     expect(fromString.maxAttempts).toBe(3)
-    const fromDate = Schema.decodeUnknownSync(EnqueueSpec)({ ...input, runAt: new Date(0) })
+    const fromDate = Schema.decodeUnknownSync(EnqueueRequest)({ ...input, runAt: new Date(0) })
     expect(fromDate.runAt?.getTime()).toBe(0)
-    expect(Schema.decodeUnknownSync(EnqueueSpec)({ type: "t", delayMs: 500 }).delayMs).toBe(500)
+    expect(Schema.decodeUnknownSync(EnqueueRequest)({ type: "t", delayMs: 500 }).delayMs).toBe(500)
   })
 
   it("names the bad field in the error message", () => {

@@ -39,7 +39,7 @@ const freshDatabase = Effect.gen(function*() {
   const name = yield* TestDatabase.scopedDatabase
   const url = TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name)
   const env = yield* Layer.build(
-    Taskfiber.runtimeServices.pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url))))
+    Taskfiber.runtimeServices().pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url))))
   )
   return { env, url }
 })

@@ -2,6 +2,7 @@ import { expect, it } from "@effect/vitest"
 import { Deferred, Effect, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { effectivePriority } from "../../src/domain/Priority.ts"
+import type { EnqueueRequest } from "../../src/domain/Task.ts"
 import { transaction } from "../../src/store/Transaction.ts"
 import * as TaskStore from "../../src/store/TaskStore.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
@@ -37,7 +38,7 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
       expect(Option.isNone(yield* s.get("not-a-uuid"))).toBe(true)
     }))
 
-  it.effect("enqueueMany answers each spec in order: a batch of new tasks, and one mixing duplicates", () =>
+  it.effect("enqueueMany answers each request in order: a batch of new tasks, and one mixing duplicates", () =>
     Effect.gen(function*() {
       const s = yield* store
       const sql = yield* SqlClient
@@ -55,16 +56,16 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
       expect(mixed.map((r) => r.created)).toEqual([false, true, true, false])
       expect(mixed[0]!.id).toBe(fresh[0]!.id)
       expect(mixed[3]!.id).toBe(mixed[2]!.id)
-      // The SQL functions: enqueue_quiet says nothing when every spec created its
-      // own task; enqueue answers one row per spec either way.
-      const spec = (id: string) => JSON.stringify([{ id, type: "echo", queue: "batch" }])
+      // The SQL functions: enqueue_quiet says nothing when every request created its
+      // own task; enqueue answers one row per request either way.
+      const rows = (id: string) => JSON.stringify([{ id, type: "echo", queue: "batch" }])
       const newId = crypto.randomUUID()
-      expect(yield* sql`select * from taskfiber.enqueue_quiet(${spec(crypto.randomUUID())}::jsonb)`).toEqual([])
-      expect(yield* sql`select * from taskfiber.enqueue_quiet(${spec(newId)}::jsonb)`).toEqual([])
-      expect(yield* sql`select * from taskfiber.enqueue_quiet(${spec(newId)}::jsonb)`).toEqual([{ ord: 1, id: newId, created: false }])
+      expect(yield* sql`select * from taskfiber.enqueue_quiet(${rows(crypto.randomUUID())}::jsonb)`).toEqual([])
+      expect(yield* sql`select * from taskfiber.enqueue_quiet(${rows(newId)}::jsonb)`).toEqual([])
+      expect(yield* sql`select * from taskfiber.enqueue_quiet(${rows(newId)}::jsonb)`).toEqual([{ ord: 1, id: newId, created: false }])
       const another = crypto.randomUUID()
-      expect(yield* sql`select * from taskfiber.enqueue(${spec(another)}::jsonb)`).toEqual([{ ord: 1, id: another, created: true }])
-      expect(yield* sql`select * from taskfiber.enqueue(${spec(another)}::jsonb)`).toEqual([{ ord: 1, id: another, created: false }])
+      expect(yield* sql`select * from taskfiber.enqueue(${rows(another)}::jsonb)`).toEqual([{ ord: 1, id: another, created: true }])
+      expect(yield* sql`select * from taskfiber.enqueue(${rows(another)}::jsonb)`).toEqual([{ ord: 1, id: another, created: false }])
     }))
 
   it.effect("msUntilNextDue: the next future run_at; with dueWithinMs, tasks that came due that recently too", () =>
@@ -86,27 +87,27 @@ it.layer(Env, { timeout: 60_000 })("TaskStore", (it) => {
     }))
 
   // A payload jsonb cannot store fails the call before anything is sent, naming the
-  // spec: it used to throw inside the statement's template (BigInt, cycle) or fail
-  // the whole statement with a database error (U+0000).
-  it.effect("a payload jsonb cannot store is an InvalidTaskSpec naming the spec; nothing is written", () =>
+  // request: nothing throws inside the statement's template (BigInt, cycle), and no
+  // database error fails the whole statement (U+0000).
+  it.effect("a payload jsonb cannot store is an InvalidEnqueueRequest naming the request; nothing is written", () =>
     Effect.gen(function*() {
       const s = yield* store
       for (const payload of [{ n: 1n }, { s: "a\u0000b" }, { s: "\uD800" }]) {
         const bad = yield* Effect.flip(s.enqueueMany([{ type: "ok", queue: "unstorable" }, { type: "x", queue: "unstorable", payload }]))
-        expect(bad).toMatchObject({ _tag: "InvalidTaskSpec", index: 1, field: "payload" })
+        expect(bad).toMatchObject({ _tag: "InvalidEnqueueRequest", index: 1, field: "payload" })
       }
       expect((yield* s.list({ queue: "unstorable" })).tasks).toEqual([])
     }))
 
-  it.effect("a bad spec fails with InvalidTaskSpec naming the field and writes nothing", () =>
+  it.effect("a bad request fails with InvalidEnqueueRequest naming the field and writes nothing", () =>
     Effect.gen(function*() {
       const s = yield* store
       const bad = yield* Effect.flip(s.enqueueMany([{ type: "ok", queue: "bad" }, { type: "x", queue: "bad", priority: 5000 }]))
-      expect(bad._tag).toBe("InvalidTaskSpec")
-      expect(bad._tag === "InvalidTaskSpec" && bad.field).toBe("priority")
-      expect(bad._tag === "InvalidTaskSpec" && bad.index).toBe(1)
-      const noType = yield* Effect.flip(s.enqueue({ queue: "bad" } as unknown as TaskStore.TaskSpec))
-      expect(noType._tag === "InvalidTaskSpec" && noType.field).toBe("type")
+      expect(bad._tag).toBe("InvalidEnqueueRequest")
+      expect(bad._tag === "InvalidEnqueueRequest" && bad.field).toBe("priority")
+      expect(bad._tag === "InvalidEnqueueRequest" && bad.index).toBe(1)
+      const noType = yield* Effect.flip(s.enqueue({ queue: "bad" } as unknown as EnqueueRequest.Encoded))
+      expect(noType._tag === "InvalidEnqueueRequest" && noType.field).toBe("type")
       const page = yield* s.list({ queue: "bad" })
       expect(page.tasks).toHaveLength(0)
     }))

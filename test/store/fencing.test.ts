@@ -57,8 +57,8 @@ it.layer(Env, { timeout: 60_000 })("fencing", (it) => {
   it.effect("a claim names the tasks that start at once; the reaper hands back the others with their attempt, at their place", () =>
     Effect.gen(function*() {
       const s = yield* TaskStore.TaskStore
-      const specs = Array.from({ length: 6 }, (_, n) => ({ type: "t", queue: "give-back", maxAttempts: 1, payload: { n } }))
-      const ids = (yield* s.enqueueMany(specs)).map((r) => r.id)
+      const requests = Array.from({ length: 6 }, (_, n) => ({ type: "t", queue: "give-back", maxAttempts: 1, payload: { n } }))
+      const ids = (yield* s.enqueueMany(requests)).map((r) => r.id)
       const claimed = yield* s.claimToRun({ workerId: "dead", queues: ["give-back"], limit: 6, leaseMs: lease, runNow: 2 })
       expect(claimed.map((t) => t.startRecorded)).toEqual([true, true, false, false, false, false])
       // The heartbeat records that one prefetched task has started since.

@@ -42,7 +42,7 @@ export const awaitOutcomes = (n: number) =>
   })
 
 /** The runtime's services on a test database: supervisors are started by the tests. */
-export const storeOnly = Taskfiber.runtimeServices.pipe(Layer.provideMerge(TestDatabase.layer()))
+export const storeOnly = Taskfiber.runtimeServices().pipe(Layer.provideMerge(TestDatabase.layer()))
 
 /**
  * Starts a supervisor with `jobs` for as long as the current scope is open and
