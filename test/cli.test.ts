@@ -251,6 +251,20 @@ describe("taskfiber binary on DATABASE_URL", () => {
     expect(unknownId.stderr).toMatch(/no task with id/)
   }, 60_000)
 
+  it("a setting out of range stops every command before it starts: one line naming the variable, exit 1", async () => {
+    const [jobs, level, queues] = await Promise.all([
+      run(["start"], { ...env, MAX_CONCURRENT_JOBS: "0" }),
+      run(["status", "00000000-0000-4000-8000-000000000000"], { ...env, LOG_LEVEL: "verbose" }),
+      run(["enqueue", "echo", "{}"], { ...env, QUEUE_CONCURRENCY: "emails" })
+    ])
+    expect(jobs).toMatchObject({ code: 1, stdout: [] })
+    expect(jobs.stderr).toBe("taskfiber: invalid setting MAX_CONCURRENT_JOBS: expected a value greater than or equal to 1")
+    expect(level).toMatchObject({ code: 1, stdout: [] })
+    expect(level.stderr).toMatch(/^taskfiber: invalid setting LOG_LEVEL: expected one of all, trace, debug, info, warn/)
+    expect(queues).toMatchObject({ code: 1, stdout: [] })
+    expect(queues.stderr).toMatch(/^taskfiber: invalid setting QUEUE_CONCURRENCY: expected queue=limit/)
+  }, 60_000)
+
   it("enqueue options: priority, delay, queue and dedupe key reach the task", async () => {
     const email = JSON.stringify({ to: "ada@example.com", subject: "Hi", body: "Hello" })
     const flags = ["--priority", "7", "--delay", "1 hour", "--queue", "emails-bulk", "--dedupe-key", "cli-test-1"]

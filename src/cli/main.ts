@@ -15,13 +15,14 @@
  * `SHUTDOWN_GRACE`, releases the rest to the queue and exits 0; a second signal
  * exits at once (130).
  */
-import { Cause, Console, Data, Duration, Effect, Exit, Layer, Logger, Option, Redacted, References, Runtime } from "effect"
+import { Cause, Config, ConfigProvider, Console, Data, Duration, Effect, Exit, Layer, Logger, Option, Redacted, References, Runtime, Schema } from "effect"
 import type { LogLevel } from "effect"
 import { Argument, Command, Flag, GlobalFlag } from "effect/cli"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { redactSecrets } from "../domain/Redact.ts"
 import * as JobRegistry from "../runtime/JobRegistry.ts"
+import * as RuntimeConfig from "../runtime/RuntimeConfig.ts"
 import * as Tasks from "../runtime/Tasks.ts"
 import * as Database from "../store/Database.ts"
 import * as TaskStore from "../store/TaskStore.ts"
@@ -57,11 +58,43 @@ const levels: Record<string, LogLevel.LogLevel> = {
   error: "Error", fatal: "Fatal", none: "None"
 }
 
-/** `LOG_LEVEL` from the environment, if set and valid. */
-const envLogLevel = (): LogLevel.LogLevel | undefined => {
-  const raw = process.env.LOG_LEVEL?.trim().toLowerCase()
-  return raw === undefined || raw === "" ? undefined : levels[raw]
-}
+/** A setting spelled one of `words` (any case); empty counts as unset. */
+const oneOf = (name: string, words: ReadonlyArray<string>) =>
+  Config.schema(
+    Schema.String.check(Schema.makeFilter((s: string) =>
+      s.trim() === "" || words.includes(s.trim().toLowerCase()) || `expected one of ${words.join(", ")}`
+    )),
+    name
+  ).pipe(
+    Config.map((s) => s.trim().toLowerCase()),
+    Config.option,
+    Config.map(Option.filter((s) => s !== ""))
+  )
+
+/**
+ * Every setting the binary reads, checked before anything starts (`--help`
+ * included): a wrong value is one line on stderr naming the variable, and exit 1,
+ * never a setting silently ignored.
+ */
+const settings = (() => {
+  const exit = Effect.runSyncExit(Config.all({
+    logLevel: oneOf("LOG_LEVEL", Object.keys(levels)),
+    logFormat: oneOf("LOG_FORMAT", ["text", "json"]),
+    runtime: RuntimeConfig.config,
+    database: Database.config
+  }).parse(ConfigProvider.fromEnv()))
+  if (Exit.isSuccess(exit)) return exit.value
+  const error = Cause.squash(exit.cause)
+  const text = error instanceof Config.ConfigError && error.cause instanceof Error ? error.cause.message : String(error)
+  // "Expected …\n  at ["NAME"]" → "NAME: expected …"
+  const at = /\n\s*at \["([^"]+)"\]/.exec(text)
+  const what = text.replace(/\n\s*at \[.*$/s, "")
+  process.stderr.write(`taskfiber: invalid setting ${at ? `${at[1]}: ${what.charAt(0).toLowerCase()}${what.slice(1)}` : what}\n`)
+  process.exit(1)
+})()
+
+/** `LOG_LEVEL`, if set. */
+const envLogLevel = (): LogLevel.LogLevel | undefined => Option.getOrUndefined(Option.map(settings.logLevel, (l) => levels[l]!))
 
 /**
  * `enqueue` and `status` are quiet (warnings and errors only) unless `LOG_LEVEL`
@@ -75,7 +108,7 @@ const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   })
 
 const LoggingLive = Layer.mergeAll(
-  process.env.LOG_FORMAT?.toLowerCase() === "json"
+  Option.contains(settings.logFormat, "json")
     ? Logger.layer([Logger.withConsoleError(Logger.formatJson)])
     : Logger.layer([Logger.defaultLogger]),
   Layer.succeed(Logger.LogToStderr, true),

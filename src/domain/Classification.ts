@@ -46,7 +46,7 @@ const byTag: ReadonlyMap<string, Classification> = new Map(Object.entries(
   {
     TaskTimeout: "timeout",
     TaskCancelled: "cancelled",
-    LeaseLost: "transient",
+    LeaseExpired: "transient",
     PayloadInvalid: "permanent",
     PermanentError: "permanent",
     TransientError: "transient",

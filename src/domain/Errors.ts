@@ -35,17 +35,18 @@ export class TaskCancelled extends Data.TaggedError("TaskCancelled")<{
 }
 
 /**
- * The worker no longer holds the task's lease, so its result cannot be
- * recorded. Classified `transient`: another worker may run the task again.
+ * A run's lease expired before it settled: the reaper took the task back (the
+ * `last_error` it records has this tag). Classified `transient`: the task runs
+ * again, on any worker.
  *
  * @since 0.1.0
  */
-export class LeaseLost extends Data.TaggedError("LeaseLost")<{
+export class LeaseExpired extends Data.TaggedError("LeaseExpired")<{
   readonly taskId: string
   readonly workerId: string
 }> {
   override get message(): string {
-    return `worker ${this.workerId} lost the lease on task ${this.taskId}`
+    return `the lease of worker ${this.workerId} on task ${this.taskId} expired`
   }
 }
 
@@ -167,7 +168,7 @@ export class QueueNotAllowed extends Data.TaggedError("QueueNotAllowed")<{
 export type TaskError =
   | TaskTimeout
   | TaskCancelled
-  | LeaseLost
+  | LeaseExpired
   | PayloadInvalid
   | PermanentError
   | TransientError

@@ -1,7 +1,7 @@
 /**
  * Settings of the job runtime, read from the environment.
  */
-import { Config, Duration } from "effect"
+import { Config, Duration, Schema } from "effect"
 import * as RetryPolicy from "../domain/RetryPolicy.ts"
 import { maxAttemptsConfig } from "../store/TaskStore.ts"
 
@@ -54,30 +54,55 @@ export const defaults: RuntimeConfig = {
   prefetch: 0
 }
 
-/** Parses `QUEUE_CONCURRENCY` (`a=1,b=2`); throws on a malformed entry. */
+/** One `queue=limit` entry of `QUEUE_CONCURRENCY` (limit >= 1). */
+const queueLimitEntry = /^\s*([^=\s,]+)\s*=\s*([1-9]\d*)\s*$/
+
+/**
+ * `QUEUE_CONCURRENCY`'s text: entries `queue=limit` separated by commas. Checked
+ * by the schema, so a malformed value is a ConfigError that names the variable.
+ */
+const QueueConcurrencyText = Schema.String.check(
+  Schema.makeFilter((text) =>
+    text.split(",").every((e) => e.trim() === "" || queueLimitEntry.test(e)) ||
+    "expected queue=limit entries separated by commas, each limit an integer >= 1"
+  )
+)
+
+/** Parses checked `QUEUE_CONCURRENCY` text (`a=1,b=2`); later entries of a queue win. */
 export const parseQueueConcurrency = (text: string): ReadonlyMap<string, number> => {
   const limits = new Map<string, number>()
-  for (const entry of text.split(",").map((e) => e.trim()).filter((e) => e !== "")) {
-    const match = /^([^=\s]+)\s*=\s*(\d+)$/.exec(entry)
-    if (!match || Number(match[2]) < 1) throw new Error(`QUEUE_CONCURRENCY: "${entry}" is not queue=limit (limit >= 1)`)
-    limits.set(match[1]!, Number(match[2]))
+  for (const entry of text.split(",")) {
+    const match = queueLimitEntry.exec(entry)
+    if (match) limits.set(match[1]!, Number(match[2]))
   }
   return limits
 }
 
-/** Reads {@link RuntimeConfig} from the environment. */
+const atLeast = (minimum: number, name: string) =>
+  Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(minimum)), name)
+
+/** A duration longer than zero (a zero lease would renew it in a busy loop). */
+const positiveDuration = (name: string, fallback: Duration.Duration) =>
+  Config.schema(
+    Schema.DurationFromString.check(
+      Schema.makeFilter((d: Duration.Duration) => Duration.toMillis(d) > 0 || "expected a duration longer than 0")
+    ),
+    name
+  ).pipe(Config.withDefault(fallback))
+
+/** Reads {@link RuntimeConfig} from the environment; a value out of range is a ConfigError naming its variable. */
 export const config: Config.Config<RuntimeConfig> = Config.all({
-  maxConcurrentJobs: Config.Int("MAX_CONCURRENT_JOBS").pipe(Config.withDefault(defaults.maxConcurrentJobs)),
-  queueConcurrency: Config.String("QUEUE_CONCURRENCY").pipe(
+  maxConcurrentJobs: atLeast(1, "MAX_CONCURRENT_JOBS").pipe(Config.withDefault(defaults.maxConcurrentJobs)),
+  queueConcurrency: Config.schema(QueueConcurrencyText, "QUEUE_CONCURRENCY").pipe(
     Config.withDefault(""),
     Config.map(parseQueueConcurrency)
   ),
-  jobTimeout: Config.Duration("JOB_TIMEOUT").pipe(Config.withDefault(defaults.jobTimeout)),
+  jobTimeout: positiveDuration("JOB_TIMEOUT", defaults.jobTimeout),
   retryMaxAttempts: maxAttemptsConfig,
   shutdownGrace: Config.Duration("SHUTDOWN_GRACE").pipe(Config.withDefault(defaults.shutdownGrace)),
-  lease: Config.Duration("LEASE_DURATION").pipe(Config.withDefault(defaults.lease)),
-  reapInterval: Config.Duration("REAP_INTERVAL").pipe(Config.withDefault(defaults.reapInterval)),
+  lease: positiveDuration("LEASE_DURATION", defaults.lease),
+  reapInterval: positiveDuration("REAP_INTERVAL", defaults.reapInterval),
   progressInterval: Config.Duration("PROGRESS_INTERVAL").pipe(Config.withDefault(defaults.progressInterval)),
-  claimBatch: Config.Int("CLAIM_BATCH").pipe(Config.withDefault(defaults.claimBatch)),
-  prefetch: Config.Int("PREFETCH").pipe(Config.withDefault(defaults.prefetch))
+  claimBatch: atLeast(1, "CLAIM_BATCH").pipe(Config.withDefault(defaults.claimBatch)),
+  prefetch: atLeast(0, "PREFETCH").pipe(Config.withDefault(defaults.prefetch))
 })

@@ -3,7 +3,7 @@
  * `DATABASE_URL`, or, when it is absent, from an embedded PostgreSQL started for
  * the layer's lifetime. Migrations run before the layer is handed out.
  */
-import { Config, Effect, Layer, Option, Redacted } from "effect"
+import { Config, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { PgClient } from "@effect/sql-pg"
 import type { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
@@ -33,10 +33,10 @@ export const config: Config.Config<DatabaseConfig> = Config.all({
   url: Config.option(Config.Redacted("DATABASE_URL")).pipe(
     Config.map(Option.filter((url) => Redacted.value(url).trim() !== ""))
   ),
-  poolMax: Config.Int("DB_POOL_MAX").pipe(Config.withDefault(10)),
+  poolMax: Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)), "DB_POOL_MAX").pipe(Config.withDefault(10)),
   poolMin: Config.Int("DB_POOL_MIN").pipe(Config.withDefault(-1)),
   embeddedDir: Config.String("EMBEDDED_PG_DIR").pipe(Config.withDefault(".data/postgres")),
-  embeddedPort: Config.Int("EMBEDDED_PG_PORT").pipe(Config.withDefault(54329))
+  embeddedPort: Config.Port("EMBEDDED_PG_PORT").pipe(Config.withDefault(54329))
 })
 
 /** Pool options beyond the URL. */

@@ -196,13 +196,12 @@ export class TaskStore extends Context.Service<TaskStore, {
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
-// The cursor is the last task's id: pages follow the primary key (schema/010).
-// A cursor of earlier versions ([created_at, id]) continues from its id.
+// The cursor is the last task's id: pages follow the primary key, so no index
+// beyond it serves `list`.
 const encodeCursor = (id: string): string => Buffer.from(JSON.stringify(id)).toString("base64url")
 const decodeCursor = (cursor: string): string | undefined => {
   try {
-    const v: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"))
-    const id = Array.isArray(v) && v.length === 2 ? v[1] : v
+    const id: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"))
     return typeof id === "string" && uuidPattern.test(id) ? id : undefined
   } catch {
     return undefined

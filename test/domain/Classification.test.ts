@@ -11,7 +11,7 @@ import {
   withOverrides
 } from "../../src/domain/Classification.ts"
 import {
-  LeaseLost,
+  LeaseExpired,
   PayloadInvalid,
   PermanentError,
   TaskCancelled,
@@ -88,7 +88,7 @@ describe("classify", () => {
   it("maps taskfiber's errors to their classification", () => {
     expect(classify(new TaskTimeout({ taskId: "t", timeoutMs: 5 }))).toBe("timeout")
     expect(classify(new TaskCancelled({ taskId: "t" }))).toBe("cancelled")
-    expect(classify(new LeaseLost({ taskId: "t", workerId: "w" }))).toBe("transient")
+    expect(classify(new LeaseExpired({ taskId: "t", workerId: "w" }))).toBe("transient")
     expect(classify(new PayloadInvalid({ taskType: "mail", path: "to", message: "Expected string" }))).toBe("permanent")
     expect(classify(new PermanentError({ message: "no" }))).toBe("permanent")
     expect(classify(new TransientError({ message: "again" }))).toBe("transient")

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Result, Schema } from "effect"
 import {
-  LeaseLost,
+  LeaseExpired,
   PayloadInvalid,
   PermanentError,
   TaskCancelled,
@@ -13,7 +13,7 @@ describe("Errors", () => {
   it("give messages that say what happened", () => {
     expect(new TaskTimeout({ taskId: "t1", timeoutMs: 500 }).message).toBe("task t1 exceeded its 500 ms time limit")
     expect(new TaskCancelled({ taskId: "t1" }).message).toBe("task t1 was cancelled")
-    expect(new LeaseLost({ taskId: "t1", workerId: "w1" }).message).toBe("worker w1 lost the lease on task t1")
+    expect(new LeaseExpired({ taskId: "t1", workerId: "w1" }).message).toBe("the lease of worker w1 on task t1 expired")
     expect(new UnknownTaskType({ taskType: "x.y" }).message).toBe(`no handler is registered for task type "x.y"`)
     const cause = new Error("card declined")
     const permanent = new PermanentError({ message: "payment refused", cause })

@@ -123,6 +123,19 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("jo
       expect(t.events.find((e) => e.to === "retrying")?.error).toMatchObject({ tag: "TaskTimeout", classification: "timeout" })
     }).pipe(Effect.scoped))
 
+  it.effect("a job that sets no timeout gets JOB_TIMEOUT's", () =>
+    Effect.gen(function*() {
+      const Unbounded = Job.define({
+        name: "no-own-timeout", queue: "timeouts-default", payload: Empty,
+        retry: RetryPolicy.exponential({ baseMs: 1, maxDelayMs: 1, maxAttempts: 1 }),
+        run: () => Effect.never
+      })
+      const s = yield* Runtime.startSupervisor([Unbounded], { jobTimeout: Duration.millis(100) })
+      const { id } = yield* Tasks.enqueue(Unbounded, {})
+      expect((yield* Runtime.outcomesOf(s, 1)).map((o) => o.outcome)).toEqual(["failed"])
+      expect((yield* getTask(id)).task.lastError).toMatchObject({ tag: "TaskTimeout", classification: "timeout" })
+    }).pipe(Effect.scoped))
+
   it.effect("cancelling a running task interrupts its fiber within 100 ms and its finalizers run", () =>
     Effect.gen(function*() {
       const started = yield* Deferred.make<void>()
