@@ -101,9 +101,9 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Sup
 
   // The dispatcher sleeps until the earliest run_at, then claims. Its timer can fire
   // a fraction of a millisecond before the database's clock reaches run_at; the
-  // claim then finds nothing, and the next-due query used to skip the task as no
-  // longer in the future, leaving it for the 30 s idle re-check (one retry in ten
-  // or so). Sixty retries, one at a time, each given 5 s.
+  // claim then finds nothing, and a next-due query that asked only for tasks in
+  // the future would skip the task, leaving it for the 30 s idle re-check (one
+  // retry in ten or so). Sixty retries, one at a time, each given 5 s.
   it.effect("a retry is claimed when it comes due, also when the dispatcher's timer fires early", () =>
     Effect.gen(function*() {
       const s = yield* Runtime.startSupervisor([Flaky])

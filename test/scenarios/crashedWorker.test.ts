@@ -88,12 +88,11 @@ const exited = (child: ReturnType<typeof spawn>) =>
     else child.once("exit", () => resume(Effect.void))
   })
 
-// The review's reproduction: a job with no retries, PREFETCH=100,
-// MAX_CONCURRENT_JOBS=1, the worker killed while it runs the first task. Before, the
-// next worker's reaper failed all six tasks, five of which had never started: the
-// claim had counted their attempt, and the reaper fails a task whose attempts are
-// used up. Now the claim records that only the first started, and the reaper hands
-// the other five back to the queue with their attempt.
+// A job with no retries, PREFETCH=100, MAX_CONCURRENT_JOBS=1, the worker killed
+// while it runs the first task. A claim counts the attempt of every task it takes,
+// so a reaper that judged by attempts alone would fail all six, five of which never
+// started. The claim records that only the first started, and the reaper hands the
+// other five back to the queue with their attempt.
 it.live("a killed worker's prefetched tasks that never started go back to the queue with their attempt, and run", () =>
   Effect.gen(function*() {
     const { env, url } = yield* freshDatabase

@@ -16,9 +16,9 @@ import * as Runtime from "../support/Runtime.ts"
 const getTask = (id: string) => Effect.flatMap(TaskStore, (s) => s.get(id)).pipe(Effect.map((t) => Option.getOrThrow(t).task))
 
 it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("one bad item", (it) => {
-  // The review's reproduction: 30 tasks, PREFETCH=100, one result with U+0000.
-  // Before, the completion statement of the whole batch failed, all 30 were
-  // reported abandoned, re-run, and ended failed with LeaseExpired.
+  // 30 tasks, PREFETCH=100, one result with U+0000. Unchecked, that value fails the
+  // completion statement of the whole batch: all 30 abandoned, re-run, and failed
+  // in the end with LeaseExpired.
   it.effect("a result jsonb refuses fails its own task only; the 29 batched with it succeed, each run once", () =>
     Effect.gen(function*() {
       const runs = yield* Ref.make(0)

@@ -1,11 +1,12 @@
 /**
  * A worker that stalls past its lease (an uninterruptible section, a blocked event
- * loop) while its own reaper reaps the task and its dispatcher claims it again: the
- * review saw attempt 2 run beside attempt 1, attempt 1's settling delete attempt 2's
- * entry (so its lease was no longer renewed and it was reaped while running, a third
- * run), and attempt 1's success recorded while attempt 2 held the task. With a
- * fencing token per claim, the stale run is stopped when the new claim arrives, its
- * every statement is refused, and only the current claim's outcome is recorded.
+ * loop) while its own reaper reaps the task and its dispatcher claims it again.
+ * Without fencing, attempt 2 runs beside attempt 1, attempt 1's settling deletes
+ * attempt 2's entry (so its lease is not renewed and it is reaped while running, a
+ * third run), and attempt 1's success is recorded while attempt 2 holds the task.
+ * With a fencing token per claim, the stale run is stopped when the new claim
+ * arrives, its every statement is refused, and only the current claim's outcome is
+ * recorded.
  */
 import { expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Option, Ref, Schema } from "effect"

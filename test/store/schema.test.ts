@@ -58,10 +58,9 @@ it.layer(Env, { timeout: 60_000 })("schema", (it) => {
       expect(row?.status).toBe("queued")
     }))
 
-  // The review's reproduction: a client raised taskfiber.hot_path (the setting the
-  // enqueue, claim and completion raise to skip the per-row trigger) and moved a
-  // cancelled task to running. The statement trigger now checks every row of a
-  // hot-path statement.
+  // A client raises taskfiber.hot_path (the setting the enqueue, claim and
+  // completion raise to skip the per-row trigger) and moves a cancelled task to
+  // running. The statement trigger checks every row of a hot-path statement.
   it.effect("taskfiber.hot_path cannot be forged: a raw write under it is refused unless it is a hot move done right", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
