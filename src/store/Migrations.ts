@@ -72,7 +72,7 @@ interface Recorded {
   readonly repeatable: ReadonlyMap<string, { readonly checksum: string; readonly objects: ReadonlyArray<string> }>
 }
 
-const oldLayout = new MigrationFailed({
+const oldLayout = () => new MigrationFailed({
   message: `this database was migrated by a pre-release schema layout (${migrationsTable} without ${repeatableTable}), ` +
     `which has no upgrade path: reset it with \`drop schema taskfiber cascade; drop table ${migrationsTable};\` ` +
     `(this deletes every task) and start again`
@@ -89,7 +89,7 @@ const readRecorded: Effect.Effect<Recorded | null, SqlError | MigrationFailed, S
      where c.relname in (${migrationsTable}, ${repeatableTable}) and c.relkind = 'r'
        and pg_catalog.pg_table_is_visible(c.oid)`).map((r) => r.name))
   if (!tables.has(migrationsTable)) return null
-  if (!tables.has(repeatableTable)) return yield* oldLayout
+  if (!tables.has(repeatableTable)) return yield* oldLayout()
   const rows = yield* sql<{ id: number | null; name: string; checksum: string; objects: Array<string> }>`
     select migration_id as id, name, null::text as checksum, null::text[] as objects from ${sql(migrationsTable)}
     union all select null, name, checksum, objects from ${sql(repeatableTable)}`
