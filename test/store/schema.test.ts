@@ -187,8 +187,9 @@ it.layer(Env, { timeout: 60_000 })("schema", (it) => {
       expect(left?.n).toBe(0)
     }))
 
-  // schema/010: the completion of removeOnComplete tasks skips the history delete
-  // when no deleted task has_events, so the mark must follow every history write.
+  // schema/functions/history.sql: the completion of removeOnComplete tasks skips the
+  // history delete when no deleted task has_events, so the mark must follow every
+  // history write.
   it.effect("a removeOnComplete task is marked has_events by any status change off the hot path, and stays marked", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
@@ -244,7 +245,7 @@ it.layer(Env, { timeout: 60_000 })("schema", (it) => {
     }))
 
   // A cached plan made once for a large statement carried JIT into every later call
-  // of that connection (370 ms per status change, see schema/005).
+  // of that connection (370 ms per status change, see schema/functions/history.sql).
   it.effect("the functions that write tasks never JIT-compile their statements", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
@@ -261,7 +262,7 @@ it.layer(Env, { timeout: 60_000 })("schema", (it) => {
 
   // A connection whose first claim moved one task planned the trigger's join of
   // its transition tables as a nested loop, kept for the session: every later
-  // claim of 500 compared 500 × 500 rows (see schema/006).
+  // claim of 500 compared 500 × 500 rows (see schema/functions/history.sql).
   it.effect("the status-change trigger never plans its transition tables' join as a nested loop", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
