@@ -125,7 +125,7 @@ export interface ClaimedTask
   /**
    * Handed back unstarted before (a worker holding it crashed): its start must be
    * recorded before its handler runs, so that a task that crashes its worker at
-   * once still uses up its attempts (schema/011).
+   * once still uses up its attempts (schema/functions/reaper.sql).
    */
   readonly recordStartFirst: boolean
 }

@@ -3,7 +3,7 @@
  * `transition` function every status change goes through.
  *
  * The table here is the source of truth; `taskfiber.transition_allowed` in
- * `schema/002_state_machine.sql` must equal `allowedTransitions` (a test
+ * `schema/functions/state_machine.sql` must equal `allowedTransitions` (a test
  * compares them), so the database refuses what the domain refuses.
  *
  * @since 0.1.0

@@ -1,15 +1,15 @@
 /**
  * `TaskStore`: every read and write of tasks. Each operation is one statement —
- * most a call of a stored function from `schema/` — so one transaction, and the
- * triggers of `schema/002_state_machine.sql` append its `task_events`, dead
- * letters and outbox rows in that same statement.
+ * most a call of a stored function from `schema/functions/` — so one
+ * transaction, and the triggers of `state_machine.sql` and `history.sql` there
+ * append its `task_events`, dead letters and outbox rows in that same statement.
  *
  * Crash safety follows: a crash before the statement commits leaves the task as it
  * was; after, the change and its history are both there. There is no "between".
  *
  * Every write of a run names its claim (`Claim`: id and revision): the database
  * accepts it only while the task is still running under that claim (fencing,
- * schema/011). Values a run stores (result, progress, checkpoint) are encoded
+ * schema/functions/run.sql). Values a run stores (result, progress, checkpoint) are encoded
  * before the statement is built (`StoredJson`): one that jsonb cannot hold fails
  * the call with `UnstorableValue`, and nothing throws inside a statement.
  *
@@ -145,7 +145,7 @@ export class TaskStore extends Context.Service<TaskStore, {
    * Succeed many claims; returns the claims that completed their task (those that
    * still held it; a batch may name a task's stale claim beside its current one).
    * `remove`: the task was claimed as removeOnComplete. When every item says so, the
-   * batch takes the shorter way (schema/010); the database checks it anyway.
+   * batch takes the shorter way (schema/functions/complete.sql); the database checks it anyway.
    */
   readonly complete: (
     workerId: string,
@@ -163,7 +163,7 @@ export class TaskStore extends Context.Service<TaskStore, {
   readonly release: (workerId: string, claims: ReadonlyArray<Claim>) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
   /**
    * Expired leases → retrying (or failed when out of attempts); a task whose
-   * handler's start was never recorded → queued, attempt given back (schema/011).
+   * handler's start was never recorded → queued, attempt given back (schema/functions/reaper.sql).
    */
   readonly reapExpired: (limit: number) => Effect.Effect<ReadonlyArray<Task>, DatabaseError>
   /** Dead-letter replay: failed → queued, attempts from zero. */
@@ -248,7 +248,7 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
       if (rows instanceof InvalidEnqueueRequest) return yield* rows
       const text = encodeRows(rows)
       if (text instanceof InvalidEnqueueRequest) return yield* text
-      // No rows: every request created the task it names (see schema/009), the
+      // No rows: every request created the task it names (see schema/functions/enqueue.sql), the
       // common case, answered without a row per task to send and decode.
       const result = yield* sql<{ ord: number; id: string | null; created: boolean }>`
         select ord, id, created from taskfiber.enqueue_quiet(${text}::jsonb)`

@@ -1,6 +1,6 @@
 /**
  * `Workers`: which queues and task types each running instance serves
- * (`taskfiber.workers`, schema/011). A supervisor says so when it starts and every
+ * (`taskfiber.workers`; schema/functions/workers.sql). A supervisor says so when it starts and every
  * {@link renewEveryMs}, and removes itself when it stops; the database clock stamps
  * when it was last seen. Tasks that no live worker serves — a queue nobody runs, a type
  * no deployed worker knows — would otherwise wait in silence: `unserved` finds them,

@@ -180,7 +180,7 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("pr
       expect(yield* Ref.get(limitedStarts)).toBe(3)
     }).pipe(Effect.scoped))
 
-  // schema/011: a prefetched task's start is recorded by the heartbeat after it
+  // A prefetched task's start is recorded by the heartbeat after it
   // starts, and that of a task handed back unstarted before is recorded before its
   // handler runs (so that a task that crashes its worker at once uses attempts).
   it.effect("the start of a prefetched task is recorded: by the heartbeat, or before its handler when it was handed back once", () =>

@@ -89,8 +89,9 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("re
       expect(Option.isNone(yield* store.get(enqueued[0]!.id))).toBe(true)
     }))
 
-  // The short way of schema/010 is tried only for a batch whose items all say
-  // `remove`; a wrong mark must cost time, never a task.
+  // The short way of complete_tasks (schema/functions/complete.sql) is tried only
+  // for a batch whose items all say `remove`; a wrong mark must cost time, never a
+  // task.
   it.effect("a batch marked all-removed that holds a kept task is undone and completed the general way", () =>
     Effect.gen(function*() {
       const store = yield* TaskStore

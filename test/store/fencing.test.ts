@@ -1,5 +1,5 @@
 /**
- * The store's guarantees per claim (schema/011): every statement of a run names its
+ * The store's guarantees per claim (schema/functions/run.sql): every statement of a run names its
  * claim and is refused once that claim no longer holds the task, even when the same
  * worker holds a newer claim of it; a prefetched task whose start was never recorded
  * is handed back by the reaper with its attempt; the claim takes only the types
