@@ -8,30 +8,38 @@
  *   its sha256 differs from the one recorded in `taskfiber_repeatable_migrations`, after
  *   what it made last time (recorded too) is dropped: no old definition survives.
  *
+ * A checksum that differs says the file changed, not which side is newer. `schema/revision`
+ * says that: a number raised by every release whose repeatable files differ, with their
+ * digest (`SchemaFiles.ts`); `taskfiber_schema_revision` records the one applied. Files of
+ * a higher revision (or of a database with none recorded) are applied and their revision
+ * recorded; of the same revision, the changed files are applied; of a lower one, nothing
+ * is: they belong to an older taskfiber (a rolling deploy), which logs a warning and starts
+ * with the newer schema, as it does when the database records a versioned migration newer
+ * than its files. Files whose revision file was not written for them are refused
+ * (`MigrationFailed`): their revision would not order them.
+ *
  * One transaction under an advisory lock (two instances starting at once apply each file
  * exactly once; a failure leaves nothing half applied) drops the stale objects, runs the
  * versioned migrations (which may then change what those objects used), then the changed
- * repeatable files. When nothing is pending, two plain reads say so and the transaction
- * (15–20 ms of every start-up) is skipped. A database with versioned migrations newer than
- * these files belongs to a newer taskfiber (a rolling deploy) and is left as it is.
+ * repeatable files, and records the revision. When nothing is pending, two plain reads say
+ * so and the transaction (15–20 ms of every start-up) is skipped.
  */
-import { createHash } from "node:crypto"
-import { readdir, readFile } from "node:fs/promises"
-import { pathToFileURL } from "node:url"
 import { Data, Effect } from "effect"
 import * as Migrator from "effect/sql/Migrator"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { fromUnknown } from "./DatabaseError.ts"
+import {
+  folderPath, readSchemaFiles, reviseCommand, type Revision, revisionMismatch, type SchemaFile, type SchemaFiles, schemaDirectory
+} from "./SchemaFiles.ts"
 
-/** The schema folder taskfiber ships. */
-export const schemaDirectory = new URL("../../schema/", import.meta.url)
+export { repeatableFolders, schemaDirectory, type Revision, type SchemaFile, type SchemaFiles } from "./SchemaFiles.ts"
 /** The table recording applied versioned migrations (effect/sql's Migrator's). */
 export const migrationsTable = "taskfiber_migrations"
 /** The table recording applied repeatable files: name, checksum, the objects each made. */
 export const repeatableTable = "taskfiber_repeatable_migrations"
-/** The folders of repeatable files, in the order they are applied. */
-export const repeatableFolders = ["functions", "views"] as const
+/** The one-row table recording the highest schema revision applied, with its digest. */
+export const revisionTable = "taskfiber_schema_revision"
 /** Arbitrary constant: the advisory lock key taken while migrating ("tfmigrat"). */
 const LOCK_KEY = 0x74666d69
 
@@ -41,35 +49,18 @@ export class MigrationFailed extends Data.TaggedError("MigrationFailed")<{
   readonly cause?: unknown
 }> {}
 
-/** One schema file, named by its path under the schema folder; `id`, `name`: a versioned file's `NNN_name`. */
-export interface SchemaFile { readonly path: string; readonly text: string; readonly id: number; readonly name: string; readonly checksum: string }
-/** A schema folder's files, each part in the order it is applied. */
-export interface SchemaFiles { readonly versioned: ReadonlyArray<SchemaFile>; readonly repeatable: ReadonlyArray<SchemaFile> }
-
 /** Reads the files of a schema folder (default: the one taskfiber ships). */
-export const readSchema = (directory: URL | string = schemaDirectory): Effect.Effect<SchemaFiles, MigrationFailed> => {
-  const root = typeof directory === "string" ? pathToFileURL(directory.replace(/\/?$/, "/")) : directory
-  const read = async (folder: string): Promise<Array<SchemaFile>> => {
-    const names = await readdir(new URL(`${folder}/`, root)).catch((e: NodeJS.ErrnoException) => e.code === "ENOENT" ? [] : Promise.reject(e))
-    return Promise.all(names.filter((n) => n.endsWith(".sql")).sort().map(async (n) => {
-      const text = await readFile(new URL(`${folder}/${n}`, root), "utf8")
-      const m = /^(\d+)_(.+)\.sql$/.exec(n)
-      return { path: `${folder}/${n}`, text, id: Number(m?.[1] ?? NaN), name: m?.[2] ?? n, checksum: createHash("sha256").update(text).digest("hex") }
-    }))
-  }
-  return Effect.tryPromise({
-    try: async () => ({
-      versioned: (await read("migrations")).filter((f) => !Number.isNaN(f.id)).sort((a, b) => a.id - b.id),
-      repeatable: (await Promise.all(repeatableFolders.map(read))).flat()
-    }),
-    catch: (cause) => new MigrationFailed({ message: `cannot read the schema files in ${root.pathname}: ${cause}`, cause })
+export const readSchema = (directory: URL | string = schemaDirectory): Effect.Effect<SchemaFiles, MigrationFailed> =>
+  Effect.tryPromise({
+    try: () => readSchemaFiles(directory),
+    catch: (cause) => new MigrationFailed({ message: `cannot read the schema files in ${folderPath(directory)}: ${cause}`, cause })
   })
-}
 
 /** What a database records (null: nothing yet). */
 interface Recorded {
   readonly versioned: ReadonlyMap<number, string>
   readonly repeatable: ReadonlyMap<string, { readonly checksum: string; readonly objects: ReadonlyArray<string> }>
+  readonly revision: Revision | null
 }
 
 const oldLayout = () => new MigrationFailed({
@@ -86,28 +77,39 @@ const readRecorded: Effect.Effect<Recorded | null, SqlError | MigrationFailed, S
   // another instance that created the table (and fail creating it again).
   const tables = new Set((yield* sql<{ name: string }>`
     select c.relname::text as name from pg_catalog.pg_class c
-     where c.relname in (${migrationsTable}, ${repeatableTable}) and c.relkind = 'r'
+     where c.relname in (${migrationsTable}, ${repeatableTable}, ${revisionTable}) and c.relkind = 'r'
        and pg_catalog.pg_table_is_visible(c.oid)`).map((r) => r.name))
   if (!tables.has(migrationsTable)) return null
   if (!tables.has(repeatableTable)) return yield* oldLayout()
-  const rows = yield* sql<{ id: number | null; name: string; checksum: string; objects: Array<string> }>`
-    select migration_id as id, name, null::text as checksum, null::text[] as objects from ${sql(migrationsTable)}
-    union all select null, name, checksum, objects from ${sql(repeatableTable)}`
+  // `id`: a versioned migration's number, or the revision.
+  const rows = yield* sql<{ kind: string; id: number; name: string; checksum: string; objects: Array<string> }>`
+    select 'versioned' as kind, migration_id as id, name, null::text as checksum, null::text[] as objects from ${sql(migrationsTable)}
+    union all select 'repeatable', null, name, checksum, objects from ${sql(repeatableTable)}
+    ${tables.has(revisionTable) ? sql`union all select 'revision', revision, null, digest, null from ${sql(revisionTable)}` : sql.literal("")}`
+  const revision = rows.find((r) => r.kind === "revision")
   return {
-    versioned: new Map(rows.filter((r) => r.id !== null).map((r) => [r.id!, r.name])),
-    repeatable: new Map(rows.filter((r) => r.id === null).map((r) => [r.name, r]))
+    versioned: new Map(rows.filter((r) => r.kind === "versioned").map((r) => [r.id, r.name])),
+    repeatable: new Map(rows.filter((r) => r.kind === "repeatable").map((r) => [r.name, r])),
+    revision: revision ? { revision: revision.id, digest: revision.checksum } : null
   }
 })
 
-/** The work left. `newer`: the database belongs to a newer taskfiber, which recorded this. */
+/**
+ * The work left. `record`: the revision to record (these files'), replacing `replaced`.
+ * `newer`: the database belongs to a newer taskfiber, which recorded `database`.
+ */
 interface Plan {
   readonly versioned: ReadonlyArray<SchemaFile>
   readonly changed: ReadonlyArray<SchemaFile>
   readonly removed: ReadonlyArray<string>
-  readonly newer?: string
+  readonly record?: Revision
+  readonly replaced?: Revision | null
+  readonly newer?: { readonly database: string; readonly files: string }
 }
 
-const planOf = (files: SchemaFiles, recorded: Recorded | null): Effect.Effect<Plan, MigrationFailed> => {
+const nothing = (newer: NonNullable<Plan["newer"]>): Plan => ({ versioned: [], changed: [], removed: [], newer })
+
+const planOf = (files: SchemaFiles, revision: Revision, recorded: Recorded | null): Effect.Effect<Plan, MigrationFailed> => {
   const versioned = recorded?.versioned ?? new Map<number, string>()
   const repeatable = recorded?.repeatable ?? new Map<string, { checksum: string }>()
   const newestFile = Math.max(0, ...files.versioned.map((f) => f.id))
@@ -121,16 +123,25 @@ const planOf = (files: SchemaFiles, recorded: Recorded | null): Effect.Effect<Pl
         `(a file was renamed, or the database was migrated from other files)`
     }))
   }
-  if (future && pending.length === 0) return Effect.succeed({ versioned: [], changed: [], removed: [], newer: `${future[0]}_${future[1]}` })
+  // Without versioned records the schema is new: a revision left by a reset describes nothing.
+  const applied = recorded?.revision ?? null
+  if (applied && applied.revision > revision.revision) {
+    return Effect.succeed(nothing({ database: `revision ${applied.revision}`, files: `revision ${revision.revision}` }))
+  }
+  if (future && pending.length === 0) {
+    return Effect.succeed(nothing({ database: `migration ${future[0]}_${future[1]}`, files: `migrations up to ${newestFile}` }))
+  }
   if (late) return Effect.fail(new MigrationFailed({ message: `${late.path} is numbered before a migration already applied: number it after` }))
+  const current = applied?.revision === revision.revision && applied.digest === revision.digest
   return Effect.succeed({
     versioned: pending,
     changed: files.repeatable.filter((f) => repeatable.get(f.path)?.checksum !== f.checksum),
-    removed: [...repeatable.keys()].filter((path) => !files.repeatable.some((f) => f.path === path))
+    removed: [...repeatable.keys()].filter((path) => !files.repeatable.some((f) => f.path === path)),
+    ...(current ? {} : { record: revision, replaced: applied })
   })
 }
 
-const isEmpty = (plan: Plan) => plan.versioned.length + plan.changed.length + plan.removed.length === 0
+const isEmpty = (plan: Plan) => plan.versioned.length + plan.changed.length + plan.removed.length === 0 && !plan.record
 
 /**
  * Runs a whole SQL file as one server-side call. The client speaks the extended
@@ -191,35 +202,63 @@ const applyChanged = (plan: Plan) =>
     }
   })
 
+/** Records the revision applied, in a table of one row (its key can only be true). */
+const recordRevision = (revision: Revision) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient
+    yield* sql`create table if not exists ${sql(revisionTable)} (
+      singleton boolean primary key default true check (singleton),
+      revision integer not null, digest text not null, applied_at timestamptz not null default now())`
+    yield* sql`
+      insert into ${sql(revisionTable)} (revision, digest) values (${revision.revision}, ${revision.digest})
+      on conflict (singleton) do update set revision = excluded.revision, digest = excluded.digest, applied_at = now()`
+  })
+
 const migrate = Migrator.make({})
 
+/** What a plan is about to do, where it is not the plain case. */
 const report = (plan: Plan) =>
-  plan.newer ? Effect.logWarning("the database's schema is newer than this taskfiber's: nothing migrated", { recorded: plan.newer })
-  : plan.removed.length > 0 ? Effect.logInfo("repeatable migrations removed", { files: plan.removed })
-  : Effect.void
+  Effect.all([
+    plan.newer
+      ? Effect.logWarning(`the database's schema (${plan.newer.database}) is newer than this taskfiber's (${plan.newer.files}): nothing migrated`)
+      : Effect.void,
+    // Two sets of files carrying one revision: each would apply itself over the other.
+    plan.record && plan.replaced?.revision === plan.record.revision
+      ? Effect.logWarning(`schema revision ${plan.record.revision} was applied from other repeatable files: applying these ` +
+        `(a release whose functions/ or views/ differ must raise the revision: ${reviseCommand})`)
+      : Effect.void,
+    plan.removed.length > 0 ? Effect.logInfo("repeatable migrations removed", { files: plan.removed }) : Effect.void
+  ], { discard: true })
 
 /** Brings the schema in `directory` (default: the one taskfiber ships) up to date; returns the files applied now. */
 export const runFrom = (directory: URL | string = schemaDirectory): Effect.Effect<ReadonlyArray<string>, MigrationFailed, SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
     const files = yield* readSchema(directory)
-    const quick = yield* planOf(files, yield* readRecorded)
+    const mismatch = revisionMismatch(files, directory)
+    if (mismatch !== null) return yield* new MigrationFailed({ message: mismatch })
+    const revision = files.revision!
+    const quick = yield* planOf(files, revision, yield* readRecorded)
     if (isEmpty(quick)) return yield* Effect.as(report(quick), [])
-    return yield* sql.withTransaction(Effect.gen(function*() {
+    const plan = yield* sql.withTransaction(Effect.gen(function*() {
       yield* sql`select pg_advisory_xact_lock(${LOCK_KEY})`
       // Read again under the lock: another instance may have done it all meanwhile.
       const recorded = yield* readRecorded
-      const plan = yield* planOf(files, recorded)
+      const plan = yield* planOf(files, revision, recorded)
       yield* report(plan)
-      if (isEmpty(plan)) return []
+      if (isEmpty(plan)) return plan
       const loader = Effect.succeed(plan.versioned.map((f) => [f.id, f.name, Effect.succeed(runSqlFile(f.text))] as const))
       yield* dropStale(plan, recorded)
       yield* migrate({ loader, table: migrationsTable })
       yield* applyChanged(plan)
-      return [...plan.versioned, ...plan.changed].map((f) => f.path)
+      if (plan.record) yield* recordRevision(plan.record)
+      return plan
     }))
+    const applied = [...plan.versioned, ...plan.changed].map((f) => f.path)
+    if (applied.length > 0) yield* Effect.logInfo("migrations applied", { files: applied, revision: revision.revision })
+    else if (plan.record) yield* Effect.logInfo("schema revision recorded", { revision: revision.revision })
+    return applied
   }).pipe(
-    Effect.tap((applied) => (applied.length > 0 ? Effect.logInfo("migrations applied", { files: applied }) : Effect.void)),
     Effect.catchTag(["MigrationError", "SqlError"], (error: Migrator.MigrationError | SqlError) => {
       const db = fromUnknown(error._tag === "MigrationError" ? error.cause : error)
       return Effect.fail(new MigrationFailed({ message: `migration failed: ${error.message}${db ? `: ${db.message}` : ""}`, cause: db ?? error }))

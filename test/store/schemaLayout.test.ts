@@ -2,9 +2,12 @@
  * The schema's files are its truth: a migrated database holds exactly what they
  * declare, nothing more; a re-run changes nothing; a changed repeatable file is
  * applied again (it alone) and leaves nothing of its old definitions; a database of
- * the pre-release layout is refused with the way to reset it.
+ * the pre-release layout is refused with the way to reset it. The revision file shipped
+ * is the one written for these files, and the script that writes it does so.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { createHash } from "node:crypto"
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -13,6 +16,7 @@ import { Context, Effect, Layer, Redacted } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { PgClient } from "@effect/sql-pg"
 import * as Migrations from "../../src/store/Migrations.ts"
+import * as SchemaFiles from "../../src/store/SchemaFiles.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
 /** A client on a new, empty database of its own. */
@@ -31,6 +35,9 @@ const schemaCopy = Effect.acquireRelease(
   }),
   (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
 )
+
+/** Raises the revision of a schema copy, as a release changing its files does. */
+const bump = (dir: string) => Effect.promise(() => SchemaFiles.bumpRevision(dir))
 
 /** Everything of schema taskfiber, with oids: equal snapshots mean nothing was made again. */
 const snapshot = (sql: SqlClient) =>
@@ -178,6 +185,7 @@ it.live("a changed repeatable file is applied again, it alone; an old signature 
     // applied again, and its functions and triggers are made anew.
     const history = join(dir, "functions/history.sql")
     writeFileSync(history, `${readFileSync(history, "utf8")}\n-- a comment\n`)
+    yield* bump(dir)
     expect(yield* migrate).toEqual(["functions/history.sql"])
     const after = yield* snapshot(sql)
     const mine = (line: string) => /tasks_after_|task_events_append_only|status_event|trace_headers|refuse_hot_write/.test(line)
@@ -192,6 +200,7 @@ it.live("a changed repeatable file is applied again, it alone; an old signature 
     const workers = join(dir, "functions/workers.sql")
     writeFileSync(workers, readFileSync(workers, "utf8").replace(
       "worker_seen(p_id text, p_queues text[], p_types text[])", "worker_seen(p_id text, p_queues text[], p_types text[], p_note text default null)"))
+    yield* bump(dir)
     expect(yield* migrate).toEqual(["functions/workers.sql"])
     const seen = yield* sql<{ signature: string }>`
       select p.oid::regprocedure::text as signature from pg_proc p
@@ -200,6 +209,7 @@ it.live("a changed repeatable file is applied again, it alone; an old signature 
 
     // A removed file: its functions are dropped with its record.
     unlinkSync(workers)
+    yield* bump(dir)
     expect(yield* migrate).toEqual([])
     const left = yield* sql<{ n: number; recorded: number }>`
       select (select count(*)::int from pg_proc p where p.pronamespace = 'taskfiber'::regnamespace
@@ -248,6 +258,7 @@ it.live("a database a newer taskfiber migrated is left as it is; one recording a
     yield* sql`insert into taskfiber_migrations (migration_id, name) values (999, 'from_a_newer_release')`
     const claim = join(dir, "functions/claim.sql")
     writeFileSync(claim, `${readFileSync(claim, "utf8")}\n-- older\n`)
+    yield* bump(dir)
     expect(yield* migrate).toEqual([])
     expect(yield* snapshot(sql)).toEqual(before)
     // A recorded migration within the files' numbers that no file is: refused.
@@ -255,4 +266,37 @@ it.live("a database a newer taskfiber migrated is left as it is; one recording a
     const error = yield* Effect.flip(migrate)
     expect(error._tag).toBe("MigrationFailed")
     expect(error.message).toContain("1_renamed")
+  }).pipe(Effect.scoped))
+
+it("schema/revision was written for the repeatable files shipped: a release that changes one raises the revision", () => {
+  // The digest, computed here from the files themselves: sha256 over their sorted `path:sha256` lines.
+  const root = fileURLToPath(Migrations.schemaDirectory)
+  const lines = Migrations.repeatableFolders.flatMap((folder) =>
+    (existsSync(join(root, folder)) ? readdirSync(join(root, folder)) : []).filter((n) => n.endsWith(".sql")).map((n) =>
+      `${folder}/${n}:${createHash("sha256").update(readFileSync(join(root, folder, n))).digest("hex")}\n`))
+  expect(lines.length).toBeGreaterThanOrEqual(3)
+  const digest = createHash("sha256").update(lines.sort().join("")).digest("hex")
+  const written = SchemaFiles.parseRevision(readFileSync(join(root, SchemaFiles.revisionFile), "utf8"))
+  expect(written.digest, "schema/revision was not written for schema/functions/ and schema/views/ as they are: " +
+    "run `npm run schema:revision` (scripts/node.sh npm run schema:revision) and commit schema/revision with them").toBe(digest)
+})
+
+it.live("scripts/schema-revision.ts raises a schema folder's revision by one and writes its digest; run again, it changes nothing", () =>
+  Effect.gen(function*() {
+    const dir = yield* schemaCopy
+    const script = fileURLToPath(new URL("../../scripts/schema-revision.ts", import.meta.url))
+    const run = () => spawnSync(process.execPath, [script, dir], { encoding: "utf8" })
+    const revisionOf = () => SchemaFiles.parseRevision(readFileSync(join(dir, SchemaFiles.revisionFile), "utf8"))
+    const shipped = revisionOf()
+    expect(run().stdout).toContain("up to date")
+    expect(revisionOf()).toEqual(shipped)
+    const cancel = join(dir, "functions/cancel.sql")
+    writeFileSync(cancel, `${readFileSync(cancel, "utf8")}\n-- changed\n`)
+    const first = run()
+    expect(first.status, first.stderr).toBe(0)
+    const files = yield* Migrations.readSchema(dir)
+    expect(revisionOf()).toEqual({ revision: shipped.revision + 1, digest: files.digest })
+    expect(files.digest).not.toBe(shipped.digest)
+    expect(run().stdout).toContain("up to date")
+    expect(revisionOf().revision).toBe(shipped.revision + 1)
   }).pipe(Effect.scoped))
