@@ -3,9 +3,10 @@
  * `NOTIFY taskfiber_tasks, '<queue>'` when tasks become queued (an enqueue, a
  * release, a replay; a retry's later `run_at` is the dispatcher's own timer).
  *
- * The listener holds one connection of its own. When it is lost, the subscription
- * is made again (100 ms doubling to 10 s between attempts) and each new one
- * reports "any queue" at once: notifications sent while nobody listened are gone.
+ * The listener holds one connection of its own. When it fails for any reason (the
+ * connection lost, a defect in the stream or in a callback), the subscription is
+ * made again (100 ms doubling to 10 s between attempts) and each new one reports
+ * "any queue" at once: notifications sent while nobody listened are gone.
  */
 import { Cause, Deferred, Duration, Effect, Layer, Queue, Schedule } from "effect"
 import { PgClient } from "@effect/sql-pg"
@@ -37,10 +38,16 @@ export const layer: Layer.Layer<Wakeups, never, PgClient.PgClient> = Layer.effec
             Effect.tapCause((cause) =>
               Cause.hasInterruptsOnly(cause)
                 ? Effect.void
-                : Effect.andThen(Deferred.succeed(live, undefined), Effect.logWarning("wake-up listener lost; listening again", cause))
-            )
+                : Effect.andThen(Deferred.succeed(live, undefined), Effect.logError("wake-up listener failed; listening again", cause))
+            ),
+            // Defects too: a listener that stopped for good would leave every wake-up
+            // to the dispatcher's 30 s re-check.
+            Effect.sandbox
           )
-          yield* Effect.forkIn(Effect.retry(listen, resubscribe), scope)
+          yield* Effect.forkIn(
+            Effect.retry(listen, { schedule: resubscribe, while: (cause) => !Cause.hasInterruptsOnly(cause) }),
+            scope
+          )
           yield* Deferred.await(live)
         })
     })

@@ -7,16 +7,21 @@
  *   Reaped   → Warn  "task reaped: its lease expired" / "task reaped unstarted: …"
  *   Stopped  → Debug "run stopped"
  *
- * Lines are written by one fiber, off the path that frees job slots, from a
- * bounded sliding queue (a flood drops the oldest lines, never blocks a run); a
- * kind below the minimum level is not even queued.
+ * Lines are written off the path that frees job slots, from bounded sliding queues
+ * (a flood drops the oldest lines, never blocks a run): "task settled" from one,
+ * the rare lines (reaped, released, stopped) from their own, so that no burst of
+ * settled runs can push a warning out. A kind below the minimum level is not even
+ * queued.
  */
 import { Context, Effect, LogLevel, Option, Queue, References, Scope } from "effect"
 import type { RuntimeEvent, RuntimeEventTag } from "./RuntimeEvents.ts"
 import { RuntimeEvents } from "./RuntimeEvents.ts"
 
-/** Lines waiting for the logger fiber. */
-const backlog = 10_000
+/** "task settled" lines waiting for the logger. */
+const settledBacklog = 10_000
+
+/** Other lines waiting (each a whole reaper batch at most). */
+const noticeBacklog = 1_000
 
 const logEvent = (event: RuntimeEvent): Effect.Effect<void> => {
   switch (event._tag) {
@@ -54,21 +59,28 @@ export const start = (workerId: string, scope: Scope.Scope): Effect.Effect<Event
     if (LogLevel.isGreaterThanOrEqualTo("Warn", level)) tags.push("Reaped")
     if (LogLevel.isGreaterThanOrEqualTo("Info", level)) tags.push("Settled", "Released")
     if (LogLevel.isGreaterThanOrEqualTo("Debug", level)) tags.push("Stopped")
-    const queued = yield* Queue.sliding<RuntimeEvent>(backlog)
+    const settled = yield* Queue.sliding<RuntimeEvent>(settledBacklog)
+    const notices = yield* Queue.sliding<RuntimeEvent>(noticeBacklog)
     yield* events.subscribe(tags, (event) => {
-      if (event.workerId === workerId) Queue.offerUnsafe(queued, event)
+      if (event.workerId === workerId) Queue.offerUnsafe(event._tag === "Settled" ? settled : notices, event)
     }).pipe(Scope.provide(scope))
     // An entry taken is always logged (taking and logging are one step for an
-    // interrupt); `flush` logs what is left. Logging cannot fail: a plain loop.
-    const logger = Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(restore(Queue.takeAll(queued)), (all) => Effect.forEach(all, logEvent, { discard: true })))
-    yield* Effect.forkIn(Effect.forever(logger), scope)
-    const flush = Effect.gen(function*() {
-      while (true) {
-        const next = yield* Queue.poll(queued)
-        if (Option.isNone(next)) return
-        yield* logEvent(next.value)
-      }
-    })
+    // interrupt); `flush` logs what is left. A logger that throws costs its line,
+    // never the loop.
+    const drain = (queue: Queue.Queue<RuntimeEvent>) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(restore(Queue.takeAll(queue)), (all) =>
+          Effect.forEach(all, (e) => Effect.catchCause(logEvent(e), () => Effect.void), { discard: true })))
+    yield* Effect.forkIn(Effect.forever(drain(notices)), scope)
+    yield* Effect.forkIn(Effect.forever(drain(settled)), scope)
+    const flushQueue = (queue: Queue.Queue<RuntimeEvent>) =>
+      Effect.gen(function*() {
+        while (true) {
+          const next = yield* Queue.poll(queue)
+          if (Option.isNone(next)) return
+          yield* logEvent(next.value)
+        }
+      })
+    const flush = Effect.andThen(flushQueue(notices), flushQueue(settled))
     return { flush }
   })

@@ -31,11 +31,16 @@ export interface ReapedTask {
 export type RuntimeEvent =
   /** A claim took `tasks` for this worker (started at once, or held in the local queue). */
   | { readonly _tag: "Claimed"; readonly workerId: string; readonly tasks: ReadonlyArray<ClaimedTask> }
-  /** A task's handler is starting. */
+  /** A task's handler is starting (its payload decoded, its start recorded). */
   | { readonly _tag: "Started"; readonly workerId: string; readonly task: ClaimedTask }
-  /** A run was asked to stop (its handler is interrupted; settling follows). */
+  /** A run was stopped (its handler interrupted; settling follows): the first reason given, which sticks. */
   | { readonly _tag: "Stopped"; readonly workerId: string; readonly task: ClaimedTask; readonly reason: StopReason }
-  /** A run's outcome is written (or abandoned). Exactly once per run started or dropped unstarted. */
+  /**
+   * A run's outcome is written (or abandoned): once per run taken from the local
+   * queue to start, whether or not its handler ran (an unknown type, an invalid
+   * payload fail it first). A buffered task dropped (cancelled) or handed back at
+   * shutdown (Released) has none.
+   */
   | { readonly _tag: "Settled"; readonly workerId: string; readonly task: ClaimedTask; readonly outcome: Outcome }
   /** Tasks held here unstarted went back to the queue at shutdown (attempt given back). */
   | { readonly _tag: "Released"; readonly workerId: string; readonly taskIds: ReadonlyArray<string> }
@@ -63,11 +68,15 @@ export class RuntimeEvents extends Context.Service<RuntimeEvents, {
 
 /** A hub with no listeners yet. */
 export const make = (): RuntimeEvents["Service"] => {
-  // Per kind; arrays replaced, never mutated, so an emit in progress keeps the
-  // listeners it started with.
-  const listeners = new Map<RuntimeEventTag, ReadonlyArray<Listener>>(allTags.map((tag) => [tag, []]))
+  // One array per kind, in a plain object (a property read per emit or `observed`,
+  // on the path of every task); arrays are replaced, never mutated, so an emit in
+  // progress keeps the listeners it started with.
+  const listeners = Object.fromEntries(allTags.map((tag) => [tag, []])) as unknown as Record<
+    RuntimeEventTag,
+    ReadonlyArray<Listener>
+  >
   const emit = (event: RuntimeEvent) => {
-    for (const listener of listeners.get(event._tag)!) {
+    for (const listener of listeners[event._tag]) {
       try {
         listener(event)
       } catch (error) {
@@ -77,11 +86,11 @@ export const make = (): RuntimeEvents["Service"] => {
   }
   const update = (tags: ReadonlyArray<RuntimeEventTag>, f: (ls: ReadonlyArray<Listener>) => ReadonlyArray<Listener>) =>
     Effect.sync(() => {
-      for (const tag of tags) listeners.set(tag, f(listeners.get(tag)!))
+      for (const tag of tags) listeners[tag] = f(listeners[tag])
     })
   return RuntimeEvents.of({
     emit,
-    observed: (tag) => listeners.get(tag)!.length > 0,
+    observed: (tag) => listeners[tag].length > 0,
     subscribe: (tags, listener) =>
       Effect.acquireRelease(
         update(tags, (ls) => [...ls, listener]),

@@ -1,9 +1,10 @@
 /**
- * The runtime's background duties — dispatcher, heartbeat, reaper, progress
- * flusher, completion writer, listeners — are loops of steps, and they survive
- * failure the same way: a step that fails or dies (a defect included) is logged with
- * its cause, and the loop goes on after a pause, 100 ms doubling to 10 s while steps
- * keep failing, back to none after a step that succeeds. Only an interruption ends a
+ * The runtime's background duties — dispatcher, starter, heartbeat, reaper,
+ * progress flusher, canceller, worker registry, completion writer — are loops of
+ * steps, and they survive failure the same way: a step that fails or dies (a defect
+ * included) is logged with its cause, and the loop goes on after a pause, 100 ms
+ * doubling to 10 s while steps keep failing, back to none after a step that
+ * succeeds. Only an interruption ends a
  * loop. Containing one item's failure inside a step (one task's progress, one
  * completion callback) is the step's own business, so that a bad item never costs
  * the others their turn.

@@ -37,15 +37,17 @@ export interface DispatcherOptions {
   readonly start: (entry: HeldTask) => void
   /** A newer claim replaced this started run (see LocalQueue.hold): stop it. */
   readonly replaced: (entry: HeldTask) => void
-  /** Tells the observers of a claim. */
+  /** Tells the observers of a claim (the tasks it took; those cancelled meanwhile are not held). */
   readonly claimed: (tasks: ReadonlyArray<ClaimedTask>) => void
-  /** Run the first time the dispatcher is idle. */
+  /** Run whenever the dispatcher is idle (the hook itself does its work once). */
   readonly idle: Option.Option<IdleWork["Service"]>
   readonly scope: Scope.Scope
 }
 
-/** A running dispatcher. */
+/** A dispatcher: made first, so that its signals exist before anything can raise them; then started. */
 export interface Dispatcher {
+  /** Subscribes to wake-ups, then starts the claimer and the starter in the scope. */
+  readonly start: Effect.Effect<void>
   /** Asks for a claim soon (a one-slot signal: raising it twice is raising it once). */
   readonly wake: () => void
   /** Asks the starter to start buffered tasks. */
@@ -64,7 +66,7 @@ const raise = (signal: Queue.Queue<void>) => {
   if (Queue.sizeUnsafe(signal) === 0) Queue.offerUnsafe(signal, undefined)
 }
 
-/** Starts the dispatcher in `options.scope`, once its wake-up subscription is live. */
+/** Makes the dispatcher; its loops run in `options.scope` once it is started. */
 export const make = (options: DispatcherOptions): Effect.Effect<Dispatcher, never, Wakeups> =>
   Effect.gen(function*() {
     const { config, store, local, workerId, queues, types, scope } = options
@@ -92,8 +94,8 @@ export const make = (options: DispatcherOptions): Effect.Effect<Dispatcher, neve
     const hold = (tasks: ReadonlyArray<ClaimedTask>) =>
       Effect.sync(() => {
         for (const task of tasks) {
-          const held = local.hold(task)
-          if (held?.replaced !== undefined) options.replaced(held.replaced)
+          const replaced = local.hold(task)
+          if (replaced !== undefined && replaced !== "cancelled") options.replaced(replaced)
         }
         if (tasks.length > 0) options.claimed(tasks)
       })
@@ -189,21 +191,25 @@ export const make = (options: DispatcherOptions): Effect.Effect<Dispatcher, neve
         last === "more" ? Effect.void : sleepUntilWoken(last)
       )).pipe(Effect.onError(() => Deferred.succeed(looked, undefined)))
 
-    yield* BackgroundLoop.fork("starter", Effect.andThen(Queue.take(startSignal), pump), scope)
-    // The first claim waits for the subscription, so a task enqueued after that
-    // claim always wakes us.
     const wakeups = yield* Wakeups
-    yield* wakeups.subscribe((queue) => {
-      if (queue === undefined || queues.includes(queue)) wake()
-    }).pipe(Scope.provide(scope))
-    const fiber = yield* BackgroundLoop.fork("dispatcher", claimer, scope)
+    let fiber: Fiber.Fiber<never> | undefined
+    const start = Effect.gen(function*() {
+      yield* BackgroundLoop.fork("starter", Effect.andThen(Queue.take(startSignal), pump), scope)
+      // The first claim waits for the subscription, so a task enqueued after that
+      // claim always wakes us.
+      yield* wakeups.subscribe((queue) => {
+        if (queue === undefined || queues.includes(queue)) wake()
+      }).pipe(Scope.provide(scope))
+      fiber = yield* BackgroundLoop.fork("dispatcher", claimer, scope)
+    })
 
     return {
+      start,
       wake,
       startSoon: () => raise(startSignal),
       stop: Effect.suspend(() => {
         claiming = false
-        return Fiber.interrupt(fiber)
+        return fiber === undefined ? Effect.void : Fiber.interrupt(fiber)
       }),
       ready: Deferred.await(looked)
     }

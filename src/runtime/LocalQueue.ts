@@ -74,13 +74,13 @@ export class LocalQueue {
   }
 
   /**
-   * Holds a claimed task, buffered. Returns `undefined` when the task was cancelled
-   * after its claim committed (it never runs: cancelled is final, so the id never
-   * returns), and the run this claim replaces, if that one had started: the caller
-   * stops it.
+   * Holds a claimed task, buffered. Returns the started run this claim replaces (the
+   * caller stops it), `undefined` when it replaces none, or `"cancelled"` when the
+   * task was cancelled after its claim committed: it is not held and never runs
+   * (cancelled is final, so the id never returns).
    */
-  hold(task: ClaimedTask): { readonly entry: HeldTask; readonly replaced: HeldTask | undefined } | undefined {
-    if (this.#recentCancels.delete(task.id)) return undefined
+  hold(task: ClaimedTask): HeldTask | undefined | "cancelled" {
+    if (this.#recentCancels.delete(task.id)) return "cancelled"
     const previous = this.held.get(task.id)
     let replaced: HeldTask | undefined
     if (previous !== undefined && !this.unbuffer(previous)) {
@@ -90,7 +90,7 @@ export class LocalQueue {
     const entry: HeldTask = { task, phase: "buffered", stopReason: undefined, settled: undefined }
     this.held.set(task.id, entry)
     this.#buffer.push(entry)
-    return { entry, replaced }
+    return replaced
   }
 
   /** Drops a buffered task (cancelled or lost); true if it was buffered. */

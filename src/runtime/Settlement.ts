@@ -21,7 +21,7 @@ import type { RunControl, RunnerEnv } from "./TaskRunner.ts"
 // The settling statement failed (database down): the lease will expire and the
 // reaper will retry the task. Nothing is lost; say so. Or the completion found the
 // task held no more (reaped or cancelled meanwhile): its holder decides.
-export const abandoned = (task: ClaimedTask) => (error: unknown) =>
+const abandoned = (task: ClaimedTask) => (error: unknown) =>
   (error instanceof TaskNotHeld
     ? Effect.logWarning("task succeeded after this run lost it; the success is not recorded", { taskId: task.id })
     : Effect.logError("task not settled; its lease will expire and it will be retried", {
@@ -29,7 +29,7 @@ export const abandoned = (task: ClaimedTask) => (error: unknown) =>
       error: error instanceof Error ? error.message : String(error)
     })).pipe(Effect.as<Outcome>("abandoned"))
 
-export const lost = (task: ClaimedTask, statement: string) =>
+const lost = (task: ClaimedTask, statement: string) =>
   Effect.as(Effect.logWarning(`${statement} not recorded: this run no longer holds the task (reaped or cancelled)`, { taskId: task.id }), "abandoned" as Outcome)
 
 /** The outcome of a settling statement that returns the task it moved, if it still held it. */

@@ -12,12 +12,13 @@
  *   worker registry's renewal and unserved watch; and the Canceller (CancelBus);
  * - Shutdown: the graceful stop when the scope closes.
  *
- * What happens to tasks is emitted to RuntimeEvents; this worker's log lines
- * (EventLog) and its outcome queue (`outcomes`) subscribe there.
+ * What happens to tasks is emitted to RuntimeEvents, which this worker's log lines
+ * (EventLog) subscribe to; an event nobody listens to is not built. `outcomes` is
+ * the supervisor's own record of its settled runs.
  */
 import { hostname } from "node:os"
 import { randomBytes } from "node:crypto"
-import { Context, Deferred, Effect, Exit, Layer, type Queue, Scope } from "effect"
+import { Context, Deferred, Effect, Exit, Layer, type Queue } from "effect"
 import type { ClaimedTask } from "../domain/Task.ts"
 import { CancelBus } from "../coordination/CancelBus.ts"
 import { IdleWork } from "../coordination/IdleWork.ts"
@@ -87,9 +88,6 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
 
     const eventLog = yield* EventLog.start(workerId, scope)
     const outcomes = OutcomeLog.make<SettledRun>(outcomesKept)
-    yield* events.subscribe(["Settled"], (event) => {
-      if (event._tag === "Settled" && event.workerId === workerId) outcomes.record({ taskId: event.task.id, outcome: event.outcome })
-    }).pipe(Scope.provide(scope))
 
     const completer = yield* Completer.make({ store, workerId, maxBatch: Math.max(config.claimBatch, 1), scope })
     const env: TaskRunner.RunnerEnv = {
@@ -98,9 +96,12 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       tracing: TaskRunner.tracingIn(context)
     }
 
-    // Filled in once the dispatcher exists; the hooks run only after it started tasks.
+    // Made before the hooks can run: the dispatcher starts after it is assigned.
     let dispatcher!: Dispatcher.Dispatcher
     const hooks: TaskRunner.RunHooks<HeldTask> = {
+      onHandlerStart: (entry) => {
+        if (events.observed("Started")) emit({ _tag: "Started", workerId, task: entry.task })
+      },
       onHandlerEnd: (entry) => {
         if (!local.handlerEnded(entry)) return
         dispatcher.startSoon()
@@ -108,19 +109,18 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       },
       onSettled: (entry, outcome) => {
         local.settled(entry)
-        emit({ _tag: "Settled", workerId, task: entry.task, outcome })
+        outcomes.record({ taskId: entry.task.id, outcome })
+        if (events.observed("Settled")) emit({ _tag: "Settled", workerId, task: entry.task, outcome })
         if (entry.settled !== undefined) Deferred.doneUnsafe(entry.settled, Exit.void)
         dispatcher.wake()
       }
     }
     const stop = (entry: HeldTask, reason: StopReason) => {
+      const first = entry.stopReason === undefined
       TaskRunner.stopUnsafe(entry, reason)
-      if (events.observed("Stopped")) emit({ _tag: "Stopped", workerId, task: entry.task, reason })
+      if (first && events.observed("Stopped")) emit({ _tag: "Stopped", workerId, task: entry.task, reason })
     }
-    const start = (entry: HeldTask) => {
-      if (events.observed("Started")) emit({ _tag: "Started", workerId, task: entry.task })
-      TaskRunner.start(env, entry.task, entry, hooks)
-    }
+    const start = (entry: HeldTask) => TaskRunner.start(env, entry.task, entry, hooks)
 
     const registration = yield* BackgroundLoop.start(WorkerRegistration.renewal(workers, { id: workerId, queues, types }), scope)
     dispatcher = yield* Dispatcher.make({
@@ -130,7 +130,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       // nothing it still does is accepted by the database.
       replaced: (entry) => stop(entry, "lease-expired"),
       claimed: (tasks: ReadonlyArray<ClaimedTask>) => {
-        if (events.observed("Claimed")) emit({ _tag: "Claimed", workerId, tasks })
+        if (events.observed("Claimed")) emit({ _tag: "Claimed", workerId, tasks: tasks.filter((t) => local.held.get(t.id)?.task === t) })
       }
     })
     const duties: ReadonlyArray<BackgroundLoop.Duty> = [
@@ -141,6 +141,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       Canceller.make(bus, local, stop)
     ]
     for (const duty of duties) yield* BackgroundLoop.start(duty, scope)
+    yield* dispatcher.start
 
     // Before the loops above are interrupted (finalizers run last-added first), and
     // before the first claim is awaited: a stop before then releases what it took.

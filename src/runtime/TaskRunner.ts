@@ -97,6 +97,8 @@ export const tracingIn = (context: Context.Context<never>): boolean =>
  * run (a pair of closures per task was an allocation the runtime can do without).
  */
 export interface RunHooks<C extends RunControl = RunControl> {
+  /** The handler's fiber is about to start (its payload decoded, its start recorded). */
+  readonly onHandlerStart: (control: C) => void
   /** The handler has ended (its slot is free); the outcome is not written yet. */
   readonly onHandlerEnd: (control: C) => void
   /** The outcome is written (or could not be: "abandoned"). Called exactly once. */
@@ -186,6 +188,7 @@ const runHandler = <C extends RunControl>(
   // supervisor's shutdown stops and awaits every run through `control`). Forked
   // into a scope, each run cost a scheduled task, an async-hooks resource and a
   // scope entry: about a tenth of the runtime's CPU per task.
+  hooks.onHandlerStart(control)
   const fiber = Effect.runForkWith(env.context)(handler)
   control.handler = fiber
   let timedOut = false

@@ -1,8 +1,8 @@
 /**
  * Wake-ups by LISTEN/NOTIFY on a real PostgreSQL: a subscription reports "any
  * queue" when it becomes live, then each notified queue; when its connection is
- * killed it listens again and reports "any queue" once more (what was sent in
- * between is gone).
+ * killed, or it dies of a defect, it listens again and reports "any queue" once
+ * more (what was sent in between is gone).
  */
 import { expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, Queue } from "effect"
@@ -32,5 +32,20 @@ it.layer(Env, { timeout: 60_000, excludeTestServices: true })("PgWakeups", (it) 
       expect(yield* Queue.take(heard).pipe(Effect.timeout(Duration.seconds(20)))).toBeUndefined()
       yield* sql`select pg_notify(${PgWakeups.channel}, 'reports')`
       expect(yield* Queue.take(heard)).toBe("reports")
+    }).pipe(Effect.scoped))
+
+  it.effect("a listener that dies of a defect (a throwing callback) listens again", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const heard = yield* Queue.unbounded<string | undefined>()
+      yield* (yield* Wakeups).subscribe((queue) => {
+        if (queue === "boom") throw new Error("a callback that throws")
+        Queue.offerUnsafe(heard, queue)
+      })
+      expect(yield* Queue.take(heard)).toBeUndefined()
+      yield* sql`select pg_notify(${PgWakeups.channel}, 'boom')`
+      expect(yield* Queue.take(heard).pipe(Effect.timeout(Duration.seconds(20)))).toBeUndefined()
+      yield* sql`select pg_notify(${PgWakeups.channel}, 'after')`
+      expect(yield* Queue.take(heard)).toBe("after")
     }).pipe(Effect.scoped))
 })

@@ -28,33 +28,34 @@ describe("LocalQueue", () => {
 
   it("a newer claim of a started task replaces it; the old run is superseded until it settles", () => {
     const local = new LocalQueue(slots)
-    const first = local.hold(task("x", "a", 1))!.entry
-    local.takeStartable()
-    const second = local.hold(task("x", "a", 3))!
-    expect(second.replaced).toBe(first)
-    expect(local.held.get("x")).toBe(second.entry)
-    expect(local.unsettled()).toEqual([second.entry, first])
-    local.handlerEnded(first)
-    local.settled(first)
-    expect(local.held.get("x")).toBe(second.entry)
-    expect(local.unsettled()).toEqual([second.entry])
+    local.hold(task("x", "a", 1))
+    const [first] = local.takeStartable()
+    expect(local.hold(task("x", "a", 3))).toBe(first)
+    const second = local.held.get("x")!
+    expect(second.task.revision).toBe(3)
+    expect(local.unsettled()).toEqual([second, first])
+    local.handlerEnded(first!)
+    local.settled(first!)
+    expect(local.held.get("x")).toBe(second)
+    expect(local.unsettled()).toEqual([second])
   })
 
   it("a buffered task claimed again is replaced without a run to stop", () => {
     const local = new LocalQueue(slots)
     local.hold(task("x"))
-    const again = local.hold(task("x", "a", 3))!
-    expect(again.replaced).toBeUndefined()
+    expect(local.hold(task("x", "a", 3))).toBeUndefined()
     expect(local.buffered).toBe(1)
+    expect(local.held.get("x")?.task.revision).toBe(3)
   })
 
   it("a task cancelled before its claim came back is never held", () => {
     const local = new LocalQueue(slots)
     local.rememberCancel("x")
-    expect(local.hold(task("x"))).toBeUndefined()
+    expect(local.hold(task("x"))).toBe("cancelled")
     expect(local.held.size).toBe(0)
     // Remembered once: a later claim (there is none for a cancelled task) would be held.
-    expect(local.hold(task("x"))).toBeDefined()
+    expect(local.hold(task("x"))).toBeUndefined()
+    expect(local.held.size).toBe(1)
   })
 
   it("the shutdown takes the buffer: those tasks are held no more", () => {
@@ -81,14 +82,14 @@ describe("LocalQueue", () => {
       const pickOf = <A>(xs: ReadonlyArray<A>, n: number) => (xs.length === 0 ? undefined : xs[n % xs.length])
       for (const op of ops) {
         if (op.kind === "claim") {
-          const held = local.hold(task(String(next++), op.queue))
-          if (held) all.push(held.entry)
+          const t = task(String(next++), op.queue)
+          if (local.hold(t) !== "cancelled") all.push(local.held.get(t.id)!)
         } else if (op.kind === "reclaim") {
           const old = pickOf([...local.held.values()], op.pick)
           if (old) {
-            const held = local.hold(task(old.task.id, old.task.queue, old.task.revision + 2))!
-            all.push(held.entry)
-            if (held.replaced) expect(held.replaced).toBe(old)
+            const replaced = local.hold(task(old.task.id, old.task.queue, old.task.revision + 2))
+            all.push(local.held.get(old.task.id)!)
+            if (replaced !== undefined) expect(replaced).toBe(old)
           }
         } else if (op.kind === "start") {
           const started = local.takeStartable()
