@@ -1,11 +1,11 @@
--- Idempotent batch enqueue. p_specs: a JSON array of {id, queue, type, payload,
+-- Idempotent batch enqueue. p_requests: a JSON array of {id, queue, type, payload,
 -- priority, max_attempts, run_at | delay_ms, dedupe_key, traceparent,
--- remove_on_complete}. A spec whose id or dedupe key names an existing task creates
+-- remove_on_complete}. A request whose id or dedupe key names an existing task creates
 -- nothing (ON CONFLICT DO NOTHING arbitrates on every unique index).
 --
--- taskfiber.enqueue_quiet answers no rows when every spec created the task it names,
+-- taskfiber.enqueue_quiet answers no rows when every request created the task it names,
 -- the common case (ids being fresh UUIDv7s): those rows would only repeat what the
--- client sent. Otherwise it answers one row per spec, as taskfiber.enqueue does:
+-- client sent. Otherwise it answers one row per request, as taskfiber.enqueue does:
 -- per input position, the task id and whether this call created it. Measured (bulk
 -- enqueue of 20,000 tasks in calls of 1,000 through TaskStore.enqueueMany,
 -- PostgreSQL 15, 2 cores, medians of six runs): the client's CPU 4.7 µs a task
@@ -14,7 +14,7 @@
 -- Two statements on purpose: under READ COMMITTED the second takes a fresh snapshot
 -- and so sees a duplicate that a concurrent transaction committed while our INSERT
 -- waited on it; one statement with a CTE would not see it.
-create function taskfiber.enqueue_quiet(p_specs jsonb)
+create function taskfiber.enqueue_quiet(p_requests jsonb)
 returns table (ord integer, id uuid, created boolean) language plpgsql
 -- A plan cached once for a large batch would carry JIT into every later call
 -- (history.sql).
@@ -42,28 +42,28 @@ begin
            s ->> 'traceparent',
            coalesce((s ->> 'remove_on_complete')::boolean, false),
            'queued', 0, 1, c.ts, c.ts
-    from jsonb_array_elements(p_specs) with ordinality as e(s, n), (select clock_timestamp() as ts) c
+    from jsonb_array_elements(p_requests) with ordinality as e(s, n), (select clock_timestamp() as ts) c
     order by e.n
     on conflict do nothing
     returning taskfiber.tasks.id)
   select coalesce(array_agg(ins.id), '{}') into inserted from ins;
   perform set_config('taskfiber.hot_path', 'off', true);
 
-  -- Every spec created its own task: nothing to say, and no lookup (one index probe
+  -- Every request created its own task: nothing to say, and no lookup (one index probe
   -- less per task).
-  if cardinality(inserted) = jsonb_array_length(p_specs) then
+  if cardinality(inserted) = jsonb_array_length(p_requests) then
     return;
   end if;
 
-  -- Some were duplicates. created: this spec's own id was inserted, and no earlier
-  -- spec of the batch already resolved to the same task.
+  -- Some were duplicates. created: this request's own id was inserted, and no earlier
+  -- request of the batch already resolved to the same task.
   return query
     select r.n::integer, r.id,
            r.id = r.spec_id and r.id = any(inserted)
              and row_number() over (partition by r.id order by r.n) = 1
     from (
       select e.n, (e.s ->> 'id')::uuid as spec_id, t.id
-      from jsonb_array_elements(p_specs) with ordinality as e(s, n)
+      from jsonb_array_elements(p_requests) with ordinality as e(s, n)
       left join lateral (
         select x.id from taskfiber.tasks x
         where x.id = (e.s ->> 'id')::uuid
@@ -73,15 +73,15 @@ begin
     order by r.n;
 end $$;
 
--- One row per spec: enqueue_quiet's answer, or the specs' own ids.
-create function taskfiber.enqueue(p_specs jsonb)
+-- One row per request: enqueue_quiet's answer, or the requests' own ids.
+create function taskfiber.enqueue(p_requests jsonb)
 returns table (ord integer, id uuid, created boolean) language plpgsql set jit = off as $$
 begin
-  return query select q.ord, q.id, q.created from taskfiber.enqueue_quiet(p_specs) q;
+  return query select q.ord, q.id, q.created from taskfiber.enqueue_quiet(p_requests) q;
   if not found then
     return query
       select e.n::integer, (e.s ->> 'id')::uuid, true
-        from jsonb_array_elements(p_specs) with ordinality as e(s, n)
+        from jsonb_array_elements(p_requests) with ordinality as e(s, n)
        order by e.n;
   end if;
 end $$;

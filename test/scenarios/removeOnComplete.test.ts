@@ -77,8 +77,8 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("re
   it.effect("one completion statement deletes the removed tasks and updates the kept ones of its batch", () =>
     Effect.gen(function*() {
       const store = yield* TaskStore
-      const specs = [true, false, true, false].map((removeOnComplete, n) => ({ type: "t", queue: "roc-3", payload: { n }, removeOnComplete }))
-      const enqueued = yield* store.enqueueMany(specs)
+      const requests = [true, false, true, false].map((removeOnComplete, n) => ({ type: "t", queue: "roc-3", payload: { n }, removeOnComplete }))
+      const enqueued = yield* store.enqueueMany(requests)
       const claimed = yield* store.claim({ workerId: "w-roc", queues: ["roc-3"], limit: 10, leaseMs: 60_000 })
       expect(claimed.map((t) => t.removeOnComplete).sort()).toEqual([false, false, true, true])
       const done = yield* store.complete("w-roc", claimed.map((t) => ({ id: t.id, revision: t.revision, result: { ok: t.id } })))
@@ -95,8 +95,8 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("re
   it.effect("a batch marked all-removed that holds a kept task is undone and completed the general way", () =>
     Effect.gen(function*() {
       const store = yield* TaskStore
-      const specs = [true, false, true].map((removeOnComplete, n) => ({ type: "t", queue: "roc-7", payload: { n }, removeOnComplete }))
-      const enqueued = yield* store.enqueueMany(specs)
+      const requests = [true, false, true].map((removeOnComplete, n) => ({ type: "t", queue: "roc-7", payload: { n }, removeOnComplete }))
+      const enqueued = yield* store.enqueueMany(requests)
       const claimed = yield* store.claim({ workerId: "w-seven", queues: ["roc-7"], limit: 10, leaseMs: 60_000 })
       const done = yield* store.complete("w-seven", claimed.map((t) => ({ id: t.id, revision: t.revision, result: { ok: 1 }, remove: true })))
       expect(done.map((c) => c.id).sort()).toEqual(enqueued.map((r) => r.id).sort())

@@ -15,11 +15,11 @@ import { Context, Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "effect/sql/SqlClient"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { isListening } from "../src/store/EmbeddedPostgres.ts"
-import * as TestDatabase from "./support/TestDatabase.ts"
-import { freePort } from "./support/freePort.ts"
+import { isListening } from "../../src/store/EmbeddedPostgres.ts"
+import * as TestDatabase from "../support/TestDatabase.ts"
+import { freePort } from "../support/freePort.ts"
 
-const root = fileURLToPath(new URL("..", import.meta.url))
+const root = fileURLToPath(new URL("../..", import.meta.url))
 const bin = join(root, "bin", "taskfiber.js")
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
