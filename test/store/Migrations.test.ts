@@ -3,45 +3,15 @@
  * read without the lock, and the schema revision that orders releases, so that an
  * older instance starting during a rolling deploy leaves a newer schema as it is.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { readFileSync, unlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, Logger, Redacted } from "effect"
+import { Effect, Layer, Logger, Redacted } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { PgClient } from "@effect/sql-pg"
 import * as Migrations from "../../src/store/Migrations.ts"
-import * as SchemaFiles from "../../src/store/SchemaFiles.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
-
-/** A client on a new, empty database of its own. */
-const emptyDatabase = Effect.gen(function*() {
-  const name = yield* TestDatabase.scopedDatabase
-  const url = Redacted.make(TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name))
-  return Context.get(yield* Layer.build(PgClient.layer({ url, maxConnections: 2 })), SqlClient)
-})
-
-/** A copy of schema/ in a temporary folder, removed with the scope: one release's files. */
-const schemaCopy = Effect.acquireRelease(
-  Effect.sync(() => {
-    const dir = mkdtempSync(join(tmpdir(), "taskfiber-schema-"))
-    cpSync(fileURLToPath(Migrations.schemaDirectory), dir, { recursive: true })
-    return dir
-  }),
-  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-)
-
-/** Replaces text in a file of a schema copy (the text must be there). */
-const edit = (dir: string, path: string, from: string, to: string) => {
-  const file = join(dir, path)
-  const text = readFileSync(file, "utf8")
-  expect(text).toContain(from)
-  writeFileSync(file, text.replace(from, to))
-}
-
-/** Raises the revision of a schema copy, as `npm run schema:revision` does. */
-const bump = (dir: string) => Effect.promise(() => SchemaFiles.bumpRevision(dir))
+import { bump, edit, emptyDatabase, migratedCopy, schemaCopy } from "../support/SchemaCopy.ts"
 
 /** Runs an effect, collecting the messages it logs with their levels. */
 const logged = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -145,10 +115,7 @@ it.live("a newer revision applies its changed files and records itself; an older
 
 it.live("files whose revision file was not written for them are refused at start-up, naming the command that writes it; the database is left as it is", () =>
   Effect.gen(function*() {
-    const sql = yield* emptyDatabase
-    const dir = yield* schemaCopy
-    const migrate = Migrations.runFrom(dir).pipe(Effect.provideService(SqlClient, sql))
-    yield* migrate
+    const { dir, migrate, sql } = yield* migratedCopy
     const before = yield* transitionAllowed(sql)
 
     // A function file changed, the revision not raised.

@@ -7,37 +7,15 @@
  */
 import { spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Effect } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
-import { PgClient } from "@effect/sql-pg"
 import * as Migrations from "../../src/store/Migrations.ts"
 import * as SchemaFiles from "../../src/store/SchemaFiles.ts"
-import * as TestDatabase from "../support/TestDatabase.ts"
-
-/** A client on a new, empty database of its own. */
-const emptyDatabase = Effect.gen(function*() {
-  const name = yield* TestDatabase.scopedDatabase
-  const url = Redacted.make(TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name))
-  return Context.get(yield* Layer.build(PgClient.layer({ url, maxConnections: 2 })), SqlClient)
-})
-
-/** A copy of schema/ in a temporary folder, removed with the scope. */
-const schemaCopy = Effect.acquireRelease(
-  Effect.sync(() => {
-    const dir = mkdtempSync(join(tmpdir(), "taskfiber-schema-"))
-    cpSync(fileURLToPath(Migrations.schemaDirectory), dir, { recursive: true })
-    return dir
-  }),
-  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-)
-
-/** Raises the revision of a schema copy, as a release changing its files does. */
-const bump = (dir: string) => Effect.promise(() => SchemaFiles.bumpRevision(dir))
+import { bump, emptyDatabase, migratedCopy, schemaCopy } from "../support/SchemaCopy.ts"
 
 /** Everything of schema taskfiber, with oids: equal snapshots mean nothing was made again. */
 const snapshot = (sql: SqlClient) =>
@@ -175,10 +153,7 @@ it.live("migrating again changes nothing: no file applied, every object as it wa
 
 it.live("a changed repeatable file is applied again, it alone; an old signature and a removed file's functions leave nothing behind", () =>
   Effect.gen(function*() {
-    const sql = yield* emptyDatabase
-    const dir = yield* schemaCopy
-    const migrate = Migrations.runFrom(dir).pipe(Effect.provideService(SqlClient, sql))
-    yield* migrate
+    const { dir, migrate, sql } = yield* migratedCopy
     const before = yield* snapshot(sql)
 
     // A comment appended to the file that holds the triggers: that file alone is
@@ -248,10 +223,7 @@ it.live("a database of the pre-release layout is refused, with the reset that wo
 
 it.live("a database a newer taskfiber migrated is left as it is; one recording a migration the files lack is refused, naming it", () =>
   Effect.gen(function*() {
-    const sql = yield* emptyDatabase
-    const dir = yield* schemaCopy
-    const migrate = Migrations.runFrom(dir).pipe(Effect.provideService(SqlClient, sql))
-    yield* migrate
+    const { dir, migrate, sql } = yield* migratedCopy
     const before = yield* snapshot(sql)
     // A newer release recorded a migration past these files (a rolling deploy): this
     // older one applies nothing, not even its own (older) function files.
