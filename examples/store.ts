@@ -6,7 +6,7 @@
  */
 import { Console, Effect, Layer, Option } from "effect"
 import { NodeRuntime } from "@effect/platform-node"
-import { Database, TaskStore, Transaction } from "../src/index.ts"
+import { Database, PgTaskStore, TaskStore, Transaction } from "../src/index.ts"
 
 export const program = Effect.gen(function*() {
   const store = yield* TaskStore.TaskStore
@@ -36,7 +36,7 @@ export const program = Effect.gen(function*() {
 })
 
 /** The store on the configured database (embedded when DATABASE_URL is unset). */
-const StoreLive = TaskStore.layer.pipe(Layer.provideMerge(Database.layer))
+const StoreLive = PgTaskStore.layer.pipe(Layer.provideMerge(Database.layer))
 
 if (import.meta.main) {
   program.pipe(Effect.provide(StoreLive), NodeRuntime.runMain)

@@ -17,7 +17,7 @@ import * as JobRegistry from "./runtime/JobRegistry.ts"
 import * as RuntimeConfig from "./runtime/RuntimeConfig.ts"
 import * as Supervisor from "./runtime/Supervisor.ts"
 import * as Database from "./store/Database.ts"
-import * as TaskStore from "./store/TaskStore.ts"
+import * as PgTaskStore from "./store/PgTaskStore.ts"
 import * as Workers from "./store/Workers.ts"
 
 /** What the layer takes. */
@@ -34,7 +34,7 @@ export interface TaskfiberOptions {
  */
 export const runtimeServices = (config: Pick<Partial<RuntimeConfig.RuntimeConfig>, "retryMaxAttempts"> = {}) =>
   Layer.mergeAll(
-    config.retryMaxAttempts === undefined ? TaskStore.layer : TaskStore.layerWith({ maxAttempts: config.retryMaxAttempts }),
+    config.retryMaxAttempts === undefined ? PgTaskStore.layer : PgTaskStore.layerWith({ maxAttempts: config.retryMaxAttempts }),
     Workers.layer,
     CancelBus.layerLocal,
     PgWakeups.layer,

@@ -22,6 +22,7 @@ export * as DatabaseError from "./store/DatabaseError.ts"
 export * as EmbeddedPostgres from "./store/EmbeddedPostgres.ts"
 export * as Migrations from "./store/Migrations.ts"
 export * as TaskStore from "./store/TaskStore.ts"
+export * as PgTaskStore from "./store/PgTaskStore.ts"
 export * as Transaction from "./store/Transaction.ts"
 export * as Workers from "./store/Workers.ts"
 

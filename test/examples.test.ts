@@ -2,7 +2,7 @@ import { expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import * as Embedded from "../examples/embedded.ts"
 import { program } from "../examples/store.ts"
-import * as TaskStore from "../src/store/TaskStore.ts"
+import * as PgTaskStore from "../src/store/PgTaskStore.ts"
 import * as TestDatabase from "./support/TestDatabase.ts"
 
 it.effect("examples/store.ts runs against a real database", () =>
@@ -13,7 +13,7 @@ it.effect("examples/store.ts runs against a real database", () =>
       expect(r.claimed).toEqual(["resize-image", "send-invoice"])
       expect(r.history).toEqual(["queued", "running", "succeeded"])
     }),
-    Effect.provide(TaskStore.layer.pipe(Layer.provideMerge(TestDatabase.layer())))
+    Effect.provide(PgTaskStore.layer.pipe(Layer.provideMerge(TestDatabase.layer())))
   ), 60_000)
 
 it.effect("examples/embedded.ts: taskfiber as a layer runs the app's jobs; a rolled-back sign-up leaves no task", () =>

@@ -26,6 +26,7 @@ import * as RuntimeConfig from "../runtime/RuntimeConfig.ts"
 import * as Tasks from "../runtime/Tasks.ts"
 import * as Database from "../store/Database.ts"
 import * as TaskStore from "../store/TaskStore.ts"
+import * as PgTaskStore from "../store/PgTaskStore.ts"
 import * as Workers from "../store/Workers.ts"
 import * as Taskfiber from "../Taskfiber.ts"
 import * as JobsModule from "./jobsModule.ts"
@@ -33,7 +34,7 @@ import * as Render from "./render.ts"
 
 // One-shot commands: no idle connections kept, none warmed.
 const OneShotDatabase = Database.layerWith({ poolMin: 0 })
-const Store = Layer.mergeAll(TaskStore.layer, Workers.layer).pipe(Layer.provideMerge(OneShotDatabase))
+const Store = Layer.mergeAll(PgTaskStore.layer, Workers.layer).pipe(Layer.provideMerge(OneShotDatabase))
 
 /**
  * A failure already told to the user on stderr: exit code 1, and `runMain` does

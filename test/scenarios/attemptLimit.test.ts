@@ -14,6 +14,7 @@ import * as Job from "../../src/runtime/Job.ts"
 import * as JobRegistry from "../../src/runtime/JobRegistry.ts"
 import * as Tasks from "../../src/runtime/Tasks.ts"
 import * as TaskStore from "../../src/store/TaskStore.ts"
+import * as PgTaskStore from "../../src/store/PgTaskStore.ts"
 import * as Workers from "../../src/store/Workers.ts"
 import * as Taskfiber from "../../src/Taskfiber.ts"
 import * as Runtime from "../support/Runtime.ts"
@@ -21,7 +22,7 @@ import * as TestDatabase from "../support/TestDatabase.ts"
 
 const RetryMaxAttempts3 = ConfigProvider.layer(ConfigProvider.fromEnv({ env: { RETRY_MAX_ATTEMPTS: "3" } }))
 
-const Env = Layer.mergeAll(TaskStore.layer.pipe(Layer.provide(RetryMaxAttempts3)), Workers.layer, CancelBus.layerLocal, PgWakeups.layer, RuntimeEvents.layer).pipe(
+const Env = Layer.mergeAll(PgTaskStore.layer.pipe(Layer.provide(RetryMaxAttempts3)), Workers.layer, CancelBus.layerLocal, PgWakeups.layer, RuntimeEvents.layer).pipe(
   Layer.provideMerge(TestDatabase.layer())
 )
 

@@ -22,10 +22,11 @@ import { Data, Effect, Layer, Option, Schema } from "effect"
 import * as Arbitrary from "effect/Arbitrary"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as TaskStore from "../../src/store/TaskStore.ts"
+import * as PgTaskStore from "../../src/store/PgTaskStore.ts"
 import * as M from "../support/TaskModel.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
-const Env = TaskStore.layer.pipe(Layer.provideMerge(TestDatabase.layer()))
+const Env = PgTaskStore.layer.pipe(Layer.provideMerge(TestDatabase.layer()))
 const lease = 600_000
 const boom = { tag: "Boom", message: "boom", classification: "transient" } as const
 const budgetSeconds = Number(process.env.MODEL_BUDGET_SECONDS ?? 8)

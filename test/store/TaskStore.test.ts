@@ -5,9 +5,10 @@ import { effectivePriority } from "../../src/domain/Priority.ts"
 import type { EnqueueRequest } from "../../src/domain/Task.ts"
 import { transaction } from "../../src/store/Transaction.ts"
 import * as TaskStore from "../../src/store/TaskStore.ts"
+import * as PgTaskStore from "../../src/store/PgTaskStore.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
-const Env = TaskStore.layer.pipe(Layer.provideMerge(TestDatabase.layer()))
+const Env = PgTaskStore.layer.pipe(Layer.provideMerge(TestDatabase.layer()))
 const store = TaskStore.TaskStore
 const lease = 60_000
 const boom = { tag: "Boom", message: "boom", classification: "transient" } as const

@@ -8,9 +8,10 @@ import { Deferred, Effect, Layer, Ref } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { transaction } from "../../src/store/Transaction.ts"
 import * as TaskStore from "../../src/store/TaskStore.ts"
+import * as PgTaskStore from "../../src/store/PgTaskStore.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
-const Env = TaskStore.layer.pipe(Layer.provideMerge(TestDatabase.layer({ poolMax: 24 })))
+const Env = PgTaskStore.layer.pipe(Layer.provideMerge(TestDatabase.layer({ poolMax: 24 })))
 
 /**
  * Runs `n` copies of `body`, each in its own transaction, all released at once

@@ -9,9 +9,10 @@ import { expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as TaskStore from "../../src/store/TaskStore.ts"
+import * as PgTaskStore from "../../src/store/PgTaskStore.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
-const Env = TaskStore.layer.pipe(Layer.provideMerge(TestDatabase.layer()))
+const Env = PgTaskStore.layer.pipe(Layer.provideMerge(TestDatabase.layer()))
 const lease = 60_000
 const boom = { tag: "Boom", message: "boom", classification: "transient" } as const
 

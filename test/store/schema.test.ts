@@ -9,10 +9,11 @@ import { allowedTransitions, TaskStatuses } from "../../src/domain/TaskStatus.ts
 import { fromUnknown } from "../../src/store/DatabaseError.ts"
 import { transaction } from "../../src/store/Transaction.ts"
 import * as TaskStore from "../../src/store/TaskStore.ts"
+import * as PgTaskStore from "../../src/store/PgTaskStore.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 import { Layer } from "effect"
 
-const Env = TaskStore.layer.pipe(Layer.provideMerge(TestDatabase.layer()))
+const Env = PgTaskStore.layer.pipe(Layer.provideMerge(TestDatabase.layer()))
 
 /** Enqueues one task on its own queue and returns its id. */
 const newTask = (queue: string) =>
