@@ -11,6 +11,7 @@
 import { Effect, Layer } from "effect"
 import * as CancelBus from "./coordination/CancelBus.ts"
 import * as PgWakeups from "./coordination/PgWakeups.ts"
+import * as EventLog from "./observability/EventLog.ts"
 import * as RuntimeEvents from "./observability/RuntimeEvents.ts"
 import type { AnyJob } from "./runtime/Job.ts"
 import * as JobRegistry from "./runtime/JobRegistry.ts"
@@ -29,7 +30,8 @@ export interface TaskfiberOptions {
 
 /**
  * What a supervisor needs besides its jobs, over a database the application
- * provides: store, worker registry, cancel bus, wake-ups and the event hub. The
+ * provides: store, worker registry, cancel bus, wake-ups, the event hub and its
+ * log lines (EventLog, closed after the supervisors built on it). The
  * store's attempt limit is `config.retryMaxAttempts`, else `RETRY_MAX_ATTEMPTS`.
  */
 export const runtimeServices = (config: Pick<Partial<RuntimeConfig.RuntimeConfig>, "retryMaxAttempts"> = {}) =>
@@ -38,7 +40,7 @@ export const runtimeServices = (config: Pick<Partial<RuntimeConfig.RuntimeConfig
     Workers.layer,
     CancelBus.layerLocal,
     PgWakeups.layer,
-    RuntimeEvents.layer
+    EventLog.layer.pipe(Layer.provideMerge(RuntimeEvents.layer))
   )
 
 /** {@link runtimeServices} and the job registry of `jobs`. */

@@ -1,7 +1,7 @@
 -- The reaper: expired leases (crashed, stalled or partitioned workers). A task whose
 -- handler started goes to retrying, due at once (failed when out of attempts),
--- recorded as a LeaseExpired error ("stalled"). A task whose start was never recorded goes back to
--- queued, its attempt given back, at its old place in the queue (run_at kept).
+-- recorded as a LeaseExpired error. A task whose start was never recorded goes back
+-- to queued, its attempt given back, at its old place in the queue (run_at kept).
 --
 -- Why the start is recorded at all: the claim counts the attempt of every task it
 -- takes, also of those a worker holds in its prefetch buffer until a job slot is

@@ -1,6 +1,8 @@
 /**
- * The runtime's events as log lines: one worker's events, logged with the services
- * (logger, minimum level) of the fiber that starts it — the supervisor's.
+ * The runtime's events as log lines, each naming its worker: a subscriber of
+ * RuntimeEvents, logging with the services (logger, minimum level) of the layer
+ * that builds it. Built beside the event hub (`Taskfiber.runtimeServices`), it
+ * closes after the supervisors built on it, and logs what is still queued then.
  *
  *   Settled  → Info  "task settled" (taskId, taskType, attempt, outcome)
  *   Released → Info  "shutting down: prefetched tasks released to the queue"
@@ -13,7 +15,7 @@
  * settled runs can push a warning out. A kind below the minimum level is not even
  * queued.
  */
-import { Context, Effect, LogLevel, Option, Queue, References, Scope } from "effect"
+import { Context, Effect, Layer, LogLevel, Option, Queue, References, Scope } from "effect"
 import type { RuntimeEvent, RuntimeEventTag } from "./RuntimeEvents.ts"
 import { RuntimeEvents } from "./RuntimeEvents.ts"
 
@@ -27,31 +29,27 @@ const logEvent = (event: RuntimeEvent): Effect.Effect<void> => {
   switch (event._tag) {
     case "Settled": {
       const { task, outcome } = event
-      return Effect.logInfo("task settled", { taskId: task.id, taskType: task.type, attempt: task.attempt, outcome })
+      return Effect.logInfo("task settled", { taskId: task.id, taskType: task.type, attempt: task.attempt, outcome, workerId: event.workerId })
     }
     case "Released":
-      return Effect.logInfo("shutting down: prefetched tasks released to the queue", { count: event.taskIds.length })
+      return Effect.logInfo("shutting down: prefetched tasks released to the queue", { count: event.taskIds.length, workerId: event.workerId })
     case "Reaped":
       return Effect.forEach(event.tasks, (task) =>
         task.status === "queued"
-          ? Effect.logWarning("task reaped unstarted: handed back to the queue, attempt kept", { taskId: task.id })
-          : Effect.logWarning("task reaped: its lease expired", { taskId: task.id, status: task.status, lastError: task.lastError?.message }),
+          ? Effect.logWarning("task reaped unstarted: handed back to the queue, attempt given back", { taskId: task.id, workerId: event.workerId })
+          : Effect.logWarning("task reaped: its lease expired", {
+            taskId: task.id, status: task.status, lastError: task.lastError?.message, workerId: event.workerId
+          }),
         { discard: true })
     case "Stopped":
-      return Effect.logDebug("run stopped", { taskId: event.task.id, reason: event.reason })
+      return Effect.logDebug("run stopped", { taskId: event.task.id, reason: event.reason, workerId: event.workerId })
     default:
       return Effect.void
   }
 }
 
-/** A running log of one worker's events. */
-export interface EventLog {
-  /** Logs what is still queued (the shutdown's last step, once every task settled). */
-  readonly flush: Effect.Effect<void>
-}
-
-/** Logs the events of `workerId` until `scope` closes. */
-export const start = (workerId: string, scope: Scope.Scope): Effect.Effect<EventLog, never, RuntimeEvents> =>
+/** Logs the runtime's events until `scope` closes, then what is still queued. */
+const start = (scope: Scope.Scope): Effect.Effect<void, never, RuntimeEvents> =>
   Effect.gen(function*() {
     const events = yield* RuntimeEvents
     const level = Context.get(yield* Effect.context<never>(), References.MinimumLogLevel)
@@ -62,25 +60,30 @@ export const start = (workerId: string, scope: Scope.Scope): Effect.Effect<Event
     const settled = yield* Queue.sliding<RuntimeEvent>(settledBacklog)
     const notices = yield* Queue.sliding<RuntimeEvent>(noticeBacklog)
     yield* events.subscribe(tags, (event) => {
-      if (event.workerId === workerId) Queue.offerUnsafe(event._tag === "Settled" ? settled : notices, event)
+      Queue.offerUnsafe(event._tag === "Settled" ? settled : notices, event)
     }).pipe(Scope.provide(scope))
-    // An entry taken is always logged (taking and logging are one step for an
-    // interrupt); `flush` logs what is left. A logger that throws costs its line,
-    // never the loop.
-    const drain = (queue: Queue.Queue<RuntimeEvent>) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(restore(Queue.takeAll(queue)), (all) =>
-          Effect.forEach(all, (e) => Effect.catchCause(logEvent(e), () => Effect.void), { discard: true })))
-    yield* Effect.forkIn(Effect.forever(drain(notices)), scope)
-    yield* Effect.forkIn(Effect.forever(drain(settled)), scope)
+    // A logger that throws costs its line, never the loop nor the last flush.
+    const logSafely = (event: RuntimeEvent) => Effect.catchCause(logEvent(event), () => Effect.void)
     const flushQueue = (queue: Queue.Queue<RuntimeEvent>) =>
       Effect.gen(function*() {
         while (true) {
           const next = yield* Queue.poll(queue)
           if (Option.isNone(next)) return
-          yield* logEvent(next.value)
+          yield* logSafely(next.value)
         }
       })
-    const flush = Effect.andThen(flushQueue(notices), flushQueue(settled))
-    return { flush }
+    // Added before the loggers start, so it runs after they are stopped: the lines
+    // queued by the last runs of a shutdown are written.
+    yield* Scope.addFinalizer(scope, Effect.andThen(flushQueue(notices), flushQueue(settled)))
+    // An entry taken is always logged (taking and logging are one step for an interrupt).
+    const drain = (queue: Queue.Queue<RuntimeEvent>) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(restore(Queue.takeAll(queue)), (all) => Effect.forEach(all, logSafely, { discard: true })))
+    yield* Effect.forkIn(Effect.forever(drain(notices)), scope)
+    yield* Effect.forkIn(Effect.forever(drain(settled)), scope)
   })
+
+/** The event log for as long as the layer lives. */
+export const layer: Layer.Layer<never, never, RuntimeEvents> = Layer.effectDiscard(
+  Effect.flatMap(Effect.scope, start)
+)

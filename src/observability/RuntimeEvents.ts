@@ -1,7 +1,7 @@
 /**
  * The runtime's event catalogue: what happens to tasks inside a worker, told to
- * one place. The runtime emits; logging (EventLog), the supervisor's outcome log,
- * and later metrics and spans subscribe. The runtime knows nothing of who listens.
+ * one place. The runtime emits; the log lines (EventLog) and an application's own
+ * observers subscribe. The runtime knows nothing of who listens.
  *
  * Emitting is synchronous and cheap: one event object, handed to each listener in
  * turn. A listener must not block or throw (one that throws is logged once per
@@ -42,7 +42,11 @@ export type RuntimeEvent =
    * shutdown (Released) has none.
    */
   | { readonly _tag: "Settled"; readonly workerId: string; readonly task: ClaimedTask; readonly outcome: Outcome }
-  /** Tasks held here unstarted went back to the queue at shutdown (attempt given back). */
+  /**
+   * Tasks held here unstarted (prefetched) went back to the queue at shutdown,
+   * attempt given back. A started run released at shutdown is `Settled` with the
+   * outcome "released".
+   */
   | { readonly _tag: "Released"; readonly workerId: string; readonly taskIds: ReadonlyArray<string> }
   /** The reaper took tasks whose leases expired (their workers stalled or crashed). */
   | { readonly _tag: "Reaped"; readonly workerId: string; readonly tasks: ReadonlyArray<ReapedTask> }
@@ -66,8 +70,11 @@ export class RuntimeEvents extends Context.Service<RuntimeEvents, {
   readonly subscribe: (tags: ReadonlyArray<RuntimeEventTag>, listener: Listener) => Effect.Effect<void, never, Scope.Scope>
 }>()("taskfiber/RuntimeEvents") {}
 
-/** A hub with no listeners yet. */
-export const make = (): RuntimeEvents["Service"] => {
+/**
+ * A hub with no listeners yet. A listener that throws is logged with `context`'s
+ * services (the logger and level of the layer that made the hub).
+ */
+export const make = (context: Context.Context<never> = Context.empty()): RuntimeEvents["Service"] => {
   // One array per kind, in a plain object (a property read per emit or `observed`,
   // on the path of every task); arrays are replaced, never mutated, so an emit in
   // progress keeps the listeners it started with.
@@ -80,7 +87,7 @@ export const make = (): RuntimeEvents["Service"] => {
       try {
         listener(event)
       } catch (error) {
-        Effect.runFork(Effect.logError("a runtime event listener threw", { event: event._tag, error: String(error) }))
+        Effect.runForkWith(context)(Effect.logError("a runtime event listener threw", { event: event._tag, error: String(error) }))
       }
     }
   }
@@ -100,4 +107,4 @@ export const make = (): RuntimeEvents["Service"] => {
 }
 
 /** The hub as a layer (one per runtime; every supervisor built on it emits to it). */
-export const layer: Layer.Layer<RuntimeEvents> = Layer.sync(RuntimeEvents, make)
+export const layer: Layer.Layer<RuntimeEvents> = Layer.effect(RuntimeEvents, Effect.map(Effect.context<never>(), make))

@@ -44,9 +44,9 @@ export interface DispatcherOptions {
   readonly scope: Scope.Scope
 }
 
-/** A dispatcher: made first, so that its signals exist before anything can raise them; then started. */
+/** A dispatcher: its signals exist once it is made; its loops run once it is started. */
 export interface Dispatcher {
-  /** Subscribes to wake-ups, then starts the claimer and the starter in the scope. */
+  /** Starts the starter, subscribes to wake-ups, then starts the claimer, in the scope. */
   readonly start: Effect.Effect<void>
   /** Asks for a claim soon (a one-slot signal: raising it twice is raising it once). */
   readonly wake: () => void
@@ -131,7 +131,7 @@ export const make = (options: DispatcherOptions): Effect.Effect<Dispatcher, neve
         // slots, so its tasks never wait in the buffer; reckoned after the claims
         // before it, whose prefetch may have filled them.
         const free = local.freeSlots
-        const want = group.limit === undefined ? budget : Math.min(free, group.limit - local.heldIn(group.queues[0]!))
+        const want = group.limit === undefined ? budget : Math.min(free, group.limit - local.activeIn(group.queues[0]!))
         const limit = Math.min(want, budget, config.claimBatch)
         if (limit <= 0) {
           notClaimed.push(...group.queues)

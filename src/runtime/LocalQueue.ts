@@ -67,7 +67,7 @@ export class LocalQueue {
   }
 
   /** Buffered plus running in `queue` (settling tasks hold no slot). */
-  heldIn(queue: string): number {
+  activeIn(queue: string): number {
     let n = this.#handlersIn.get(queue) ?? 0
     for (const entry of this.#buffer) if (entry.task.queue === queue) n++
     return n

@@ -81,7 +81,7 @@ export const parseQueueConcurrency = (text: string): ReadonlyMap<string, number>
 const atLeast = (minimum: number, name: string) =>
   Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(minimum)), name)
 
-/** A duration longer than zero (a zero lease would renew it in a busy loop). */
+/** A duration longer than zero (a zero lease or progress interval would be a busy loop). */
 const positiveDuration = (name: string, fallback: Duration.Duration) =>
   Config.schema(
     Schema.DurationFromString.check(
@@ -102,7 +102,7 @@ export const config: Config.Config<RuntimeConfig> = Config.all({
   shutdownGrace: Config.Duration("SHUTDOWN_GRACE").pipe(Config.withDefault(defaults.shutdownGrace)),
   lease: positiveDuration("LEASE_DURATION", defaults.lease),
   reapInterval: positiveDuration("REAP_INTERVAL", defaults.reapInterval),
-  progressInterval: Config.Duration("PROGRESS_INTERVAL").pipe(Config.withDefault(defaults.progressInterval)),
+  progressInterval: positiveDuration("PROGRESS_INTERVAL", defaults.progressInterval),
   claimBatch: atLeast(1, "CLAIM_BATCH").pipe(Config.withDefault(defaults.claimBatch)),
   prefetch: atLeast(0, "PREFETCH").pipe(Config.withDefault(defaults.prefetch))
 })

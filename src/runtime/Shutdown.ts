@@ -10,7 +10,7 @@
  *    attempt not consumed), waited for one more grace; a handler that ignores the
  *    interruption (an uninterruptible section, a synchronous loop) is left to its
  *    lease and retried after it expires;
- * 5. leave the worker registry; log what is still queued for the log.
+ * 5. leave the worker registry.
  *
  * Every wait is bounded by SHUTDOWN_GRACE. A crash at any step loses nothing: a
  * task not yet released keeps its lease, expires, and is reaped (retried, or handed
@@ -18,7 +18,6 @@
  */
 import { Deferred, Duration, Effect, Fiber, Scope } from "effect"
 import type { Context } from "effect"
-import type { EventLog } from "../observability/EventLog.ts"
 import type { RuntimeEvent, StopReason } from "../observability/RuntimeEvents.ts"
 import type { TaskStore } from "../store/TaskStore.ts"
 import type { Dispatcher } from "./Dispatcher.ts"
@@ -36,7 +35,6 @@ export interface ShutdownOptions {
   /** The registry renewal's fiber: stopped before the removal, so it cannot put the row back. */
   readonly registration: Fiber.Fiber<unknown, unknown>
   readonly deregister: Effect.Effect<void>
-  readonly eventLog: EventLog
   /** The supervisor's services: the shutdown runs on the fiber that closes the scope, and logs as the supervisor does. */
   readonly context: Context.Context<never>
 }
@@ -83,11 +81,11 @@ const run = (options: ShutdownOptions) =>
       }).pipe(Effect.timeoutOrElse({ duration: grace, orElse: () => Effect.void }))
 
     if (local.unsettled().length > 0) {
-      yield* Effect.logInfo("shutting down: waiting for running jobs", { running: local.held.size, graceMs })
+      yield* Effect.logInfo("shutting down: waiting for running jobs", { running: local.unsettled().length, graceMs })
       yield* allSettled()
     }
     if (local.unsettled().length > 0) {
-      yield* Effect.logInfo("shutting down: releasing unfinished jobs to the queue", { running: local.held.size })
+      yield* Effect.logInfo("shutting down: releasing unfinished jobs to the queue", { running: local.unsettled().length })
       for (const entry of local.unsettled()) options.stop(entry, "shutdown")
       yield* allSettled()
       const stuck = local.unsettled()
@@ -100,5 +98,4 @@ const run = (options: ShutdownOptions) =>
 
     yield* Fiber.interrupt(options.registration)
     yield* options.deregister.pipe(bounded("the worker registry's update"))
-    yield* options.eventLog.flush
   })

@@ -12,9 +12,9 @@
  *   worker registry's renewal and unserved watch; and the Canceller (CancelBus);
  * - Shutdown: the graceful stop when the scope closes.
  *
- * What happens to tasks is emitted to RuntimeEvents, which this worker's log lines
- * (EventLog) subscribe to; an event nobody listens to is not built. `outcomes` is
- * the supervisor's own record of its settled runs.
+ * What happens to tasks is emitted to RuntimeEvents (the log lines are one of its
+ * subscribers, wired beside it, not here); an event nobody listens to is not
+ * built. `outcomes` is the supervisor's own record of its settled runs.
  */
 import { hostname } from "node:os"
 import { randomBytes } from "node:crypto"
@@ -22,7 +22,6 @@ import { Context, Deferred, Effect, Exit, Layer, type Queue } from "effect"
 import type { ClaimedTask } from "../domain/Task.ts"
 import { CancelBus } from "../coordination/CancelBus.ts"
 import { IdleWork } from "../coordination/IdleWork.ts"
-import * as EventLog from "../observability/EventLog.ts"
 import { type Outcome, RuntimeEvents, type StopReason } from "../observability/RuntimeEvents.ts"
 import type { DatabaseError } from "../store/DatabaseError.ts"
 import { TaskStore } from "../store/TaskStore.ts"
@@ -86,7 +85,6 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     const reporters = new Set<ProgressReporter>()
     const emit = events.emit
 
-    const eventLog = yield* EventLog.start(workerId, scope)
     const outcomes = OutcomeLog.make<SettledRun>(outcomesKept)
 
     const completer = yield* Completer.make({ store, workerId, maxBatch: Math.max(config.claimBatch, 1), scope })
@@ -96,7 +94,9 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       tracing: TaskRunner.tracingIn(context)
     }
 
-    // Made before the hooks can run: the dispatcher starts after it is assigned.
+    // The hooks and the dispatcher need each other: the hooks call it, it starts
+    // runs with them. Assigned below, before `dispatcher.start`, so before any run
+    // (hence any hook) exists.
     let dispatcher!: Dispatcher.Dispatcher
     const hooks: TaskRunner.RunHooks<HeldTask> = {
       onHandlerStart: (entry) => {
@@ -146,7 +146,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     // Before the loops above are interrupted (finalizers run last-added first), and
     // before the first claim is awaited: a stop before then releases what it took.
     yield* Shutdown.install(scope, {
-      grace: config.shutdownGrace, store, local, workerId, dispatcher, stop, emit, registration, eventLog, context,
+      grace: config.shutdownGrace, store, local, workerId, dispatcher, stop, emit, registration, context,
       deregister: WorkerRegistration.deregister(workers, workerId)
     })
     yield* dispatcher.ready

@@ -40,7 +40,7 @@ export interface SchemaFiles {
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex")
 
 /** The digest of repeatable files: the sha256 of their `path:sha256` lines, sorted by path. */
-export const digestOf = (repeatable: ReadonlyArray<Pick<SchemaFile, "path" | "checksum">>): string =>
+const digestOf = (repeatable: ReadonlyArray<Pick<SchemaFile, "path" | "checksum">>): string =>
   sha256(repeatable.map((f) => `${f.path}:${f.checksum}\n`).sort().join(""))
 
 const rootOf = (directory: URL | string) =>
@@ -54,7 +54,7 @@ const header = `# The revision of this schema folder and the digest of its repea
 `
 
 /** The text of a revision file. */
-export const formatRevision = (revision: Revision): string => `${header}revision ${revision.revision}\ndigest ${revision.digest}\n`
+const formatRevision = (revision: Revision): string => `${header}revision ${revision.revision}\ndigest ${revision.digest}\n`
 
 /** Parses a revision file: `revision N` and `digest HEX` lines; `#` lines are comments. */
 export const parseRevision = (text: string): Revision => {

@@ -4,7 +4,7 @@
  * worker's events into its log lines.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Logger, References, Scope } from "effect"
+import { Effect, Exit, Layer, Logger, References, Scope } from "effect"
 import type { ClaimedTask } from "../../src/domain/Task.ts"
 import * as EventLog from "../../src/observability/EventLog.ts"
 import { type RuntimeEvent, RuntimeEvents } from "../../src/observability/RuntimeEvents.ts"
@@ -39,29 +39,45 @@ describe("RuntimeEvents", () => {
       expect(hub.observed("Settled")).toBe(false)
     }))
 
-  it.effect("EventLog logs one worker's settled runs at Info and its reaped tasks at Warn; nothing of other workers", () => {
-    const lines: Array<{ readonly level: string; readonly message: unknown }> = []
+  const collect = (level: "Info" | "Warn") => {
+    const lines: Array<{ readonly level: string; readonly message: unknown; readonly workerId: unknown }> = []
     const collector = Logger.make(({ logLevel, message }) => {
-      lines.push({ level: logLevel, message: Array.isArray(message) ? message[0] : message })
+      const [text, fields] = Array.isArray(message) ? message : [message]
+      lines.push({ level: logLevel, message: text, workerId: (fields as { workerId?: unknown } | undefined)?.workerId })
     })
-    return Effect.gen(function*() {
-      const hub = RuntimeEventsModule.make()
-      const log = yield* Effect.gen(function*() {
-        const log = yield* EventLog.start("w1", yield* Effect.scope)
-        hub.emit(settled)
-        hub.emit({ ...settled, workerId: "w2" } as RuntimeEvent)
-        hub.emit({
-          _tag: "Reaped", workerId: "w1",
-          tasks: [{ id: "t2", status: "retrying", lastError: null }, { id: "t3", status: "queued", lastError: null }]
-        })
-        return log
-      }).pipe(Effect.scoped, Effect.provideService(RuntimeEvents, hub))
-      // The scope closed: the logger fiber has logged what it took; the rest is flushed.
-      yield* log.flush
-      expect(lines.filter((l) => l.message === "task settled")).toEqual([{ level: "Info", message: "task settled" }])
-      expect(lines).toContainEqual({ level: "Warn", message: "task reaped: its lease expired" })
-      expect(lines).toContainEqual({ level: "Warn", message: "task reaped unstarted: handed back to the queue, attempt kept" })
-      expect(lines).toHaveLength(3)
-    }).pipe(Effect.provide(Logger.layer([collector])), Effect.provideService(References.MinimumLogLevel, "Info"))
-  })
+    const hub = RuntimeEventsModule.make()
+    const emitSome = Effect.sync(() => {
+      hub.emit(settled)
+      hub.emit({ ...settled, workerId: "w2" } as RuntimeEvent)
+      hub.emit({
+        _tag: "Reaped", workerId: "w1",
+        tasks: [{ id: "t2", status: "retrying", lastError: null }, { id: "t3", status: "queued", lastError: null }]
+      })
+    })
+    // Closing the layer's scope stops the loggers and writes what is still queued.
+    return Effect.scoped(Effect.andThen(Layer.build(Layer.fresh(EventLog.layer)), emitSome)).pipe(
+      Effect.provideService(RuntimeEvents, hub),
+      Effect.provide(Logger.layer([collector])),
+      Effect.provideService(References.MinimumLogLevel, level),
+      Effect.as(lines)
+    )
+  }
+
+  it.effect("EventLog logs each settled run at Info naming its worker, and reaped tasks at Warn", () =>
+    Effect.gen(function*() {
+      const lines = yield* collect("Info")
+      expect(lines.filter((l) => l.message === "task settled")).toEqual([
+        { level: "Info", message: "task settled", workerId: "w1" },
+        { level: "Info", message: "task settled", workerId: "w2" }
+      ])
+      expect(lines).toContainEqual({ level: "Warn", message: "task reaped: its lease expired", workerId: "w1" })
+      expect(lines).toContainEqual({ level: "Warn", message: "task reaped unstarted: handed back to the queue, attempt given back", workerId: "w1" })
+      expect(lines).toHaveLength(4)
+    }))
+
+  it.effect("EventLog below Info queues no settled line at all; warnings still come", () =>
+    Effect.gen(function*() {
+      const lines = yield* collect("Warn")
+      expect(lines.map((l) => l.message)).toEqual(["task reaped: its lease expired", "task reaped unstarted: handed back to the queue, attempt given back"])
+    }))
 })

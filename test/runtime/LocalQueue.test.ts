@@ -23,7 +23,7 @@ describe("LocalQueue", () => {
     expect(local.handlers).toBe(3)
     expect(local.buffered).toBe(2)
     expect(local.freeSlots).toBe(0)
-    expect(local.heldIn("b")).toBe(2)
+    expect(local.activeIn("b")).toBe(2)
   })
 
   it("a newer claim of a started task replaces it; the old run is superseded until it settles", () => {

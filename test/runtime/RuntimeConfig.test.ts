@@ -38,7 +38,8 @@ describe("RuntimeConfig", () => {
       const bad: ReadonlyArray<readonly [string, string]> = [
         ["MAX_CONCURRENT_JOBS", "0"], ["CLAIM_BATCH", "0"], ["PREFETCH", "-1"], ["MAX_CONCURRENT_JOBS", "many"],
         ["QUEUE_CONCURRENCY", "emails"], ["QUEUE_CONCURRENCY", "emails=0"], ["QUEUE_CONCURRENCY", "a=1,b=x"],
-        ["LEASE_DURATION", "0 millis"], ["JOB_TIMEOUT", "soon"], ["REAP_INTERVAL", "0 seconds"]
+        ["LEASE_DURATION", "0 millis"], ["JOB_TIMEOUT", "soon"], ["REAP_INTERVAL", "0 seconds"],
+        ["PROGRESS_INTERVAL", "0 millis"]
       ]
       for (const [name, value] of bad) {
         const error = yield* Effect.flip(read({ [name]: value }))

@@ -1,7 +1,8 @@
 import { expect, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Logger, Option, Queue, References, Schema, Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, Layer, Logger, Option, Queue, References, Schema, Scope } from "effect"
 import { TransientError } from "../../src/domain/Errors.ts"
 import * as RetryPolicy from "../../src/domain/RetryPolicy.ts"
+import * as EventLog from "../../src/observability/EventLog.ts"
 import { type RuntimeEvent, RuntimeEvents } from "../../src/observability/RuntimeEvents.ts"
 import * as Job from "../../src/runtime/Job.ts"
 import { Supervisor } from "../../src/runtime/Supervisor.ts"
@@ -69,6 +70,9 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Sup
       })
       const scope = yield* Scope.make()
       yield* Effect.gen(function*() {
+        // The log lines of the runtime's events, built with this run's level (the
+        // base layer's own EventLog writes to the default logger, not collected here).
+        yield* Layer.build(Layer.fresh(EventLog.layer))
         const s = yield* Runtime.startSupervisor([Quick, Blocked], { shutdownGrace: Duration.millis(50) })
         const outcomes = yield* s.outcomes
         for (let i = 0; i < 3; i++) yield* Tasks.enqueue(Quick, {})
@@ -118,9 +122,9 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Sup
 it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Supervisor start", (it) => {
   const Ping = Job.define({ name: "ping", queue: "start-race", payload: Schema.Struct({}), run: () => Effect.void })
 
-  // The supervisor is up only once its LISTEN is confirmed. Before, LISTEN was
-  // sent alongside the first claim: a task enqueued between that claim and the
-  // confirmation was never notified and waited for the 30 s idle recheck.
+  // The supervisor is up only once its wake-up subscription is live: a task
+  // enqueued between its first claim and a subscription still on its way would
+  // never be notified, and wait for the 30 s idle re-check.
   it.effect("a task enqueued the moment a supervisor is up is notified, not left for the idle recheck", () =>
     Effect.gen(function*() {
       for (let i = 0; i < 10; i++) {
@@ -137,9 +141,10 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Sup
 })
 
 it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("Supervisor shutdown", (it) => {
-  // The shutdown made each task's "settled" Deferred only when its wait came:
-  // past the grace, a task released while the wait was on an earlier one got its
-  // Deferred after it had settled, and the shutdown never ended.
+  // Each task's "settled" Deferred must exist before the shutdown's first wait:
+  // made only when its wait came, a task released while the wait was on an
+  // earlier one would get its Deferred after it had settled, and the shutdown
+  // would never end.
   it.effect("ten handlers still running past the grace are all released, and the shutdown ends", () =>
     Effect.gen(function*() {
       const Stuck = Job.define({ name: "stuck", queue: "shutdown-many", payload: Schema.Struct({}), run: () => Effect.never })

@@ -16,8 +16,8 @@ import * as Runtime from "../support/Runtime.ts"
 const getTask = (id: string) => Effect.flatMap(TaskStore, (s) => s.get(id)).pipe(Effect.map((t) => Option.getOrThrow(t).task))
 
 it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("cancellation races", (it) => {
-  // Before, a cancel that the supervisor heard before its claim's answer arrived
-  // found no task to stop and was dropped: the handler ran until the next heartbeat.
+  // A cancel the supervisor hears before its claim's answer arrives finds no task
+  // to stop: unless remembered, the handler would run until the next heartbeat.
   it.effect("a cancel that lands between a claim's commit and the supervisor holding the task: the handler never runs", () =>
     Effect.gen(function*() {
       const store = yield* TaskStore

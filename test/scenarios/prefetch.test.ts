@@ -150,9 +150,9 @@ it.layer(Runtime.storeOnly, { timeout: 120_000, excludeTestServices: true })("pr
       expect((yield* getTask(id)).task.status).toBe("cancelled")
     }).pipe(Effect.scoped))
 
-  // Before, the dispatcher reckoned a limited queue's claim before the claims ahead
-  // of it in the same round: with PREFETCH, the first claim's buffer took the free
-  // slots, and the limited queue's task then waited in the buffer behind it, leased
+  // A limited queue's claim must be reckoned after the claims ahead of it in the
+  // same round: reckoned before, with PREFETCH, the first claim's buffer takes the
+  // free slots, and the limited queue's task waits in the buffer behind it, leased
   // and counted as running, though its queue never prefetches.
   it.effect("with PREFETCH, a queue with a QUEUE_CONCURRENCY limit is claimed only for slots its tasks take at once", () =>
     Effect.gen(function*() {
