@@ -11,6 +11,7 @@
  */
 export * as Classification from "./domain/Classification.ts"
 export * as Errors from "./domain/Errors.ts"
+export type { Outcome } from "./domain/Outcome.ts"
 export * as Priority from "./domain/Priority.ts"
 export * as RetryPolicy from "./domain/RetryPolicy.ts"
 export * as StoredJson from "./domain/StoredJson.ts"

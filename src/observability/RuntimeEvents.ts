@@ -10,11 +10,10 @@
  */
 import { Context, Effect, Layer, Scope } from "effect"
 import type { LastError } from "../domain/Classification.ts"
+import type { Outcome } from "../domain/Outcome.ts"
 import type { ClaimedTask } from "../domain/Task.ts"
 import type { TaskStatus } from "../domain/TaskStatus.ts"
 
-/** The outcome written for a run (or "abandoned": nothing could be written; its lease decides). */
-export type Outcome = "succeeded" | "retrying" | "failed" | "cancelled" | "released" | "abandoned"
 
 /** Why a run was stopped from outside its handler. */
 export type StopReason = "cancel" | "shutdown" | "lease-expired"

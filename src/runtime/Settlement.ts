@@ -11,7 +11,7 @@ import { PermanentError, TransientError, UnstorableValue } from "../domain/Error
 import * as RetryPolicy from "../domain/RetryPolicy.ts"
 import type * as StoredJson from "../domain/StoredJson.ts"
 import type { ClaimedTask } from "../domain/Task.ts"
-import type { Outcome } from "../observability/RuntimeEvents.ts"
+import type { Outcome } from "../domain/Outcome.ts"
 import { DatabaseError } from "../store/DatabaseError.ts"
 import { isItemFault, TaskNotHeld } from "./Completer.ts"
 import type { AnyJob } from "./Job.ts"

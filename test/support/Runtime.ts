@@ -7,7 +7,7 @@ import type { AnyJob } from "../../src/runtime/Job.ts"
 import * as JobRegistry from "../../src/runtime/JobRegistry.ts"
 import * as RuntimeConfig from "../../src/runtime/RuntimeConfig.ts"
 import * as Supervisor from "../../src/runtime/Supervisor.ts"
-import type { Outcome } from "../../src/observability/RuntimeEvents.ts"
+import type { Outcome } from "../../src/domain/Outcome.ts"
 import * as Taskfiber from "../../src/Taskfiber.ts"
 import * as TestDatabase from "./TestDatabase.ts"
 
