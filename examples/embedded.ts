@@ -8,26 +8,19 @@
  *    user exists;
  *  - tries a duplicate sign-up: the user insert fails, the transaction rolls
  *    back, and the welcome email enqueued inside it before is gone too;
- *  - enqueues two thumbnails with `Tasks.enqueue`;
+ *  - enqueues two thumbnails at once with `Tasks.enqueueMany`;
  *  - waits for its tasks through the supervisor's `outcomes` queue (no polling),
  *    prints the results and exits (closing the layer = graceful shutdown).
  *
- *   scripts/node.sh node examples/embedded.ts     # embedded PostgreSQL, or DATABASE_URL
+ *   scripts/node.sh npm run example examples/embedded.ts   # embedded PostgreSQL, or DATABASE_URL
  */
 import { randomUUID } from "node:crypto"
 import { Console, Effect, Layer, Option, Queue, Schema } from "effect"
 import type { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "effect/sql/SqlClient"
 import { NodeRuntime } from "@effect/platform-node"
-import * as RetryPolicy from "../src/domain/RetryPolicy.ts"
-import * as Job from "../src/runtime/Job.ts"
-import * as Supervisor from "../src/runtime/Supervisor.ts"
-import type { Outcome } from "../src/domain/Outcome.ts"
-import * as Tasks from "../src/runtime/Tasks.ts"
-import * as Database from "../src/store/Database.ts"
-import * as TaskStore from "../src/store/TaskStore.ts"
-import * as Transaction from "../src/store/Transaction.ts"
-import * as Taskfiber from "../src/Taskfiber.ts"
+import { Database, Job, RetryPolicy, Supervisor, Taskfiber, Tasks, TaskStore, Transaction } from "taskfiber"
+import type { Outcome } from "taskfiber"
 
 /** The app's queue: a `taskfiber start` with another catalogue on the same database leaves it alone. */
 const queue = "signup-app"
@@ -123,7 +116,8 @@ export const program = Effect.gen(function*() {
   yield* Console.log(`duplicate sign-up of ${email}: ${duplicate}`)
   const rolledBackTaskExists = Option.isSome(yield* store.get(rolledBackId))
 
-  const thumbs = yield* Effect.forEach(["cat.png", "dog.jpg"], (image) => Tasks.enqueue(Thumbnail, { image, width: 128 }))
+  // Many tasks of one job: one statement.
+  const thumbs = yield* Tasks.enqueueMany(Thumbnail, [{ image: "cat.png", width: 128 }, { image: "dog.jpg", width: 128 }])
 
   // Wait for the three tasks without polling: the supervisor reports each outcome.
   const ids = new Set([welcome.id, ...thumbs.map((t) => t.id)])

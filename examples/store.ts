@@ -2,11 +2,11 @@
  * Using taskfiber's store from an Effect program: enqueue idempotently inside your
  * own transaction, claim by priority, record progress, complete, read the history.
  *
- *   scripts/node.sh node examples/store.ts        # embedded PostgreSQL, or DATABASE_URL
+ *   scripts/node.sh npm run example examples/store.ts   # embedded PostgreSQL, or DATABASE_URL
  */
 import { Console, Effect, Layer, Option } from "effect"
 import { NodeRuntime } from "@effect/platform-node"
-import { Database, PgTaskStore, TaskStore, Transaction } from "../src/index.ts"
+import { Database, PgTaskStore, TaskStore, Transaction } from "taskfiber"
 
 export const program = Effect.gen(function*() {
   const store = yield* TaskStore.TaskStore

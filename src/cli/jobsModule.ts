@@ -7,8 +7,6 @@ import { pathToFileURL } from "node:url"
 import { Data, Effect } from "effect"
 import type { AnyJob } from "../runtime/Job.ts"
 
-/** The catalogue used when `--jobs` is not given: `examples/jobs.ts` of this package. */
-const defaultJobsModule = new URL("../../examples/jobs.ts", import.meta.url)
 
 /** The jobs module could not be loaded or exports no job list. */
 export class JobsModuleError extends Data.TaggedError("JobsModuleError")<{
@@ -41,15 +39,20 @@ const fromModule = (exports: Record<string, unknown>, module: string): AnyJob[] 
   return list as AnyJob[]
 }
 
+/** The name of the catalogue used when `--jobs` is not given (./demoJobs.ts). */
+export const demoCatalogue = "the demo jobs"
+
 /**
- * Loads the jobs of `path` (resolved from the current directory), or of
- * {@link defaultJobsModule} when `path` is undefined.
+ * Loads the jobs of `path` (resolved from the current directory), or the demo
+ * catalogue (./demoJobs.ts) when `path` is undefined.
  */
 export const load = (path: string | undefined): Effect.Effect<ReadonlyArray<AnyJob>, JobsModuleError> => {
-  const url = path === undefined ? defaultJobsModule : pathToFileURL(isAbsolute(path) ? path : resolve(process.cwd(), path))
-  const shown = path ?? "examples/jobs.ts"
+  const shown = path ?? demoCatalogue
   return Effect.tryPromise({
-    try: () => import(url.href) as Promise<Record<string, unknown>>,
+    try: () =>
+      (path === undefined
+        ? import("./demoJobs.ts")
+        : import(pathToFileURL(isAbsolute(path) ? path : resolve(process.cwd(), path)).href)) as Promise<Record<string, unknown>>,
     catch: (cause) =>
       new JobsModuleError({
         module: shown,

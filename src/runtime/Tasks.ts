@@ -61,6 +61,20 @@ export const enqueue = <P>(job: Job<string, P>, payload: P, options: EnqueueOpti
     return yield* store.enqueue(request(job, encoded, queue, options))
   }).pipe(Effect.withSpan("Tasks.enqueue", { attributes: { "taskfiber.type": job.name } }))
 
+/**
+ * Enqueues many tasks of `job` in one statement (one transaction), each payload
+ * typed; `options` apply to every task. Results are in the payloads' order; a bad
+ * payload fails the whole call before anything is written.
+ */
+export const enqueueMany = <P>(job: Job<string, P>, payloads: Iterable<P>, options: Omit<EnqueueOptions, "id" | "dedupeKey"> = {}) =>
+  Effect.gen(function*() {
+    const queue = yield* queueOf(job, options)
+    const requests: Array<EnqueueRequest.Encoded> = []
+    for (const payload of payloads) requests.push(request(job, yield* encodePayload(job, payload, false), queue, options))
+    const store = yield* TaskStore
+    return yield* store.enqueueMany(requests)
+  }).pipe(Effect.withSpan("Tasks.enqueueMany", { attributes: { "taskfiber.type": job.name } }))
+
 /** Enqueues by job name with an untrusted payload (decoded by the job's schema). */
 export const enqueueByName = (
   registry: JobRegistry["Service"],

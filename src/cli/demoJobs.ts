@@ -1,5 +1,5 @@
 /**
- * The example job catalogue: what `taskfiber start` runs when no `--jobs` module is
+ * The demo job catalogue: what `taskfiber start` runs when no `--jobs` module is
  * given, and what `taskfiber enqueue` checks payloads against.
  *
  *   taskfiber enqueue echo '{"hello":"world"}'
@@ -13,10 +13,10 @@
  */
 import { createHash } from "node:crypto"
 import { Effect, Option, Schema } from "effect"
-import { PermanentError, TransientError } from "../src/domain/Errors.ts"
-import * as RetryPolicy from "../src/domain/RetryPolicy.ts"
-import * as Job from "../src/runtime/Job.ts"
-import type { AnyJob } from "../src/runtime/Job.ts"
+import { PermanentError, TransientError } from "../domain/Errors.ts"
+import * as RetryPolicy from "../domain/RetryPolicy.ts"
+import * as Job from "../runtime/Job.ts"
+import type { AnyJob } from "../runtime/Job.ts"
 
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 
