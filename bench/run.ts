@@ -20,8 +20,8 @@
  * The runs go in rounds (every system once, then again), so that a noisy stretch
  * of a shared machine falls on all systems alike. Reported: the median of the
  * runs, with min and max. Written to
- * bench/results/latest.json and a dated copy (only when every system ran, or with
- * --save).
+ * bench/results/<date>-<commit>.json (only when every system ran, or with --save;
+ * --label names the commit when the tree is not the commit's).
  *
  *   node bench/run.ts [--only a,b] [--runs 3] [--jobs 20000] [--save] [--label x]
  */
@@ -292,10 +292,10 @@ const main = async () => {
     const dir = new URL("./results/", import.meta.url)
     mkdirSync(dir, { recursive: true })
     const text = `${JSON.stringify(document, null, 2)}\n`
-    writeFileSync(new URL("latest.json", dir), text)
-    const dated = `${date.slice(0, 10)}${args.label ? `-${args.label}` : ""}.json`
+    const commit = args.label ?? execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim()
+    const dated = `${date.slice(0, 10)}-${commit}.json`
     writeFileSync(new URL(dated, dir), text)
-    log(`written: bench/results/latest.json and bench/results/${dated}`)
+    log(`written: bench/results/${dated}`)
   }
 }
 
