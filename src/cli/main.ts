@@ -120,7 +120,7 @@ const LoggingLive = Layer.mergeAll(
 // flags
 
 const jobsFlag = Flag.String("jobs").pipe(
-  Flag.withDescription("Module exporting the job list (`jobs` or default), resolved from the current directory; default: examples/jobs.ts"),
+  Flag.withDescription("Module exporting the job list (`jobs` or default), resolved from the current directory; default: the demo jobs"),
   Flag.optional
 )
 
@@ -133,6 +133,14 @@ const describeDatabase = Effect.map(Database.config, (cfg) =>
 
 // ---------------------------------------------------------------------------
 // start
+
+/**
+ * How to run this binary from another terminal, as the banner prints it: in a
+ * clone of the repository (running the .ts sources) `taskfiber` is on no PATH and
+ * the machine's node may be too old, so the npm script through scripts/node.sh;
+ * installed as a package, `npx taskfiber`.
+ */
+const command = import.meta.url.endsWith(".ts") ? "scripts/node.sh npm run -s taskfiber --" : "npx taskfiber"
 
 const start = Command.make("start", { jobs: jobsFlag }, ({ jobs: jobsPath }) =>
   Effect.gen(function*() {
@@ -148,8 +156,8 @@ const start = Command.make("start", { jobs: jobsFlag }, ({ jobs: jobsPath }) =>
         [
           `taskfiber: running jobs ${registry.jobs.map((j) => j.name).join(", ")} (queues ${registry.queues.join(", ")})`,
           `taskfiber: enqueue from another terminal, for example:`,
-          `  taskfiber enqueue${jobsArg} ${example}     (in this folder: node bin/taskfiber.js enqueue …)`,
-          `  taskfiber status <id>`,
+          `  ${command} enqueue${jobsArg} ${example}`,
+          `  ${command} status <id>`,
           `taskfiber: Ctrl-C (SIGINT) or SIGTERM shuts down gracefully; a second signal exits at once`
         ].join("\n")
       )

@@ -6,11 +6,12 @@
  * Nothing is ordered by sleeping: each step waits for a line of output or for a
  * process to exit, with a bounded timeout.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { chmod, mkdtemp, rm, stat } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { promisify } from "node:util"
 import { Context, Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "effect/sql/SqlClient"
@@ -204,8 +205,15 @@ describe("taskfiber binary on DATABASE_URL", () => {
   it("start runs the example catalogue; an enqueued echo task settles and status --json shows it", async () => {
     start = spawnCli(["start"], env)
     await start.waitForStdout(/enqueue from another terminal/)
-    expect(start.stdout.join("\n")).toContain("taskfiber enqueue echo '{\"hello\":\"world\"}'")
+    expect(start.stdout.join("\n")).toContain("scripts/node.sh npm run -s taskfiber -- enqueue echo '{\"hello\":\"world\"}'")
     expect(start.stdout.join("\n")).toMatch(/starting on PostgreSQL at postgres:\/\//)
+
+    // The banner's hint works as printed, in a shell in the repository's folder.
+    const hint = start.stdout.find((l) => l.includes(" enqueue echo "))!.trim()
+    const hinted = await promisify(execFile)("bash", ["-c", hint], { cwd: root, env: env as NodeJS.ProcessEnv })
+    const hintedId = hinted.stdout.trim()
+    expect(hintedId).toMatch(uuid)
+    await start.waitForLog("task settled", { taskId: hintedId, outcome: "succeeded" })
 
     const id = await enqueueId(env, "echo", "{\"a\":1}")
     await start.waitForLog("task settled", { taskId: id, outcome: "succeeded" })
