@@ -90,7 +90,9 @@ const settings = (() => {
   // "Expected …\n  at ["NAME"]" → "NAME: expected …"
   const at = /\n\s*at \["([^"]+)"\]/.exec(text)
   const what = text.replace(/\n\s*at \[.*$/s, "")
-  process.stderr.write(`taskfiber: invalid setting ${at ? `${at[1]}: ${what.charAt(0).toLowerCase()}${what.slice(1)}` : what}\n`)
+  const value = at ? process.env[at[1]!] : undefined
+  const named = at ? `${at[1]}${value === undefined ? "" : `=${JSON.stringify(redactSecrets(value))}`}` : ""
+  process.stderr.write(`taskfiber: invalid setting ${at ? `${named}: ${what.charAt(0).toLowerCase()}${what.slice(1)}` : what}\n`)
   process.exit(1)
 })()
 

@@ -78,31 +78,43 @@ export const parseQueueConcurrency = (text: string): ReadonlyMap<string, number>
   return limits
 }
 
-const atLeast = (minimum: number, name: string) =>
-  Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(minimum)), name)
+/** An integer setting in [minimum, maximum]. */
+const intBetween = (name: string, minimum: number, maximum: number, fallback: number) =>
+  Config.schema(Schema.Int.check(Schema.isBetween({ minimum, maximum })), name).pipe(Config.withDefault(fallback))
 
-/** A duration longer than zero (a zero lease or progress interval would be a busy loop). */
-const positiveDuration = (name: string, fallback: Duration.Duration) =>
+/**
+ * The longest duration a setting takes: 2^31 - 1 ms (24.8 days), what a timer and
+ * the statements' int4 milliseconds can hold; a lease of 999999999 days would
+ * otherwise fail every claim.
+ */
+export const maxDurationMs = 2_147_483_647
+
+/** A duration setting in (0, 24.8 days], or [0, 24.8 days] with `zero` (a zero lease or interval would be a busy loop). */
+const duration = (name: string, fallback: Duration.Duration, zero: "zero allowed" | "longer than 0" = "longer than 0") =>
   Config.schema(
     Schema.DurationFromString.check(
-      Schema.makeFilter((d: Duration.Duration) => Duration.toMillis(d) > 0 || "expected a duration longer than 0")
+      Schema.makeFilter((d: Duration.Duration) => {
+        const ms = Duration.toMillis(d)
+        if (zero === "longer than 0" ? ms <= 0 : ms < 0) return `expected a duration ${zero === "longer than 0" ? "longer than 0" : "of 0 or more"}`
+        return ms <= maxDurationMs || "expected a duration of at most 24 days"
+      })
     ),
     name
   ).pipe(Config.withDefault(fallback))
 
 /** Reads {@link RuntimeConfig} from the environment; a value out of range is a ConfigError naming its variable. */
 export const config: Config.Config<RuntimeConfig> = Config.all({
-  maxConcurrentJobs: atLeast(1, "MAX_CONCURRENT_JOBS").pipe(Config.withDefault(defaults.maxConcurrentJobs)),
+  maxConcurrentJobs: intBetween("MAX_CONCURRENT_JOBS", 1, 10_000, defaults.maxConcurrentJobs),
   queueConcurrency: Config.schema(QueueConcurrencyText, "QUEUE_CONCURRENCY").pipe(
     Config.withDefault(""),
     Config.map(parseQueueConcurrency)
   ),
-  jobTimeout: positiveDuration("JOB_TIMEOUT", defaults.jobTimeout),
+  jobTimeout: duration("JOB_TIMEOUT", defaults.jobTimeout),
   retryMaxAttempts: maxAttemptsConfig,
-  shutdownGrace: Config.Duration("SHUTDOWN_GRACE").pipe(Config.withDefault(defaults.shutdownGrace)),
-  lease: positiveDuration("LEASE_DURATION", defaults.lease),
-  reapInterval: positiveDuration("REAP_INTERVAL", defaults.reapInterval),
-  progressInterval: positiveDuration("PROGRESS_INTERVAL", defaults.progressInterval),
-  claimBatch: atLeast(1, "CLAIM_BATCH").pipe(Config.withDefault(defaults.claimBatch)),
-  prefetch: atLeast(0, "PREFETCH").pipe(Config.withDefault(defaults.prefetch))
+  shutdownGrace: duration("SHUTDOWN_GRACE", defaults.shutdownGrace, "zero allowed"),
+  lease: duration("LEASE_DURATION", defaults.lease),
+  reapInterval: duration("REAP_INTERVAL", defaults.reapInterval),
+  progressInterval: duration("PROGRESS_INTERVAL", defaults.progressInterval),
+  claimBatch: intBetween("CLAIM_BATCH", 1, 10_000, defaults.claimBatch),
+  prefetch: intBetween("PREFETCH", 0, 100_000, defaults.prefetch)
 })

@@ -33,8 +33,9 @@ export const config: Config.Config<DatabaseConfig> = Config.all({
   url: Config.option(Config.Redacted("DATABASE_URL")).pipe(
     Config.map(Option.filter((url) => Redacted.value(url).trim() !== ""))
   ),
-  poolMax: Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)), "DB_POOL_MAX").pipe(Config.withDefault(10)),
-  poolMin: Config.Int("DB_POOL_MIN").pipe(Config.withDefault(-1)),
+  poolMax: Config.schema(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 1000 })), "DB_POOL_MAX").pipe(Config.withDefault(10)),
+  // Unset: -1, the default (see ClientOptions.poolMin).
+  poolMin: Config.schema(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 1000 })), "DB_POOL_MIN").pipe(Config.withDefault(-1)),
   embeddedDir: Config.String("EMBEDDED_PG_DIR").pipe(Config.withDefault(".data/postgres")),
   embeddedPort: Config.Port("EMBEDDED_PG_PORT").pipe(Config.withDefault(54329))
 })

@@ -259,18 +259,26 @@ describe("taskfiber binary on DATABASE_URL", () => {
     expect(unknownId.stderr).toMatch(/no task with id/)
   }, 60_000)
 
-  it("a setting out of range stops every command before it starts: one line naming the variable, exit 1", async () => {
-    const [jobs, level, queues] = await Promise.all([
-      run(["start"], { ...env, MAX_CONCURRENT_JOBS: "0" }),
-      run(["status", "00000000-0000-4000-8000-000000000000"], { ...env, LOG_LEVEL: "verbose" }),
-      run(["enqueue", "echo", "{}"], { ...env, QUEUE_CONCURRENCY: "emails" })
-    ])
-    expect(jobs).toMatchObject({ code: 1, stdout: [] })
-    expect(jobs.stderr).toBe("taskfiber: invalid setting MAX_CONCURRENT_JOBS: expected a value greater than or equal to 1")
-    expect(level).toMatchObject({ code: 1, stdout: [] })
-    expect(level.stderr).toMatch(/^taskfiber: invalid setting LOG_LEVEL: expected one of all, trace, debug, info, warn/)
-    expect(queues).toMatchObject({ code: 1, stdout: [] })
-    expect(queues.stderr).toMatch(/^taskfiber: invalid setting QUEUE_CONCURRENCY: expected queue=limit/)
+  it("a setting out of range stops every command before it starts: one line naming the variable and its value, exit 1", async () => {
+    const cases: ReadonlyArray<readonly [Env, RegExp]> = [
+      [{ MAX_CONCURRENT_JOBS: "0" }, /^taskfiber: invalid setting MAX_CONCURRENT_JOBS="0": expected a value between 1 and 10000$/],
+      [{ LOG_LEVEL: "loud" }, /^taskfiber: invalid setting LOG_LEVEL="loud": expected one of all, trace, debug, info, warn/],
+      [{ LOG_FORMAT: "xml" }, /^taskfiber: invalid setting LOG_FORMAT="xml": expected one of text, json$/],
+      [{ QUEUE_CONCURRENCY: "emails" }, /^taskfiber: invalid setting QUEUE_CONCURRENCY="emails": expected queue=limit/],
+      [{ CLAIM_BATCH: "0" }, /^taskfiber: invalid setting CLAIM_BATCH="0": expected a value between 1 and 10000$/],
+      [{ DB_POOL_MAX: "0" }, /^taskfiber: invalid setting DB_POOL_MAX="0": expected a value between 1 and 1000$/],
+      [{ LEASE_DURATION: "0 seconds" }, /^taskfiber: invalid setting LEASE_DURATION="0 seconds": expected a duration longer than 0$/],
+      [{ LEASE_DURATION: "999999999 days" }, /^taskfiber: invalid setting LEASE_DURATION="999999999 days": expected a duration of at most 24 days$/],
+      [{ REAP_INTERVAL: "0 millis" }, /^taskfiber: invalid setting REAP_INTERVAL="0 millis": expected a duration longer than 0$/],
+      [{ JOB_TIMEOUT: "-5 seconds" }, /^taskfiber: invalid setting JOB_TIMEOUT="-5 seconds": /],
+      [{ DB_POOL_MIN: "-3" }, /^taskfiber: invalid setting DB_POOL_MIN="-3": expected a value between 0 and 1000$/]
+    ]
+    const commands = [["start"], ["status", "00000000-0000-4000-8000-000000000000"], ["enqueue", "echo", "{}"]]
+    const results = await Promise.all(cases.map(([extra], i) => run(commands[i % commands.length]!, { ...env, ...extra })))
+    results.forEach((r, i) => {
+      expect(r, JSON.stringify(cases[i]![0])).toMatchObject({ code: 1, stdout: [] })
+      expect(r.stderr).toMatch(cases[i]![1])
+    })
   }, 60_000)
 
   it("enqueue options: priority, delay, queue and dedupe key reach the task", async () => {
