@@ -96,11 +96,40 @@ const keepExitCode = () => {
   })
 }
 
+/**
+ * The folder's password, created exclusively ("wx"): of two first starts at once,
+ * one writes it and the other reads that one, so the cluster is never initialised
+ * with a password the file does not hold.
+ */
 const readOrCreatePassword = async (file: string): Promise<string> => {
-  if (existsSync(file)) return (await readFile(file, "utf8")).trim()
   const password = randomBytes(18).toString("base64url")
-  await writeFile(file, password + "\n", { mode: 0o600 })
-  return password
+  try {
+    await writeFile(file, password + "\n", { mode: 0o600, flag: "wx" })
+    return password
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
+    return (await readFile(file, "utf8")).trim()
+  }
+}
+
+/** The server's last log lines, kept for the error when it fails to start. */
+const serverLog = (size: number) => {
+  const lines: Array<string> = []
+  const add = (message: unknown) => {
+    for (const line of String(message instanceof Error ? message.message : message).split("\n")) {
+      if (line.trim() === "") continue
+      lines.push(line.trim())
+      if (lines.length > size) lines.shift()
+    }
+  }
+  return { add, text: () => lines.join(" | ") }
+}
+
+/** Why the start failed: the error's message (never "undefined"), then the server's last lines. */
+const reason = (cause: unknown, log: string): string => {
+  const own = cause instanceof Error ? cause.message : cause === undefined ? "" : String(cause)
+  const parts = [own, log === "" ? "" : `server log: ${log}`].filter((p) => p !== "")
+  return parts.length === 0 ? "the server exited without a message" : parts.join("; ")
 }
 
 const childProcess = createRequire(import.meta.url)("node:child_process") as typeof import("node:child_process")
@@ -183,7 +212,7 @@ export const acquire = (
   options: EmbeddedPostgresOptions
 ): Effect.Effect<EmbeddedPostgres, EmbeddedPostgresError, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.tryPromise({
+    Effect.suspend(() => Effect.succeed(serverLog(8))).pipe(Effect.flatMap((log) => Effect.tryPromise({
       try: async () => {
         const dataDir = resolve(options.dataDir)
         const existing = await running(dataDir, options.port)
@@ -201,8 +230,8 @@ export const acquire = (
           password,
           persistent: options.persistent,
           createPostgresUser: true,
-          onLog: () => {},
-          onError: () => {}
+          onLog: log.add,
+          onError: log.add
         })
         if (!existsSync(join(dataDir, "PG_VERSION"))) await server.initialise()
         await startDetached(server)
@@ -211,10 +240,10 @@ export const acquire = (
       },
       catch: (cause) =>
         new EmbeddedPostgresError({
-          message: `embedded PostgreSQL failed to start in ${options.dataDir} on port ${options.port}: ${String(cause)}`,
+          message: `embedded PostgreSQL failed to start in ${options.dataDir} on port ${options.port}: ${reason(cause, log.text())}`,
           cause
         })
-    }),
+    }))),
     ({ info, server }) =>
       Effect.promise(async () => {
         if (server === undefined) return
