@@ -172,12 +172,30 @@ const start = Command.make("start", { jobs: jobsFlag }, ({ jobs: jobsPath }) =>
 // ---------------------------------------------------------------------------
 // enqueue
 
-/** `--delay`: a number is milliseconds, else a duration such as "5 seconds". */
-const parseDelay = (text: string): number | undefined => {
+/** The longest `--delay`: 10 years, far inside PostgreSQL's timestamps. */
+const maxDelayMs = 10 * 365 * 24 * 3600 * 1000
+
+/** `--delay`: a number is milliseconds, else a duration such as "5 seconds"; the milliseconds or why not. */
+const parseDelay = (text: string): number | string => {
   const t = text.trim()
-  if (/^\d+$/.test(t)) return Number(t)
-  const d = Duration.fromInput(t as Duration.Input)
-  return Option.isSome(d) && Duration.isFinite(d.value) ? Math.round(Duration.toMillis(d.value)) : undefined
+  let ms: number | undefined
+  if (/^-\s*\d/.test(t)) return `--delay: "${text}" is negative; give milliseconds or a duration such as "5 seconds"`
+  if (/^\d+(\.\d+)?$/.test(t)) ms = Number(t)
+  else {
+    const d = Duration.fromInput(t as Duration.Input)
+    if (Option.isSome(d) && Duration.isFinite(d.value)) ms = Duration.toMillis(d.value)
+  }
+  if (ms === undefined || Number.isNaN(ms)) return `--delay: "${text}" is neither milliseconds nor a duration such as "5 seconds"`
+  if (ms < 0) return `--delay: "${text}" is negative`
+  if (ms > maxDelayMs) return `--delay: "${text}" is too large (at most 10 years)`
+  return Math.round(ms)
+}
+
+/** `--priority`: an integer in [-1000, 1000], or why not. */
+const parsePriority = (text: string): number | string => {
+  const n = Number(text.trim())
+  if (text.trim() === "" || !Number.isInteger(n) || n < -1000 || n > 1000) return `--priority: "${text}" is not an integer in [-1000, 1000]`
+  return n
 }
 
 /** The payload argument as JSON. */
@@ -194,7 +212,7 @@ class UsageError extends Data.TaggedError("UsageError")<{ readonly message: stri
 const enqueue = Command.make("enqueue", {
   type: Argument.String("type").pipe(Argument.withDescription("Job name, e.g. echo")),
   json: Argument.String("json").pipe(Argument.withDescription("The payload as JSON, e.g. '{\"hello\":\"world\"}'")),
-  priority: Flag.Int("priority").pipe(Flag.withDescription("Priority in [-1000, 1000], higher first (default: the job's)"), Flag.optional),
+  priority: Flag.String("priority").pipe(Flag.withDescription("Priority, an integer in [-1000, 1000], higher first (default: the job's)"), Flag.optional),
   delay: Flag.String("delay").pipe(Flag.withDescription("Run after this long: milliseconds, or a duration such as \"5 seconds\""), Flag.optional),
   queue: Flag.String("queue").pipe(Flag.withDescription("Queue (default: the job's)"), Flag.optional),
   dedupeKey: Flag.String("dedupe-key").pipe(Flag.withDescription("Idempotency key: a second enqueue with it finds the first task"), Flag.optional),
@@ -205,10 +223,15 @@ const enqueue = Command.make("enqueue", {
     if (!payload.ok) return yield* new UsageError({ message: payload.message })
     let delayMs: number | undefined
     if (Option.isSome(args.delay)) {
-      delayMs = parseDelay(args.delay.value)
-      if (delayMs === undefined) {
-        return yield* new UsageError({ message: `--delay: "${args.delay.value}" is neither milliseconds nor a duration such as "5 seconds"` })
-      }
+      const delay = parseDelay(args.delay.value)
+      if (typeof delay === "string") return yield* new UsageError({ message: delay })
+      delayMs = delay
+    }
+    let priority: number | undefined
+    if (Option.isSome(args.priority)) {
+      const parsed = parsePriority(args.priority.value)
+      if (typeof parsed === "string") return yield* new UsageError({ message: parsed })
+      priority = parsed
     }
     const jobs = yield* JobsModule.load(Option.getOrUndefined(args.jobs))
     const registry = JobRegistry.make(jobs)
@@ -219,7 +242,7 @@ const enqueue = Command.make("enqueue", {
       })
     }
     const result = yield* Tasks.enqueueByName(registry, args.type, payload.value, {
-      ...(Option.isSome(args.priority) ? { priority: args.priority.value } : {}),
+      ...(priority === undefined ? {} : { priority }),
       ...(delayMs === undefined ? {} : { delayMs }),
       ...(Option.isSome(args.queue) ? { queue: args.queue.value } : {}),
       ...(Option.isSome(args.dedupeKey) ? { dedupeKey: args.dedupeKey.value } : {})

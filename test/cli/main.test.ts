@@ -259,6 +259,18 @@ describe("taskfiber binary on DATABASE_URL", () => {
     expect(unknownId.stderr).toMatch(/no task with id/)
   }, 60_000)
 
+  it("enqueue's --delay and --priority out of range are one line each", async () => {
+    const [huge, negative, fractional] = await Promise.all([
+      run(["enqueue", "echo", "{}", "--delay", "99999999999999999"], env),
+      run(["enqueue", "echo", "{}", "--delay=-5 seconds"], env),
+      run(["enqueue", "echo", "{}", "--priority", "1.5"], env)
+    ])
+    expect(huge).toMatchObject({ code: 1, stdout: [], stderr: "taskfiber: --delay: \"99999999999999999\" is too large (at most 10 years)" })
+    expect(negative).toMatchObject({ code: 1, stdout: [] })
+    expect(negative.stderr).toMatch(/^taskfiber: --delay: "-5 seconds" is negative/)
+    expect(fractional).toMatchObject({ code: 1, stdout: [], stderr: "taskfiber: --priority: \"1.5\" is not an integer in [-1000, 1000]" })
+  }, 60_000)
+
   it("a setting out of range stops every command before it starts: one line naming the variable and its value, exit 1", async () => {
     const cases: ReadonlyArray<readonly [Env, RegExp]> = [
       [{ MAX_CONCURRENT_JOBS: "0" }, /^taskfiber: invalid setting MAX_CONCURRENT_JOBS="0": expected a value between 1 and 10000$/],
