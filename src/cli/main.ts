@@ -17,7 +17,7 @@
  */
 import { Cause, Config, ConfigProvider, Console, Data, Duration, Effect, Exit, Layer, Logger, Option, Redacted, References, Runtime, Schema } from "effect"
 import type { LogLevel } from "effect"
-import { Argument, Command, Flag, GlobalFlag } from "effect/cli"
+import { Argument, CliOutput, Command, Flag, GlobalFlag } from "effect/cli"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { redactSecrets } from "../domain/Redact.ts"
@@ -302,12 +302,28 @@ const onSignal = (signal: NodeJS.Signals) => {
 process.on("SIGINT", onSignal)
 process.on("SIGTERM", onSignal)
 
+/**
+ * A wrong invocation (a missing argument, an unknown flag or command) is one line
+ * on stderr and a hint, not the whole help on stdout; `--help` prints the help.
+ */
+const Usage = CliOutput.layerPresenter({
+  present: (event) =>
+    event._tag === "InvalidInvocation"
+      ? Console.error(
+        [
+          ...event.errors.slice(0, 1).map((e) => `taskfiber: ${redactSecrets(String((e as { message?: unknown }).message ?? e)).split("\n")[0]}`),
+          `taskfiber: run "${["taskfiber", ...event.commandPath.slice(1)].join(" ")} --help" for usage`
+        ].join("\n")
+      )
+      : CliOutput.defaultPresenter.present(event)
+})
+
 Command.run(cli, { version: "0.1.0" }).pipe(
   // Reported here, inside the logging layer (stderr, LOG_FORMAT), not by runMain.
   Effect.tapCause((cause) =>
     Cause.hasInterruptsOnly(cause) || !Runtime.getErrorReported(Cause.squash(cause)) ? Effect.void : Effect.logError(cause)
   ),
-  Effect.provide(Layer.mergeAll(NodeServices.layer, LoggingLive)),
+  Effect.provide(Layer.mergeAll(NodeServices.layer, LoggingLive, Usage)),
   NodeRuntime.runMain({
     disableErrorReporting: true,
     // Interrupted by a signal and shut down gracefully: a normal exit.

@@ -259,6 +259,14 @@ describe("taskfiber binary on DATABASE_URL", () => {
     expect(unknownId.stderr).toMatch(/no task with id/)
   }, 60_000)
 
+  it("a missing argument or an unknown command is one error line and a hint on stderr, not the help", async () => {
+    const [missing, unknown] = await Promise.all([run(["enqueue"], env), run(["nosuch"], env)])
+    expect(missing).toMatchObject({ code: 1, stdout: [] })
+    expect(missing.stderr).toBe("taskfiber: Missing required argument: type\ntaskfiber: run \"taskfiber enqueue --help\" for usage")
+    expect(unknown).toMatchObject({ code: 1, stdout: [] })
+    expect(unknown.stderr).toMatch(/^taskfiber: Unknown subcommand "nosuch".*\ntaskfiber: run "taskfiber --help" for usage$/)
+  }, 60_000)
+
   it("enqueue's --delay and --priority out of range are one line each", async () => {
     const [huge, negative, fractional] = await Promise.all([
       run(["enqueue", "echo", "{}", "--delay", "99999999999999999"], env),
