@@ -43,6 +43,34 @@ const reasonOf = (error: unknown): string => {
 }
 
 /**
+ * The deepest nesting a stored value may have. Recursive encoders and decoders
+ * (JSON.stringify, a schema's decode) exhaust the stack somewhere past a few
+ * thousand levels; no real payload comes near 1000.
+ *
+ * @since 0.1.0
+ */
+export const maxDepth = 1000
+
+/**
+ * Whether `value` nests objects or arrays deeper than `limit`, measured without
+ * recursion (so that the measure itself cannot exhaust the stack).
+ *
+ * @since 0.1.0
+ */
+export const nestedDeeperThan = (value: unknown, limit: number = maxDepth): boolean => {
+  const stack: Array<readonly [unknown, number]> = [[value, 0]]
+  const seen = new Set<object>()
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!
+    if (typeof v !== "object" || v === null || seen.has(v)) continue
+    if (depth >= limit) return true
+    seen.add(v)
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1])
+  }
+  return false
+}
+
+/**
  * Encodes `value` for a jsonb column, or says why it cannot be stored. Total: it
  * never throws, whatever `value` is (a throwing `toJSON` or getter included).
  *
@@ -50,6 +78,7 @@ const reasonOf = (error: unknown): string => {
  */
 export const encode = (value: unknown, what: UnstorableValue["what"]): EncodedJson | UnstorableValue => {
   if (value === undefined || value === null) return jsonNull
+  if (nestedDeeperThan(value)) return new UnstorableValue({ what, reason: `nested deeper than ${maxDepth} levels` })
   let text: string | undefined
   try {
     text = JSON.stringify(value)

@@ -267,7 +267,7 @@ describe("taskfiber binary on DATABASE_URL", () => {
     expect(unknown.stderr).toMatch(/^taskfiber: Unknown subcommand "nosuch".*\ntaskfiber: run "taskfiber --help" for usage$/)
   }, 60_000)
 
-  it("enqueue's --delay and --priority out of range are one line each", async () => {
+  it("enqueue's --delay and --priority out of range, and a payload nested 9,000 deep, are one line each", async () => {
     const [huge, negative, fractional] = await Promise.all([
       run(["enqueue", "echo", "{}", "--delay", "99999999999999999"], env),
       run(["enqueue", "echo", "{}", "--delay=-5 seconds"], env),
@@ -277,6 +277,9 @@ describe("taskfiber binary on DATABASE_URL", () => {
     expect(negative).toMatchObject({ code: 1, stdout: [] })
     expect(negative.stderr).toMatch(/^taskfiber: --delay: "-5 seconds" is negative/)
     expect(fractional).toMatchObject({ code: 1, stdout: [], stderr: "taskfiber: --priority: \"1.5\" is not an integer in [-1000, 1000]" })
+    const deep = await run(["enqueue", "echo", `{"a":${"[".repeat(9000)}${"]".repeat(9000)}}`], env)
+    expect(deep).toMatchObject({ code: 1, stdout: [] })
+    expect(deep.stderr).toMatch(/\ntaskfiber: invalid payload for task type "echo": nested deeper than 1000 levels$/)
   }, 60_000)
 
   it("a setting out of range stops every command before it starts: one line naming the variable and its value, exit 1", async () => {

@@ -53,3 +53,23 @@ describe("StoredJson", () => {
     return e instanceof StoredJson.EncodedJson && JSON.parse(e.text).s === s
   })
 })
+
+describe("nesting", () => {
+  const nested = (depth: number): unknown => {
+    let v: unknown = 1
+    for (let i = 0; i < depth; i++) v = i % 2 === 0 ? [v] : { v }
+    return v
+  }
+
+  it("a value nested 9,000 deep is refused with a reason, without exhausting the stack", () => {
+    expect(StoredJson.nestedDeeperThan(nested(9000))).toBe(true)
+    const encoded = StoredJson.encode(nested(9000), "payload")
+    expect(encoded).toBeInstanceOf(UnstorableValue)
+    expect((encoded as UnstorableValue).reason).toBe("nested deeper than 1000 levels")
+  })
+
+  it("1000 levels are stored", () => {
+    expect(StoredJson.nestedDeeperThan(nested(1000))).toBe(false)
+    expect(StoredJson.encode(nested(1000), "payload")).toBeInstanceOf(StoredJson.EncodedJson)
+  })
+})
