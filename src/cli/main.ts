@@ -20,6 +20,7 @@ import type { LogLevel } from "effect"
 import { Argument, CliOutput, Command, Flag, GlobalFlag } from "effect/cli"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
+import * as DurationText from "../domain/DurationText.ts"
 import { redactSecrets } from "../domain/Redact.ts"
 import * as JobRegistry from "../runtime/JobRegistry.ts"
 import * as RuntimeConfig from "../runtime/RuntimeConfig.ts"
@@ -175,17 +176,11 @@ const start = Command.make("start", { jobs: jobsFlag }, ({ jobs: jobsPath }) =>
 /** The longest `--delay`: 10 years, far inside PostgreSQL's timestamps. */
 const maxDelayMs = 10 * 365 * 24 * 3600 * 1000
 
-/** `--delay`: a number is milliseconds, else a duration such as "5 seconds"; the milliseconds or why not. */
+/** `--delay` ({@link DurationText}): the milliseconds, or why not. */
 const parseDelay = (text: string): number | string => {
-  const t = text.trim()
-  let ms: number | undefined
-  if (/^-\s*\d/.test(t)) return `--delay: "${text}" is negative; give milliseconds or a duration such as "5 seconds"`
-  if (/^\d+(\.\d+)?$/.test(t)) ms = Number(t)
-  else {
-    const d = Duration.fromInput(t as Duration.Input)
-    if (Option.isSome(d) && Duration.isFinite(d.value)) ms = Duration.toMillis(d.value)
-  }
-  if (ms === undefined || Number.isNaN(ms)) return `--delay: "${text}" is neither milliseconds nor a duration such as "5 seconds"`
+  const d = DurationText.parse(text)
+  if (d === undefined) return `--delay: "${text}" is not ${DurationText.expected}`
+  const ms = Duration.toMillis(d)
   if (ms < 0) return `--delay: "${text}" is negative`
   if (ms > maxDelayMs) return `--delay: "${text}" is too large (at most 10 years)`
   return Math.round(ms)

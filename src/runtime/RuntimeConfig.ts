@@ -2,6 +2,7 @@
  * Settings of the job runtime, read from the environment.
  */
 import { Config, Duration, Schema } from "effect"
+import * as DurationText from "../domain/DurationText.ts"
 import * as RetryPolicy from "../domain/RetryPolicy.ts"
 import { maxAttemptsConfig } from "../store/TaskStore.ts"
 
@@ -89,18 +90,20 @@ const intBetween = (name: string, minimum: number, maximum: number, fallback: nu
  */
 export const maxDurationMs = 2_147_483_647
 
-/** A duration setting in (0, 24.8 days], or [0, 24.8 days] with `zero` (a zero lease or interval would be a busy loop). */
+/** A duration setting ({@link DurationText}) in (0, 24.8 days], or [0, 24.8 days] with `zero` (a zero lease or interval would be a busy loop). */
 const duration = (name: string, fallback: Duration.Duration, zero: "zero allowed" | "longer than 0" = "longer than 0") =>
   Config.schema(
-    Schema.DurationFromString.check(
-      Schema.makeFilter((d: Duration.Duration) => {
+    Schema.String.check(
+      Schema.makeFilter((text: string) => {
+        const d = DurationText.parse(text)
+        if (d === undefined) return `expected ${DurationText.expected}`
         const ms = Duration.toMillis(d)
         if (zero === "longer than 0" ? ms <= 0 : ms < 0) return `expected a duration ${zero === "longer than 0" ? "longer than 0" : "of 0 or more"}`
         return ms <= maxDurationMs || "expected a duration of at most 24 days"
       })
     ),
     name
-  ).pipe(Config.withDefault(fallback))
+  ).pipe(Config.map((text) => DurationText.parse(text)!), Config.withDefault(fallback))
 
 /** Reads {@link RuntimeConfig} from the environment; a value out of range is a ConfigError naming its variable. */
 export const config: Config.Config<RuntimeConfig> = Config.all({

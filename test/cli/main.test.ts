@@ -294,7 +294,8 @@ describe("taskfiber binary on DATABASE_URL", () => {
       [{ LEASE_DURATION: "999999999 days" }, /^taskfiber: invalid setting LEASE_DURATION="999999999 days": expected a duration of at most 24 days$/],
       [{ REAP_INTERVAL: "0 millis" }, /^taskfiber: invalid setting REAP_INTERVAL="0 millis": expected a duration longer than 0$/],
       [{ JOB_TIMEOUT: "-5 seconds" }, /^taskfiber: invalid setting JOB_TIMEOUT="-5 seconds": /],
-      [{ DB_POOL_MIN: "-3" }, /^taskfiber: invalid setting DB_POOL_MIN="-3": expected a value between 0 and 1000$/]
+      [{ DB_POOL_MIN: "-3" }, /^taskfiber: invalid setting DB_POOL_MIN="-3": expected a value between 0 and 1000$/],
+      [{ REAP_INTERVAL: "soon" }, /^taskfiber: invalid setting REAP_INTERVAL="soon": expected milliseconds or a duration such as "30 seconds"$/]
     ]
     const commands = [["start"], ["status", "00000000-0000-4000-8000-000000000000"], ["enqueue", "echo", "{}"]]
     const results = await Promise.all(cases.map(([extra], i) => run(commands[i % commands.length]!, { ...env, ...extra })))
