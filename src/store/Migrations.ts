@@ -261,7 +261,13 @@ export const runFrom = (directory: URL | string = schemaDirectory): Effect.Effec
   }).pipe(
     Effect.catchTag(["MigrationError", "SqlError"], (error: Migrator.MigrationError | SqlError) => {
       const db = fromUnknown(error._tag === "MigrationError" ? error.cause : error)
-      return Effect.fail(new MigrationFailed({ message: `migration failed: ${error.message}${db ? `: ${db.message}` : ""}`, cause: db ?? error }))
+      // A server that cannot be reached is not a failed migration: say which it is.
+      const message = db?.category === "connection"
+        ? db.message
+        : /Failed to connect/.test(error.message)
+        ? `cannot connect to PostgreSQL: ${db?.message ?? error.message}`
+        : `migration failed: ${error.message}${db ? `: ${db.message}` : ""}`
+      return Effect.fail(new MigrationFailed({ message, cause: db ?? error }))
     })
   )
 

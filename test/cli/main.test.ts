@@ -259,6 +259,19 @@ describe("taskfiber binary on DATABASE_URL", () => {
     expect(unknownId.stderr).toMatch(/no task with id/)
   }, 60_000)
 
+  it("a server that cannot be reached or a database that does not exist is said so, not as a failed migration", async () => {
+    const closed = await freePort()
+    const [refused, missing] = await Promise.all([
+      run(["status", "00000000-0000-4000-8000-000000000000"], { ...env, DATABASE_URL: `postgres://u:secret@127.0.0.1:${closed}/x` }),
+      run(["enqueue", "echo", "{}"], { ...env, DATABASE_URL: TestDatabase.urlForDatabase(TestDatabase.serverUrl(), "taskfiber_no_such_db") })
+    ])
+    expect(refused).toMatchObject({ code: 1, stdout: [] })
+    expect(refused.stderr).toMatch(/\ntaskfiber: cannot reach PostgreSQL: connect ECONNREFUSED 127\.0\.0\.1:\d+$/)
+    expect(missing).toMatchObject({ code: 1, stdout: [] })
+    expect(missing.stderr).toMatch(/\ntaskfiber: cannot connect to PostgreSQL: database "taskfiber_no_such_db" does not exist/)
+    expect(refused.stderr + missing.stderr).not.toMatch(/migration failed|secret/)
+  }, 60_000)
+
   it("a missing argument or an unknown command is one error line and a hint on stderr, not the help", async () => {
     const [missing, unknown] = await Promise.all([run(["enqueue"], env), run(["nosuch"], env)])
     expect(missing).toMatchObject({ code: 1, stdout: [] })
