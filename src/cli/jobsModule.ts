@@ -7,7 +7,6 @@ import { pathToFileURL } from "node:url"
 import { Data, Effect } from "effect"
 import type { AnyJob } from "../runtime/Job.ts"
 
-
 /** The jobs module could not be loaded or exports no job list. */
 export class JobsModuleError extends Data.TaggedError("JobsModuleError")<{
   readonly module: string

@@ -52,23 +52,31 @@ const reasonOf = (error: unknown): string => {
 export const maxDepth = 1000
 
 /**
- * Whether `value` nests objects or arrays deeper than `limit`, measured without
- * recursion (so that the measure itself cannot exhaust the stack).
+ * Whether JSON `text` nests objects or arrays deeper than `limit`: one pass over
+ * the characters, brackets inside strings skipped. Text shorter than 2 × `limit`
+ * cannot nest that deep, so the small values of the hot paths (a run's result, a
+ * progress report) are not scanned at all.
  *
  * @since 0.1.0
  */
-export const nestedDeeperThan = (value: unknown, limit: number = maxDepth): boolean => {
-  const stack: Array<readonly [unknown, number]> = [[value, 0]]
-  const seen = new Set<object>()
-  while (stack.length > 0) {
-    const [v, depth] = stack.pop()!
-    if (typeof v !== "object" || v === null || seen.has(v)) continue
-    if (depth >= limit) return true
-    seen.add(v)
-    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1])
+export const nestedDeeperThan = (text: string, limit: number = maxDepth): boolean => {
+  if (text.length <= 2 * limit) return false
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 92) i++ // backslash: skip the escaped character
+      else if (c === 34) inString = false
+    } else if (c === 34) inString = true
+    else if (c === 91 || c === 123) {
+      if (++depth > limit) return true
+    } else if (c === 93 || c === 125) depth--
   }
   return false
 }
+
+const tooDeep = `nested deeper than ${maxDepth} levels`
 
 /**
  * Encodes `value` for a jsonb column, or says why it cannot be stored. Total: it
@@ -78,14 +86,15 @@ export const nestedDeeperThan = (value: unknown, limit: number = maxDepth): bool
  */
 export const encode = (value: unknown, what: UnstorableValue["what"]): EncodedJson | UnstorableValue => {
   if (value === undefined || value === null) return jsonNull
-  if (nestedDeeperThan(value)) return new UnstorableValue({ what, reason: `nested deeper than ${maxDepth} levels` })
   let text: string | undefined
   try {
     text = JSON.stringify(value)
   } catch (error) {
-    return new UnstorableValue({ what, reason: reasonOf(error) })
+    // JSON.stringify recurses: a value nested some thousands deep exhausts the stack.
+    return new UnstorableValue({ what, reason: error instanceof RangeError ? tooDeep : reasonOf(error) })
   }
   if (text === undefined) return jsonNull
+  if (nestedDeeperThan(text)) return new UnstorableValue({ what, reason: tooDeep })
   if (text.includes("\\u") && refused.test(text)) {
     return new UnstorableValue({ what, reason: "a string holds U+0000 or an unpaired surrogate, which jsonb refuses" })
   }

@@ -8,7 +8,6 @@
  */
 import { Effect, Schema } from "effect"
 import { PayloadInvalid, QueueNotAllowed, UnknownTaskType } from "../domain/Errors.ts"
-import * as StoredJson from "../domain/StoredJson.ts"
 import type { EnqueueRequest } from "../domain/Task.ts"
 import { TaskStore, type EnqueueResult } from "../store/TaskStore.ts"
 import type { Job } from "./Job.ts"
@@ -48,13 +47,10 @@ const queueOf = (job: Job<string, any>, o: EnqueueOptions) =>
     : Effect.fail(new QueueNotAllowed({ taskType: job.name, queue: o.queue, allowed: job.queues }))
 
 const encodePayload = <P>(job: Job<string, P>, payload: unknown, decodeFirst: boolean) =>
-  // Checked before the schema, whose recursive decode would exhaust the stack.
-  StoredJson.nestedDeeperThan(payload)
-    ? Effect.fail(new PayloadInvalid({ taskType: job.name, path: "", message: `nested deeper than ${StoredJson.maxDepth} levels` }))
-    : Effect.gen(function*() {
-      const decoded = decodeFirst ? yield* Schema.decodeUnknownEffect(job.payload)(payload) : (payload as P)
-      return yield* Schema.encodeUnknownEffect(job.payload)(decoded)
-    }).pipe(Effect.mapError((error) => PayloadInvalid.fromSchemaError(job.name, error)))
+  Effect.gen(function*() {
+    const decoded = decodeFirst ? yield* Schema.decodeUnknownEffect(job.payload)(payload) : (payload as P)
+    return yield* Schema.encodeUnknownEffect(job.payload)(decoded)
+  }).pipe(Effect.mapError((error) => PayloadInvalid.fromSchemaError(job.name, error)))
 
 /** Enqueues a task of `job` with a typed payload. */
 export const enqueue = <P>(job: Job<string, P>, payload: P, options: EnqueueOptions = {}) =>

@@ -292,7 +292,7 @@ describe("taskfiber binary on DATABASE_URL", () => {
     expect(fractional).toMatchObject({ code: 1, stdout: [], stderr: "taskfiber: --priority: \"1.5\" is not an integer in [-1000, 1000]" })
     const deep = await run(["enqueue", "echo", `{"a":${"[".repeat(9000)}${"]".repeat(9000)}}`], env)
     expect(deep).toMatchObject({ code: 1, stdout: [] })
-    expect(deep.stderr).toMatch(/\ntaskfiber: invalid payload for task type "echo": nested deeper than 1000 levels$/)
+    expect(deep.stderr).toMatch(/\ntaskfiber: invalid enqueue request at "payload": nested deeper than 1000 levels$/)
   }, 60_000)
 
   it("a setting out of range stops every command before it starts: one line naming the variable and its value, exit 1", async () => {

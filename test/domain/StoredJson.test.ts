@@ -62,14 +62,16 @@ describe("nesting", () => {
   }
 
   it("a value nested 9,000 deep is refused with a reason, without exhausting the stack", () => {
-    expect(StoredJson.nestedDeeperThan(nested(9000))).toBe(true)
+    expect(StoredJson.nestedDeeperThan(JSON.stringify(nested(1001)))).toBe(true)
     const encoded = StoredJson.encode(nested(9000), "payload")
     expect(encoded).toBeInstanceOf(UnstorableValue)
     expect((encoded as UnstorableValue).reason).toBe("nested deeper than 1000 levels")
   })
 
   it("1000 levels are stored", () => {
-    expect(StoredJson.nestedDeeperThan(nested(1000))).toBe(false)
+    expect(StoredJson.nestedDeeperThan(JSON.stringify(nested(1000)))).toBe(false)
+    // Brackets inside strings are text, not nesting.
+    expect(StoredJson.nestedDeeperThan(JSON.stringify({ s: "[".repeat(5000) + "\\\"" + "{".repeat(5000) }))).toBe(false)
     expect(StoredJson.encode(nested(1000), "payload")).toBeInstanceOf(StoredJson.EncodedJson)
   })
 })
