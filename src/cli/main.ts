@@ -131,7 +131,7 @@ const jobsFlag = Flag.String("jobs").pipe(
 const describeDatabase = Effect.map(Database.config, (cfg) =>
   Option.match(cfg.url, {
     onSome: (url) => `PostgreSQL at ${redactSecrets(Redacted.value(url))}`,
-    onNone: () => `embedded PostgreSQL, data in ${cfg.embeddedDir} (port ${cfg.embeddedPort}; set DATABASE_URL to use your own server)`
+    onNone: () => `embedded PostgreSQL, data in ${Database.embeddedDataDir(cfg.embeddedDir)} (port ${cfg.embeddedPort}; set DATABASE_URL to use your own server)`
   }))
 
 // ---------------------------------------------------------------------------

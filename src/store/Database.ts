@@ -3,6 +3,8 @@
  * `DATABASE_URL`, or, when it is absent, from an embedded PostgreSQL started for
  * the layer's lifetime. Migrations run before the layer is handed out.
  */
+import { existsSync } from "node:fs"
+import { dirname, isAbsolute, join, resolve } from "node:path"
 import { Config, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { PgClient } from "@effect/sql-pg"
 import type { SqlClient } from "effect/sql/SqlClient"
@@ -21,7 +23,7 @@ export interface DatabaseConfig {
   readonly poolMax: number
   /** `DB_POOL_MIN`: connections kept open (and warmed) while idle; default 4 (at most `DB_POOL_MAX`). */
   readonly poolMin: number
-  /** `EMBEDDED_PG_DIR`: data folder of the embedded server. */
+  /** `EMBEDDED_PG_DIR`: data folder of the embedded server, relative to the project root (see {@link embeddedDataDir}). */
   readonly embeddedDir: string
   /** `EMBEDDED_PG_PORT`: port of the embedded server. */
   readonly embeddedPort: number
@@ -39,6 +41,20 @@ export const config: Config.Config<DatabaseConfig> = Config.all({
   embeddedDir: Config.String("EMBEDDED_PG_DIR").pipe(Config.withDefault(".data/postgres")),
   embeddedPort: Config.Port("EMBEDDED_PG_PORT").pipe(Config.withDefault(54329))
 })
+
+/**
+ * The embedded server's data folder: `EMBEDDED_PG_DIR` as given when absolute,
+ * else from the project root — the nearest folder from `cwd` up that holds a
+ * `package.json` (`cwd` itself when none does). A command run from a subfolder
+ * then finds the same database, not a new empty one.
+ */
+export const embeddedDataDir = (dir: string, cwd: string = process.cwd()): string => {
+  if (isAbsolute(dir)) return dir
+  for (let at = resolve(cwd); ; at = dirname(at)) {
+    if (existsSync(join(at, "package.json"))) return resolve(at, dir)
+    if (dirname(at) === at) return resolve(cwd, dir)
+  }
+}
 
 /** Pool options beyond the URL. */
 export interface ClientOptions {
@@ -120,7 +136,7 @@ export const layerWith = (overrides: Pick<ClientOptions, "poolMax" | "poolMin" |
         return layerUrl(cfg.url.value, pool)
       }
       const embedded = yield* EmbeddedPostgres.acquire({
-        dataDir: cfg.embeddedDir,
+        dataDir: embeddedDataDir(cfg.embeddedDir),
         port: cfg.embeddedPort,
         persistent: true
       })

