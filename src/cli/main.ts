@@ -165,7 +165,11 @@ const start = Command.make("start", { jobs: jobsFlag }, ({ jobs: jobsPath }) =>
         ].join("\n")
       )
       return yield* Effect.never
-    }).pipe(Effect.provide(Taskfiber.layer({ jobs })))
+    }).pipe(
+      Effect.provide(Taskfiber.layer({ jobs })),
+      // QUEUE_CONCURRENCY checked against the loaded jobs' queues (Taskfiber.layer).
+      Effect.catchTag("InvalidSetting", report(""))
+    )
   })).pipe(
   Command.withDescription("Run the job runtime (supervisor and job fibers) until SIGINT/SIGTERM")
 )

@@ -318,6 +318,15 @@ describe("taskfiber binary on DATABASE_URL", () => {
     })
   }, 60_000)
 
+  it("start refuses QUEUE_CONCURRENCY naming a queue no loaded job runs in: one line, exit 1", async () => {
+    const r = await run(["start"], { ...env, QUEUE_CONCURRENCY: "nosuchqueue=1" })
+    expect(r.code, r.proc.output()).toBe(1)
+    expect(r.stderr).toBe(
+      `taskfiber: invalid setting QUEUE_CONCURRENCY="nosuchqueue=1": no job runs in queue "nosuchqueue" (queues: default, emails, emails-bulk, reports)`
+    )
+    expect(r.stdout.join("\n")).not.toMatch(/running jobs/)
+  }, 60_000)
+
   it("enqueue options: priority, delay, queue and dedupe key reach the task", async () => {
     const email = JSON.stringify({ to: "ada@example.com", subject: "Hi", body: "Hello" })
     const flags = ["--priority", "7", "--delay", "1 hour", "--queue", "emails-bulk", "--dedupe-key", "cli-test-1"]
