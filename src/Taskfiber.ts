@@ -50,15 +50,36 @@ export const services = (
 ) => Layer.merge(runtimeServices(config), JobRegistry.layer(jobs))
 
 /**
+ * The settings: the environment's with `options.config` over them, refused
+ * ({@link RuntimeConfig.InvalidSetting}) when a per-queue limit names a queue none
+ * of the jobs runs in.
+ */
+const settings = (options: TaskfiberOptions) =>
+  Effect.gen(function*() {
+    const config = { ...(yield* RuntimeConfig.config), ...options.config }
+    yield* RuntimeConfig.checkQueueConcurrency(
+      config.queueConcurrency,
+      JobRegistry.make(options.jobs).queues,
+      options.config?.queueConcurrency === undefined ? "environment" : "options"
+    )
+    return config
+  })
+
+/** The supervisor over its services, with settings already checked. */
+const runtime = (options: TaskfiberOptions, config: RuntimeConfig.RuntimeConfig) =>
+  Supervisor.layerWith(config).pipe(Layer.provideMerge(services(options.jobs, config)))
+
+/**
  * The whole runtime over a `PgClient` the application provides (its own pool),
  * migrated by `Migrations.run` beforehand or by {@link layer}.
  */
 export const layerWithoutDatabase = (options: TaskfiberOptions) =>
-  Layer.unwrap(Effect.gen(function*() {
-    const config = { ...(yield* RuntimeConfig.config), ...options.config }
-    return Supervisor.layerWith(config).pipe(Layer.provideMerge(services(options.jobs, config)))
-  }))
+  Layer.unwrap(Effect.map(settings(options), (config) => runtime(options, config)))
 
-/** The whole runtime on the configured database (embedded when DATABASE_URL is unset). */
+/**
+ * The whole runtime on the configured database (embedded when DATABASE_URL is
+ * unset); settings are checked before the database is opened.
+ */
 export const layer = (options: TaskfiberOptions) =>
-  layerWithoutDatabase(options).pipe(Layer.provideMerge(Database.layerWith({ warmUp: "when-idle" })))
+  Layer.unwrap(Effect.map(settings(options), (config) =>
+    runtime(options, config).pipe(Layer.provideMerge(Database.layerWith({ warmUp: "when-idle" })))))

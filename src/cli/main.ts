@@ -13,8 +13,10 @@
  *
  * Shutdown: the first SIGINT/SIGTERM stops claiming, lets running jobs finish for
  * `SHUTDOWN_GRACE`, releases the rest to the queue and exits 0; a second signal
- * exits at once (130).
+ * exits at once (130). A one-shot command (enqueue, status, migrate) stopped by a
+ * signal before it finished exits 128 + the signal's number (143, 130).
  */
+import { constants } from "node:os"
 import { Cause, Config, ConfigProvider, Console, Data, Duration, Effect, Exit, Layer, Logger, Option, Redacted, References, Runtime, Schema } from "effect"
 import type { LogLevel } from "effect"
 import { Argument, CliOutput, Command, Flag, GlobalFlag } from "effect/cli"
@@ -146,7 +148,7 @@ const describeDatabase = Effect.map(Database.config, (cfg) =>
 const command = import.meta.url.endsWith(".ts") ? "scripts/node.sh npm run -s taskfiber --" : "npx taskfiber"
 
 const start = Command.make("start", { jobs: jobsFlag }, ({ jobs: jobsPath }) =>
-  Effect.gen(function*() {
+  handler("start")(Effect.gen(function*() {
     const jobs = yield* JobsModule.load(Option.getOrUndefined(jobsPath)).pipe(Effect.catch(report("")))
     yield* Console.log(`taskfiber: starting on ${yield* describeDatabase}`)
     yield* Effect.gen(function*() {
@@ -165,8 +167,12 @@ const start = Command.make("start", { jobs: jobsFlag }, ({ jobs: jobsPath }) =>
         ].join("\n")
       )
       return yield* Effect.never
-    }).pipe(Effect.provide(Taskfiber.layer({ jobs })))
-  })).pipe(
+    }).pipe(
+      Effect.provide(Taskfiber.layer({ jobs })),
+      // QUEUE_CONCURRENCY checked against the loaded jobs' queues (Taskfiber.layer).
+      Effect.catchTag("InvalidSetting", report(""))
+    )
+  }))).pipe(
   Command.withDescription("Run the job runtime (supervisor and job fibers) until SIGINT/SIGTERM")
 )
 
@@ -213,7 +219,7 @@ const enqueue = Command.make("enqueue", {
   dedupeKey: Flag.String("dedupe-key").pipe(Flag.withDescription("Idempotency key: a second enqueue with it finds the first task"), Flag.optional),
   jobs: jobsFlag
 }, (args) =>
-  quiet(Effect.gen(function*() {
+  handler("enqueue")(quiet(Effect.gen(function*() {
     const payload = parsePayload(args.json)
     if (!payload.ok) return yield* new UsageError({ message: payload.message })
     let delayMs: number | undefined
@@ -244,7 +250,7 @@ const enqueue = Command.make("enqueue", {
     }).pipe(Effect.provide(Store))
     if (!result.created) yield* Console.error(`taskfiber: a task with this dedupe key exists already: ${result.id}`)
     yield* Console.log(result.id)
-  })).pipe(Effect.catch(report("")))).pipe(
+  })).pipe(Effect.catch(report(""))))).pipe(
   Command.withDescription("Enqueue a task by job name with a JSON payload; prints the task id")
 )
 
@@ -255,7 +261,7 @@ const status = Command.make("status", {
   id: Argument.String("id").pipe(Argument.withDescription("Task id (printed by enqueue)")),
   json: Flag.Boolean("json").pipe(Flag.withDescription("Print the task as one JSON object"), Flag.withDefault(false))
 }, ({ id, json }) =>
-  quiet(Effect.gen(function*() {
+  handler("status")(quiet(Effect.gen(function*() {
     const store = yield* TaskStore.TaskStore
     const found = yield* store.get(id.trim())
     if (Option.isNone(found)) return yield* new UsageError({ message: `no task with id ${id}` })
@@ -265,7 +271,7 @@ const status = Command.make("status", {
       ? Render.servingOf(task, yield* Effect.flatMap(Workers.Workers, (w) => w.live(Workers.liveWithinMs)))
       : undefined
     yield* Console.log(json ? JSON.stringify(Render.toJson(found.value, serving)) : Render.toText(found.value, serving))
-  }).pipe(Effect.provide(Store))).pipe(Effect.catch(report("")))).pipe(
+  }).pipe(Effect.provide(Store))).pipe(Effect.catch(report(""))))).pipe(
   Command.withDescription("Show a task: status, attempts, result or error, progress, checkpoint, history")
 )
 
@@ -273,7 +279,7 @@ const status = Command.make("status", {
 // migrate
 
 const migrate = Command.make("migrate", {}, () =>
-  Console.log("taskfiber: schema up to date").pipe(Effect.provide(OneShotDatabase), Effect.catch(report("")))).pipe(
+  handler("migrate")(Console.log("taskfiber: schema up to date").pipe(Effect.provide(OneShotDatabase), Effect.catch(report(""))))).pipe(
   Command.withDescription("Apply pending migrations from schema/ and exit")
 )
 
@@ -286,16 +292,52 @@ const cli = Command.make("taskfiber").pipe(
 // signals: the first one interrupts the program (runMain), whose finalizers are
 // the graceful shutdown; a second one exits at once.
 
-let signals = 0
+/** The first SIGINT/SIGTERM and when it came (performance.now()). */
+let firstSignal: { readonly signal: NodeJS.Signals; readonly at: number } | undefined
+
+/**
+ * A repeat of the first signal this soon is not a second request. At Ctrl-C the
+ * terminal sends SIGINT to the whole foreground process group, and `npm start`
+ * (npm and node in that group) also forwards it to its child: node gets the one
+ * Ctrl-C twice, milliseconds apart. (package.json's scripts `exec` node, so npm's
+ * child is node itself: otherwise npm's `sh -c` sits between them, dies of the
+ * Ctrl-C, and npm exits by SIGINT whatever node's exit code.)
+ */
+const echoWindowMs = 500
+
 const onSignal = (signal: NodeJS.Signals) => {
-  signals += 1
-  if (signals >= 2) {
-    process.stderr.write(`taskfiber: second ${signal}: exiting at once without waiting for running jobs\n`)
-    process.exit(130)
+  const now = performance.now()
+  if (firstSignal === undefined) {
+    firstSignal = { signal, at: now }
+    return
   }
+  if (signal === firstSignal.signal && now - firstSignal.at < echoWindowMs) return
+  process.stderr.write(`taskfiber: second ${signal}: exiting at once without waiting for running jobs\n`)
+  process.exit(130)
 }
 process.on("SIGINT", onSignal)
 process.on("SIGTERM", onSignal)
+
+/** The command running, set when its handler begins: how an interruption by a signal ends. */
+let running: string | undefined
+
+/** Marks `effect` as command `name`'s handler. */
+const handler = (name: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => {
+    running = name
+    return effect
+  })
+
+/**
+ * The exit code of a program interrupted by `signal`: `start` shut down
+ * gracefully (0); a one-shot command (or a parse) did not do its work, so it says
+ * so and exits as a process killed by the signal would (128 + its number).
+ */
+const interruptedBy = (signal: NodeJS.Signals): number => {
+  if (running === "start") return 0
+  process.stderr.write(`taskfiber: ${running ?? "taskfiber"} interrupted by ${signal} before it finished\n`)
+  return 128 + constants.signals[signal]
+}
 
 /**
  * A wrong invocation (a missing argument, an unknown flag or command) is one line
@@ -321,10 +363,9 @@ Command.run(cli, { version: "0.1.0" }).pipe(
   Effect.provide(Layer.mergeAll(NodeServices.layer, LoggingLive, Usage)),
   NodeRuntime.runMain({
     disableErrorReporting: true,
-    // Interrupted by a signal and shut down gracefully: a normal exit.
     teardown: (exit, onExit) => {
       if (Exit.isSuccess(exit)) return onExit(0)
-      if (Cause.hasInterruptsOnly(exit.cause)) return onExit(signals > 0 ? 0 : 130)
+      if (Cause.hasInterruptsOnly(exit.cause)) return onExit(firstSignal === undefined ? 130 : interruptedBy(firstSignal.signal))
       return onExit(Runtime.getErrorExitCode(Cause.squash(exit.cause)))
     }
   })

@@ -1,7 +1,7 @@
 /**
  * Settings of the job runtime, read from the environment.
  */
-import { Config, Duration, Schema } from "effect"
+import { Config, Data, Duration, Effect, Schema } from "effect"
 import * as DurationText from "../domain/DurationText.ts"
 import * as RetryPolicy from "../domain/RetryPolicy.ts"
 import { maxAttemptsConfig } from "../store/TaskStore.ts"
@@ -69,6 +69,9 @@ const QueueConcurrencyText = Schema.String.check(
   )
 )
 
+/** `QUEUE_CONCURRENCY` as set, checked (empty when unset): the text a message quotes. */
+const queueConcurrencyText = Config.schema(QueueConcurrencyText, "QUEUE_CONCURRENCY").pipe(Config.withDefault(""))
+
 /** Parses checked `QUEUE_CONCURRENCY` text (`a=1,b=2`); later entries of a queue win. */
 export const parseQueueConcurrency = (text: string): ReadonlyMap<string, number> => {
   const limits = new Map<string, number>()
@@ -108,10 +111,7 @@ const duration = (name: string, fallback: Duration.Duration, zero: "zero allowed
 /** Reads {@link RuntimeConfig} from the environment; a value out of range is a ConfigError naming its variable. */
 export const config: Config.Config<RuntimeConfig> = Config.all({
   maxConcurrentJobs: intBetween("MAX_CONCURRENT_JOBS", 1, 10_000, defaults.maxConcurrentJobs),
-  queueConcurrency: Config.schema(QueueConcurrencyText, "QUEUE_CONCURRENCY").pipe(
-    Config.withDefault(""),
-    Config.map(parseQueueConcurrency)
-  ),
+  queueConcurrency: queueConcurrencyText.pipe(Config.map(parseQueueConcurrency)),
   jobTimeout: duration("JOB_TIMEOUT", defaults.jobTimeout),
   retryMaxAttempts: maxAttemptsConfig,
   shutdownGrace: duration("SHUTDOWN_GRACE", defaults.shutdownGrace, "zero allowed"),
@@ -121,3 +121,46 @@ export const config: Config.Config<RuntimeConfig> = Config.all({
   claimBatch: intBetween("CLAIM_BATCH", 1, 10_000, defaults.claimBatch),
   prefetch: intBetween("PREFETCH", 0, 100_000, defaults.prefetch)
 })
+
+/**
+ * A setting that is well formed but does not fit what it configures, such as a
+ * `QUEUE_CONCURRENCY` limit for a queue no loaded job runs in. The message is the
+ * line the binary prints after `taskfiber: `.
+ */
+export class InvalidSetting extends Data.TaggedError("InvalidSetting")<{
+  /** The variable (`QUEUE_CONCURRENCY`), or the option (`config.queueConcurrency`). */
+  readonly setting: string
+  /** The value as set. */
+  readonly value: string
+  /** What is wrong with it. */
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `invalid setting ${this.setting}=${JSON.stringify(this.value)}: ${this.reason}`
+  }
+}
+
+/**
+ * Refuses a limit for a queue that none of `queues` (those the loaded jobs run in)
+ * is: it would never apply, and is most likely a misspelt queue that then runs
+ * without its limit. `from` says where `limits` came from, for the message: the
+ * `QUEUE_CONCURRENCY` variable (quoted as set) or `Taskfiber.layer`'s
+ * `config.queueConcurrency`.
+ */
+export const checkQueueConcurrency = (
+  limits: ReadonlyMap<string, number>,
+  queues: ReadonlyArray<string>,
+  from: "environment" | "options"
+): Effect.Effect<void, InvalidSetting | Config.ConfigError> =>
+  Effect.gen(function*() {
+    const unserved = [...limits.keys()].find((queue) => !queues.includes(queue))
+    if (unserved === undefined) return
+    const [setting, value] = from === "environment"
+      ? ["QUEUE_CONCURRENCY", yield* queueConcurrencyText]
+      : ["config.queueConcurrency", [...limits].map(([queue, limit]) => `${queue}=${limit}`).join(",")]
+    return yield* new InvalidSetting({
+      setting,
+      value,
+      reason: `no job runs in queue "${unserved}" (${queues.length === 0 ? "no jobs are loaded" : `queues: ${queues.join(", ")}`})`
+    })
+  })

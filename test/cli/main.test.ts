@@ -6,139 +6,19 @@
  * Nothing is ordered by sleeping: each step waits for a line of output or for a
  * process to exit, with a bounded timeout.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { execFile } from "node:child_process"
 import { chmod, mkdtemp, rm, stat } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
 import { Context, Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "effect/sql/SqlClient"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { isListening } from "../../src/store/EmbeddedPostgres.ts"
+import { childEnv, type Env, pastEchoWindow, Proc, root, uuid } from "../support/Cli.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 import { freePort } from "../support/freePort.ts"
-
-const root = fileURLToPath(new URL("../..", import.meta.url))
-const bin = join(root, "bin", "taskfiber.js")
-const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-
-type Env = Record<string, string | undefined>
-
-interface LogLine {
-  readonly message: ReadonlyArray<unknown>
-  readonly level: string
-  readonly annotations: Record<string, unknown>
-}
-
-/** A running `taskfiber` process whose output lines can be awaited. */
-class Proc {
-  readonly child: ChildProcess
-  readonly stdout: Array<string> = []
-  readonly stderr: Array<string> = []
-  readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
-  private waiters: Array<() => void> = []
-
-  constructor(args: ReadonlyArray<string>, env: Env) {
-    this.child = spawn(process.execPath, [bin, ...args], { cwd: root, env: env as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] })
-    const collect = (stream: NodeJS.ReadableStream, into: Array<string>) => {
-      let partial = ""
-      stream.setEncoding("utf8")
-      stream.on("data", (chunk: string) => {
-        const parts = (partial + chunk).split("\n")
-        partial = parts.pop()!
-        into.push(...parts)
-        this.notify()
-      })
-      stream.on("end", () => {
-        if (partial !== "") into.push(partial)
-        this.notify()
-      })
-    }
-    collect(this.child.stdout!, this.stdout)
-    collect(this.child.stderr!, this.stderr)
-    this.exited = new Promise((resolve) => {
-      this.child.on("close", (code, signal) => {
-        resolve({ code, signal })
-        this.notify()
-      })
-    })
-  }
-
-  private notify() {
-    const waiters = this.waiters
-    this.waiters = []
-    for (const w of waiters) w()
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null
-  }
-
-  output(): string {
-    return `--- stdout ---\n${this.stdout.join("\n")}\n--- stderr ---\n${this.stderr.join("\n")}`
-  }
-
-  /** The JSON log lines (LOG_FORMAT=json, on stderr). */
-  logs(): Array<LogLine> {
-    return this.stderr.flatMap((line) => {
-      if (!line.startsWith("{")) return []
-      try {
-        return [JSON.parse(line) as LogLine]
-      } catch {
-        return []
-      }
-    })
-  }
-
-  /** Resolves with the first value `find` returns (checked on every new line); bounded. */
-  waitFor<A>(what: string, find: () => A | undefined, timeoutMs = 20_000): Promise<A> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${this.output()}`)), timeoutMs)
-      const check = () => {
-        const found = find()
-        if (found !== undefined) {
-          clearTimeout(timer)
-          resolve(found)
-        } else if (!this.running && this.child.stdout!.readableEnded && this.child.stderr!.readableEnded) {
-          clearTimeout(timer)
-          reject(new Error(`process exited while waiting for ${what}\n${this.output()}`))
-        } else {
-          this.waiters.push(check)
-        }
-      }
-      check()
-    })
-  }
-
-  waitForStdout(pattern: RegExp, timeoutMs?: number) {
-    return this.waitFor(`stdout ${pattern}`, () => this.stdout.find((l) => pattern.test(l)), timeoutMs)
-  }
-
-  /** The log entry whose message is `message` and whose fields (data or annotations) include `fields`. */
-  waitForLog(message: string, fields: Record<string, unknown>, timeoutMs?: number) {
-    return this.waitFor(`log "${message}" ${JSON.stringify(fields)}`, () =>
-      this.logs().find((l) => {
-        if (l.message[0] !== message) return false
-        const data = { ...l.annotations, ...Object.assign({}, ...l.message.slice(1).filter((m) => typeof m === "object")) }
-        return Object.entries(fields).every(([k, v]) => data[k] === v)
-      }), timeoutMs)
-  }
-
-  /** Exit code within `timeoutMs` (rejects if still running). */
-  async exitWithin(timeoutMs: number): Promise<number | null> {
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`still running after ${timeoutMs} ms\n${this.output()}`)), timeoutMs)
-    })
-    try {
-      return (await Promise.race([this.exited, timeout])).code
-    } finally {
-      clearTimeout(timer)
-    }
-  }
-}
 
 const processes: Array<Proc> = []
 const spawnCli = (args: ReadonlyArray<string>, env: Env) => {
@@ -152,14 +32,6 @@ const run = async (args: ReadonlyArray<string>, env: Env) => {
   const p = spawnCli(args, env)
   const code = await p.exitWithin(30_000)
   return { code, stdout: p.stdout.filter((l) => l !== ""), stderr: p.stderr.join("\n"), proc: p }
-}
-
-
-/** The environment of the children: the test's, minus DATABASE_URL, plus `extra`. */
-const childEnv = (extra: Env): Env => {
-  const env: Env = { ...process.env, LOG_FORMAT: "json", LOG_LEVEL: "info", SHUTDOWN_GRACE: "500 millis", ...extra }
-  if (extra.DATABASE_URL === undefined) delete env.DATABASE_URL
-  return env
 }
 
 const enqueueId = async (env: Env, type: string, json: string, ...flags: Array<string>) => {
@@ -318,6 +190,15 @@ describe("taskfiber binary on DATABASE_URL", () => {
     })
   }, 60_000)
 
+  it("start refuses QUEUE_CONCURRENCY naming a queue no loaded job runs in: one line, exit 1", async () => {
+    const r = await run(["start"], { ...env, QUEUE_CONCURRENCY: "nosuchqueue=1" })
+    expect(r.code, r.proc.output()).toBe(1)
+    expect(r.stderr).toBe(
+      `taskfiber: invalid setting QUEUE_CONCURRENCY="nosuchqueue=1": no job runs in queue "nosuchqueue" (queues: default, emails, emails-bulk, reports)`
+    )
+    expect(r.stdout.join("\n")).not.toMatch(/running jobs/)
+  }, 60_000)
+
   it("enqueue options: priority, delay, queue and dedupe key reach the task", async () => {
     const email = JSON.stringify({ to: "ada@example.com", subject: "Hi", body: "Hello" })
     const flags = ["--priority", "7", "--delay", "1 hour", "--queue", "emails-bulk", "--dedupe-key", "cli-test-1"]
@@ -381,8 +262,10 @@ describe("taskfiber binary on DATABASE_URL", () => {
     const started = await again.waitForLog("sleep: started", { taskId: releasedId })
     expect(started.message[1]).toMatchObject({ resumedFrom: released.checkpoint.sleptMs, attempt: 1 })
 
+    const first = Date.now()
     again.child.kill("SIGTERM")
     await again.waitForLog("shutting down: waiting for running jobs", {})
+    await pastEchoWindow(first)
     const t0 = Date.now()
     again.child.kill("SIGTERM")
     expect(await again.exitWithin(5_000)).toBe(130)

@@ -1,10 +1,13 @@
 /**
  * The runtime's settings from the environment: defaults, values read, and values
- * out of range refused with an error that names the variable.
+ * out of range refused with an error that names the variable; a per-queue limit
+ * for a queue no job runs in refused by `Taskfiber.layer`.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect } from "effect"
+import { ConfigProvider, Duration, Effect, Exit, Layer, Schema } from "effect"
+import * as Job from "../../src/runtime/Job.ts"
 import * as RuntimeConfig from "../../src/runtime/RuntimeConfig.ts"
+import * as Taskfiber from "../../src/Taskfiber.ts"
 
 const read = (env: Record<string, string>) => RuntimeConfig.config.parse(ConfigProvider.fromEnv({ env }))
 
@@ -46,5 +49,39 @@ describe("RuntimeConfig", () => {
         expect(error._tag).toBe("ConfigError")
         expect(String(error)).toContain(name)
       }
+    }))
+})
+
+describe("QUEUE_CONCURRENCY against the jobs' queues", () => {
+  const Email = Job.define({ name: "email", queue: "emails", otherQueues: ["emails-bulk"], payload: Schema.Struct({}), run: () => Effect.void })
+  const Echo = Job.define({ name: "echo", payload: Schema.Struct({}), run: () => Effect.void })
+  // Nothing listens on port 1: had the layer opened the database first, the error
+  // would be a connection's, not the setting's.
+  const env = (extra: Record<string, string>) =>
+    ConfigProvider.layer(ConfigProvider.fromEnv({ env: { DATABASE_URL: "postgres://u@127.0.0.1:1/x", ...extra } }))
+  const build = (options: Taskfiber.TaskfiberOptions, extra: Record<string, string> = {}) =>
+    Effect.flip(Effect.scoped(Layer.build(Taskfiber.layer(options)))).pipe(Effect.provide(env(extra)))
+
+  it.effect("limits on the jobs' queues pass", () =>
+    Effect.gen(function*() {
+      const limits = new Map([["emails", 2], ["emails-bulk", 1], ["default", 3]])
+      const exit = yield* Effect.exit(RuntimeConfig.checkQueueConcurrency(limits, ["default", "emails", "emails-bulk"], "options"))
+      expect(Exit.isSuccess(exit)).toBe(true)
+    }))
+
+  it.effect("Taskfiber.layer refuses QUEUE_CONCURRENCY naming a queue no job runs in, quoting the variable as set, before the database", () =>
+    Effect.gen(function*() {
+      const error = yield* build({ jobs: [Echo, Email] }, { QUEUE_CONCURRENCY: " emails=2, nosuchqueue=1" })
+      expect(error).toBeInstanceOf(RuntimeConfig.InvalidSetting)
+      expect(error).toMatchObject({ _tag: "InvalidSetting", setting: "QUEUE_CONCURRENCY", value: " emails=2, nosuchqueue=1" })
+      expect(error.message).toBe(
+        `invalid setting QUEUE_CONCURRENCY=" emails=2, nosuchqueue=1": no job runs in queue "nosuchqueue" (queues: default, emails, emails-bulk)`
+      )
+    }))
+
+  it.effect("options.config.queueConcurrency is checked the same way, and named as the option", () =>
+    Effect.gen(function*() {
+      const error = yield* build({ jobs: [Echo], config: { queueConcurrency: new Map([["default", 1], ["emails", 2]]) } }, { QUEUE_CONCURRENCY: "default=4" })
+      expect(error.message).toBe(`invalid setting config.queueConcurrency="default=1,emails=2": no job runs in queue "emails" (queues: default)`)
     }))
 })

@@ -1,0 +1,163 @@
+/**
+ * Real `taskfiber` processes for the CLI tests: spawn one, await its output lines
+ * and its exit, each with a bounded timeout (nothing is ordered by sleeping).
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+/** The repository's folder. */
+export const root = fileURLToPath(new URL("../..", import.meta.url))
+/** The binary, as a clone runs it. */
+export const bin = join(root, "bin", "taskfiber.js")
+/** A task id. */
+export const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/** A child's environment. */
+export type Env = Record<string, string | undefined>
+
+/** One JSON log line (LOG_FORMAT=json). */
+export interface LogLine {
+  readonly message: ReadonlyArray<unknown>
+  readonly level: string
+  readonly annotations: Record<string, unknown>
+}
+
+/** How to spawn a {@link Proc}. */
+export interface ProcOptions {
+  /** The program and its leading arguments; default `node bin/taskfiber.js`. */
+  readonly command?: ReadonlyArray<string>
+  /** In a process group of its own (`process.kill(-pid, signal)` reaches it all), as a terminal runs a foreground job. */
+  readonly detached?: boolean
+}
+
+/** A running `taskfiber` process (or `npm start`) whose output lines can be awaited. */
+export class Proc {
+  readonly child: ChildProcess
+  readonly stdout: Array<string> = []
+  readonly stderr: Array<string> = []
+  readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+  private waiters: Array<() => void> = []
+
+  constructor(args: ReadonlyArray<string>, env: Env, options: ProcOptions = {}) {
+    const [program, ...leading] = options.command ?? [process.execPath, bin]
+    this.child = spawn(program!, [...leading, ...args], {
+      cwd: root,
+      env: env as NodeJS.ProcessEnv,
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: options.detached ?? false
+    })
+    const collect = (stream: NodeJS.ReadableStream, into: Array<string>) => {
+      let partial = ""
+      stream.setEncoding("utf8")
+      stream.on("data", (chunk: string) => {
+        const parts = (partial + chunk).split("\n")
+        partial = parts.pop()!
+        into.push(...parts)
+        this.notify()
+      })
+      stream.on("end", () => {
+        if (partial !== "") into.push(partial)
+        this.notify()
+      })
+    }
+    collect(this.child.stdout!, this.stdout)
+    collect(this.child.stderr!, this.stderr)
+    this.exited = new Promise((resolve) => {
+      this.child.on("close", (code, signal) => {
+        resolve({ code, signal })
+        this.notify()
+      })
+    })
+  }
+
+  private notify() {
+    const waiters = this.waiters
+    this.waiters = []
+    for (const w of waiters) w()
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null
+  }
+
+  output(): string {
+    return `--- stdout ---\n${this.stdout.join("\n")}\n--- stderr ---\n${this.stderr.join("\n")}`
+  }
+
+  /** The JSON log lines (LOG_FORMAT=json, on stderr). */
+  logs(): Array<LogLine> {
+    return this.stderr.flatMap((line) => {
+      if (!line.startsWith("{")) return []
+      try {
+        return [JSON.parse(line) as LogLine]
+      } catch {
+        return []
+      }
+    })
+  }
+
+  /** Resolves with the first value `find` returns (checked on every new line); bounded. */
+  waitFor<A>(what: string, find: () => A | undefined, timeoutMs = 20_000): Promise<A> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${this.output()}`)), timeoutMs)
+      const check = () => {
+        const found = find()
+        if (found !== undefined) {
+          clearTimeout(timer)
+          resolve(found)
+        } else if (!this.running && this.child.stdout!.readableEnded && this.child.stderr!.readableEnded) {
+          clearTimeout(timer)
+          reject(new Error(`process exited while waiting for ${what}\n${this.output()}`))
+        } else {
+          this.waiters.push(check)
+        }
+      }
+      check()
+    })
+  }
+
+  waitForStdout(pattern: RegExp, timeoutMs?: number) {
+    return this.waitFor(`stdout ${pattern}`, () => this.stdout.find((l) => pattern.test(l)), timeoutMs)
+  }
+
+  /** The log entry whose message is `message` and whose fields (data or annotations) include `fields`. */
+  waitForLog(message: string, fields: Record<string, unknown>, timeoutMs?: number) {
+    return this.waitFor(`log "${message}" ${JSON.stringify(fields)}`, () =>
+      this.logs().find((l) => {
+        if (l.message[0] !== message) return false
+        const data = { ...l.annotations, ...Object.assign({}, ...l.message.slice(1).filter((m) => typeof m === "object")) }
+        return Object.entries(fields).every(([k, v]) => data[k] === v)
+      }), timeoutMs)
+  }
+
+  /** Exit code within `timeoutMs` (rejects if still running). */
+  async exitWithin(timeoutMs: number): Promise<number | null> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`still running after ${timeoutMs} ms\n${this.output()}`)), timeoutMs)
+    })
+    try {
+      return (await Promise.race([this.exited, timeout])).code
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}
+
+/** The environment of the children: the test's, minus DATABASE_URL, plus `extra`. */
+export const childEnv = (extra: Env): Env => {
+  const env: Env = { ...process.env, LOG_FORMAT: "json", LOG_LEVEL: "info", SHUTDOWN_GRACE: "500 millis", ...extra }
+  if (extra.DATABASE_URL === undefined) delete env.DATABASE_URL
+  return env
+}
+
+/**
+ * Resolves a second after `sentAt` (Date.now()). The binary takes a repeat of its
+ * first signal within 500 ms for the echo of one Ctrl-C (the terminal signals the
+ * process group and npm forwards it too), so a test of a genuinely second signal,
+ * already ordered after the shutdown's start by a log line, also waits this window
+ * out (with room for the child's event loop being late to the first).
+ */
+export const pastEchoWindow = (sentAt: number) =>
+  new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, sentAt + 1_000 - Date.now())))
