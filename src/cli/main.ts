@@ -169,8 +169,10 @@ const start = Command.make("start", { jobs: jobsFlag }, ({ jobs: jobsPath }) =>
       return yield* Effect.never
     }).pipe(
       Effect.provide(Taskfiber.layer({ jobs })),
-      // QUEUE_CONCURRENCY checked against the loaded jobs' queues (Taskfiber.layer).
-      Effect.catchTag("InvalidSetting", report(""))
+      // The layer's failures (QUEUE_CONCURRENCY against the loaded jobs' queues, an
+      // embedded server that cannot start, a database that cannot be reached) are
+      // one line each: the messages say what to change, a stack trace would not.
+      Effect.catch(report(""))
     )
   }))).pipe(
   Command.withDescription("Run the job runtime (supervisor and job fibers) until SIGINT/SIGTERM")

@@ -1,21 +1,17 @@
 /**
  * The `taskfiber` binary as real processes (`node bin/taskfiber.js …`) against a
  * test database: start, enqueue, status, error messages, graceful and forced
- * shutdown, and the zero-configuration embedded server shared between processes.
+ * shutdown (the embedded server shared between processes: embedded.test.ts).
  *
  * Nothing is ordered by sleeping: each step waits for a line of output or for a
  * process to exit, with a bounded timeout.
  */
 import { execFile } from "node:child_process"
-import { chmod, mkdtemp, rm, stat } from "node:fs/promises"
-import { tmpdir } from "node:os"
-import { dirname, join } from "node:path"
 import { promisify } from "node:util"
 import { Context, Effect, Exit, Layer, Redacted, Scope } from "effect"
 import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "effect/sql/SqlClient"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { isListening } from "../../src/store/EmbeddedPostgres.ts"
 import { childEnv, type Env, pastEchoWindow, Proc, root, uuid } from "../support/Cli.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 import { freePort } from "../support/freePort.ts"
@@ -271,44 +267,5 @@ describe("taskfiber binary on DATABASE_URL", () => {
     expect(await again.exitWithin(5_000)).toBe(130)
     expect(Date.now() - t0).toBeLessThan(3_000)
     expect(again.stderr.join("\n")).toMatch(/second SIGTERM: exiting at once/)
-  }, 60_000)
-})
-
-describe("taskfiber binary with no DATABASE_URL (embedded PostgreSQL)", () => {
-  it("start runs an embedded server that a separate enqueue process reaches; SIGTERM stops both", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "taskfiber-cli-"))
-    // As root, the server runs as the `postgres` user, who must reach the folder, and
-    // the project's binaries: a clone in a folder of mktemp (0700) keeps it out, so
-    // such temporary folders on the way are opened to others (entering only).
-    await chmod(dir, 0o755)
-    if (process.getuid?.() === 0) {
-      for (let d = root; d.startsWith(tmpdir() + "/") && d !== tmpdir(); d = dirname(d)) {
-        const mode = (await stat(d)).mode
-        if ((mode & 0o001) === 0) await chmod(d, (mode & 0o7777) | 0o001)
-      }
-    }
-    try {
-      const port = await freePort()
-      const embeddedEnv = childEnv({ EMBEDDED_PG_DIR: join(dir, "postgres"), EMBEDDED_PG_PORT: String(port) })
-      expect(embeddedEnv.DATABASE_URL).toBeUndefined()
-      const start = spawnCli(["start"], embeddedEnv)
-      await start.waitForStdout(/enqueue from another terminal/, 45_000)
-      expect(start.stdout.join("\n")).toContain(`embedded PostgreSQL, data in ${join(dir, "postgres")} (port ${port}`)
-
-      const enqueue = await run(["enqueue", "echo", "{\"shared\":true}"], embeddedEnv)
-      expect(enqueue.code, enqueue.proc.output()).toBe(0)
-      const id = enqueue.stdout[0]!
-      expect(id).toMatch(uuid)
-      // The enqueue process connected to the running server instead of starting one.
-      expect(enqueue.proc.logs().some((l) => String(l.message[0]).includes("already running"))).toBe(true)
-      await start.waitForLog("task settled", { taskId: id, outcome: "succeeded" })
-
-      start.child.kill("SIGTERM")
-      expect(await start.exitWithin(15_000)).toBe(0)
-      expect(await isListening(port)).toBe(false)
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-      await rm(`${join(dir, "postgres")}.password`, { force: true })
-    }
   }, 60_000)
 })

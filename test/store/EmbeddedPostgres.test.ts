@@ -7,6 +7,7 @@ import { spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { expect, it } from "@effect/vitest"
 import type { Redacted as RedactedType } from "effect"
+import { serverFolder } from "../support/serverFolder.ts"
 
 const module = fileURLToPath(new URL("../../src/store/EmbeddedPostgres.ts", import.meta.url))
 
@@ -37,27 +38,6 @@ it.runIf(process.getuid?.() === 0)("as root, a data folder the postgres user can
     await rm(closed, { recursive: true, force: true })
   }
 })
-
-/**
- * A temporary folder the server's user can reach: as root the server runs as the
- * `postgres` user, who must enter it and every folder on the way to the project's
- * binaries (a clone in a mktemp folder, 0700, keeps it out).
- */
-const serverFolder = async (prefix: string) => {
-  const { chmod, mkdtemp, stat } = await import("node:fs/promises")
-  const { tmpdir } = await import("node:os")
-  const { dirname, join } = await import("node:path")
-  const dir = await mkdtemp(join(tmpdir(), prefix))
-  await chmod(dir, 0o755)
-  if (process.getuid?.() === 0) {
-    const root = fileURLToPath(new URL("../..", import.meta.url))
-    for (let d = root; d.startsWith(tmpdir() + "/") && d !== tmpdir(); d = dirname(d)) {
-      const mode = (await stat(d)).mode
-      if ((mode & 0o001) === 0) await chmod(d, (mode & 0o7777) | 0o001)
-    }
-  }
-  return dir
-}
 
 /** The failure message of an `acquire` that must fail. */
 const failureOf = async (dataDir: string, port: number) => {

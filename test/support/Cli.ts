@@ -29,6 +29,8 @@ export interface ProcOptions {
   readonly command?: ReadonlyArray<string>
   /** In a process group of its own (`process.kill(-pid, signal)` reaches it all), as a terminal runs a foreground job. */
   readonly detached?: boolean
+  /** The working folder; default the repository's. */
+  readonly cwd?: string
 }
 
 /** A running `taskfiber` process (or `npm start`) whose output lines can be awaited. */
@@ -42,7 +44,7 @@ export class Proc {
   constructor(args: ReadonlyArray<string>, env: Env, options: ProcOptions = {}) {
     const [program, ...leading] = options.command ?? [process.execPath, bin]
     this.child = spawn(program!, [...leading, ...args], {
-      cwd: root,
+      cwd: options.cwd ?? root,
       env: env as NodeJS.ProcessEnv,
       stdio: ["ignore", "pipe", "pipe"],
       detached: options.detached ?? false
