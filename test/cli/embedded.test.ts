@@ -9,21 +9,11 @@ import { createServer } from "node:net"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { isListening } from "../../src/store/EmbeddedPostgres.ts"
-import { childEnv, type Env, pastEchoWindow, Proc, root, uuid } from "../support/Cli.ts"
+import { childEnv, pastEchoWindow, type Proc, processes, root, uuid } from "../support/Cli.ts"
 import { freePort } from "../support/freePort.ts"
 import { openProjectToServerUser, serverFolder } from "../support/serverFolder.ts"
 
-const processes: Array<Proc> = []
-const spawnCli = (args: ReadonlyArray<string>, env: Env, cwd?: string) => {
-  const p = new Proc(args, env, cwd === undefined ? {} : { cwd })
-  processes.push(p)
-  return p
-}
-const run = async (args: ReadonlyArray<string>, env: Env, cwd?: string) => {
-  const p = spawnCli(args, env, cwd)
-  const code = await p.exitWithin(60_000)
-  return { code, stdout: p.stdout.filter((l) => l !== ""), stderr: p.stderr.join("\n"), proc: p }
-}
+const { spawnCli, run, killAll } = processes()
 
 /** The environment of a fresh embedded folder in a temporary directory. */
 const freshFolder = async () => {
@@ -35,8 +25,7 @@ const freshFolder = async () => {
 
 const folders: Array<string> = []
 afterAll(async () => {
-  for (const p of processes) if (p.running) p.child.kill("SIGKILL")
-  await Promise.all(processes.map((p) => p.exited))
+  await killAll()
   for (const dir of folders) await rm(dir, { recursive: true, force: true })
 }, 60_000)
 
@@ -111,7 +100,7 @@ describe("the embedded server shared by several processes", () => {
     const env = childEnv({ EMBEDDED_PG_DIR: relative, EMBEDDED_PG_PORT: String(await freePort()) })
     const enqueued = await run(["enqueue", "echo", "{\"from\":\"the root\"}", "--delay", "1 hour"], env)
     expect(enqueued.code, enqueued.proc.output()).toBe(0)
-    const status = await run(["status", enqueued.stdout[0]!], env, join(root, "src", "cli"))
+    const status = await run(["status", enqueued.stdout[0]!], env, { cwd: join(root, "src", "cli") })
     expect(status.code, status.proc.output()).toBe(0)
     expect(status.stdout.join("\n")).toContain("queued")
     expect(existsSync(join(root, "src", "cli", ".data"))).toBe(false)

@@ -8,27 +8,15 @@
  */
 import { execFile } from "node:child_process"
 import { promisify } from "node:util"
-import { Context, Effect, Exit, Layer, Redacted, Scope } from "effect"
+import { Context, Effect, Layer, Redacted } from "effect"
 import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "effect/sql/SqlClient"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { childEnv, type Env, pastEchoWindow, Proc, root, uuid } from "../support/Cli.ts"
+import { childDatabase, type Env, pastEchoWindow, type Proc, processes, root, uuid } from "../support/Cli.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 import { freePort } from "../support/freePort.ts"
 
-const processes: Array<Proc> = []
-const spawnCli = (args: ReadonlyArray<string>, env: Env) => {
-  const p = new Proc(args, env)
-  processes.push(p)
-  return p
-}
-
-/** Runs a command to its end: exit code and output. */
-const run = async (args: ReadonlyArray<string>, env: Env) => {
-  const p = spawnCli(args, env)
-  const code = await p.exitWithin(30_000)
-  return { code, stdout: p.stdout.filter((l) => l !== ""), stderr: p.stderr.join("\n"), proc: p }
-}
+const { spawnCli, run, killAll } = processes()
 
 const enqueueId = async (env: Env, type: string, json: string, ...flags: Array<string>) => {
   const r = await run(["enqueue", type, json, ...flags], env)
@@ -52,18 +40,16 @@ const statusJson = async (env: Env, id: string) => {
   return JSON.parse(r.stdout[0]!) as Record<string, any>
 }
 
-const scope = Scope.makeUnsafe()
+const database = childDatabase()
 let env: Env = {}
 
 beforeAll(async () => {
-  const name = await Effect.runPromise(Scope.provide(scope)(TestDatabase.scopedDatabase))
-  env = childEnv({ DATABASE_URL: TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name) })
+  env = await database.open()
 }, 60_000)
 
 afterAll(async () => {
-  for (const p of processes) if (p.running) p.child.kill("SIGKILL")
-  await Promise.all(processes.map((p) => p.exited))
-  await Effect.runPromise(Scope.close(scope, Exit.void))
+  await killAll()
+  await database.close()
 }, 60_000)
 
 describe("taskfiber binary on DATABASE_URL", () => {

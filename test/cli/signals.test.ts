@@ -10,17 +10,10 @@
  */
 import { createServer, type Server, type Socket } from "node:net"
 import { join } from "node:path"
-import { Effect, Exit, Scope } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { childEnv, type Env, pastEchoWindow, Proc, type ProcOptions, root, uuid } from "../support/Cli.ts"
-import * as TestDatabase from "../support/TestDatabase.ts"
+import { childDatabase, type Env, pastEchoWindow, processes, root, uuid } from "../support/Cli.ts"
 
-const processes: Array<Proc> = []
-const spawnProc = (args: ReadonlyArray<string>, env: Env, options?: ProcOptions) => {
-  const p = new Proc(args, env, options)
-  processes.push(p)
-  return p
-}
+const { spawnCli: spawnProc, killAll } = processes()
 
 /** `npm start` in a process group of its own, as a terminal runs it. */
 const npmStart = (env: Env) =>
@@ -66,29 +59,20 @@ const within = <A>(what: string, ms: number, promise: Promise<A>): Promise<A> =>
   ]).finally(() => clearTimeout(timer))
 }
 
-const scope = Scope.makeUnsafe()
+const database = childDatabase()
 let env: Env = {}
 
 beforeAll(async () => {
-  const name = await Effect.runPromise(Scope.provide(scope)(TestDatabase.scopedDatabase))
-  env = childEnv({ DATABASE_URL: TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name) })
+  env = await database.open()
 }, 60_000)
 
 afterAll(async () => {
-  for (const p of processes) {
-    if (!p.running) continue
-    try {
-      process.kill(-p.child.pid!, "SIGKILL")
-    } catch {
-      p.child.kill("SIGKILL")
-    }
-  }
-  await Promise.all(processes.map((p) => p.exited))
+  await killAll()
   for (const { server, sockets } of servers) {
     for (const s of sockets) s.destroy()
     server.close()
   }
-  await Effect.runPromise(Scope.close(scope, Exit.void))
+  await database.close()
 }, 60_000)
 
 describe("a one-shot command stopped by a signal", () => {

@@ -5,6 +5,8 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { Effect, Exit, Scope } from "effect"
+import * as TestDatabase from "./TestDatabase.ts"
 
 /** The repository's folder. */
 export const root = fileURLToPath(new URL("../..", import.meta.url))
@@ -39,9 +41,12 @@ export class Proc {
   readonly stdout: Array<string> = []
   readonly stderr: Array<string> = []
   readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+  /** In a process group of its own. */
+  readonly detached: boolean
   private waiters: Array<() => void> = []
 
   constructor(args: ReadonlyArray<string>, env: Env, options: ProcOptions = {}) {
+    this.detached = options.detached ?? false
     const [program, ...leading] = options.command ?? [process.execPath, bin]
     this.child = spawn(program!, [...leading, ...args], {
       cwd: options.cwd ?? root,
@@ -163,3 +168,60 @@ export const childEnv = (extra: Env): Env => {
  */
 export const pastEchoWindow = (sentAt: number) =>
   new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, sentAt + 1_000 - Date.now())))
+
+/** What {@link processes}' `run` returns: the exit code and the output. */
+export interface RunResult {
+  readonly code: number | null
+  /** Non-empty stdout lines. */
+  readonly stdout: ReadonlyArray<string>
+  readonly stderr: string
+  readonly proc: Proc
+}
+
+/**
+ * The processes of one test file: `spawnCli` starts one, `run` runs one to its end
+ * (bounded), `killAll` (in `afterAll`) kills what is left, with its process group
+ * when it has one of its own.
+ */
+export const processes = () => {
+  const all: Array<Proc> = []
+  const spawnCli = (args: ReadonlyArray<string>, env: Env, options?: ProcOptions): Proc => {
+    const p = new Proc(args, env, options)
+    all.push(p)
+    return p
+  }
+  const run = async (args: ReadonlyArray<string>, env: Env, options?: ProcOptions): Promise<RunResult> => {
+    const p = spawnCli(args, env, options)
+    const code = await p.exitWithin(60_000)
+    return { code, stdout: p.stdout.filter((l) => l !== ""), stderr: p.stderr.join("\n"), proc: p }
+  }
+  const killAll = async () => {
+    for (const p of all) {
+      if (!p.running) continue
+      try {
+        if (!p.detached) throw new Error("no group of its own")
+        process.kill(-p.child.pid!, "SIGKILL")
+      } catch {
+        p.child.kill("SIGKILL")
+      }
+    }
+    await Promise.all(all.map((p) => p.exited))
+  }
+  return { spawnCli, run, killAll }
+}
+
+/**
+ * A test database for the children of one test file: `open` (in `beforeAll`)
+ * creates it and resolves with the children's environment (DATABASE_URL set),
+ * `close` (in `afterAll`) drops it.
+ */
+export const childDatabase = () => {
+  const scope = Scope.makeUnsafe()
+  return {
+    open: async (): Promise<Env> => {
+      const name = await Effect.runPromise(Scope.provide(scope)(TestDatabase.scopedDatabase))
+      return childEnv({ DATABASE_URL: TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name) })
+    },
+    close: () => Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
