@@ -337,7 +337,7 @@ const handler = (name: string) => <A, E, R>(effect: Effect.Effect<A, E, R>): Eff
  */
 const interruptedBy = (signal: NodeJS.Signals): number => {
   if (running === "start") return 0
-  process.stderr.write(`taskfiber: ${running ?? "taskfiber"} interrupted by ${signal} before it finished\n`)
+  process.stderr.write(`taskfiber: ${running === undefined ? "interrupted" : `${running} interrupted`} by ${signal} before it finished\n`)
   return 128 + constants.signals[signal]
 }
 
