@@ -1,14 +1,23 @@
 /**
  * Outages: one line when a duty's run of failures begins, Debug while it lasts,
- * one line when it ends. The tracker's decisions against a model (property), and
- * its lines on virtual time.
+ * one line when it ends. The tracker's decisions against a model (property), its
+ * lines on virtual time, and a real outage: a runtime whose database is behind a
+ * TCP proxy that the test cuts and restores while a task runs and reports progress.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Duration, Effect, Fiber, Logger, References, Schema } from "effect"
+import { Cause, Deferred, Duration, Effect, Fiber, Layer, Logger, Queue, Redacted, References, Schema } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
 import { TestClock } from "effect/testing"
 import * as Outages from "../../src/observability/Outages.ts"
 import * as BackgroundLoop from "../../src/runtime/BackgroundLoop.ts"
+import * as Job from "../../src/runtime/Job.ts"
+import * as Tasks from "../../src/runtime/Tasks.ts"
+import * as Database from "../../src/store/Database.ts"
 import { DatabaseError } from "../../src/store/DatabaseError.ts"
+import * as Taskfiber from "../../src/Taskfiber.ts"
+import * as Runtime from "../support/Runtime.ts"
+import * as TcpProxy from "../support/TcpProxy.ts"
+import * as TestDatabase from "../support/TestDatabase.ts"
 
 interface Line {
   readonly level: string
@@ -128,3 +137,101 @@ describe("Outages.make", () => {
     }).pipe(Effect.provide(layer))
   })
 })
+
+const Echo = Job.define({ name: "outage-echo", queue: "outages", payload: Schema.Struct({ n: Schema.Int }), run: () => Effect.void })
+
+/** The message of a duty's first line of an outage, and of its last. */
+const began = /^(.+): database unreachable: .+; retrying$/
+const ended = /^(.+): database reachable again after \d+\.\d s$/
+
+it.live("a database outage: one line per duty when it begins and one when it ends; tasks run before, through and after it", () =>
+  Effect.gen(function*() {
+    const heard = yield* Queue.unbounded<Line>()
+    const { lines, layer } = collect((line) => Queue.offerUnsafe(heard, line))
+    /** Waits (on log lines, not time) until `done` holds of the lines so far. */
+    const until = (done: (lines: ReadonlyArray<Line>) => boolean) =>
+      Effect.gen(function*() {
+        while (!done(lines)) yield* Queue.take(heard)
+      }).pipe(Effect.timeout(Duration.seconds(30)))
+    const duties = (pattern: RegExp, from = 0) =>
+      lines.slice(from).flatMap((l) => pattern.exec(l.message)?.[1] ?? [])
+
+    // The database of this test, reached through a proxy the test controls.
+    const name = yield* TestDatabase.scopedDatabase
+    const server = new URL(TestDatabase.serverUrl())
+    const proxy = yield* TcpProxy.make({ host: server.hostname, port: Number(server.port || 5432) })
+    const url = new URL(TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name))
+    url.hostname = "127.0.0.1"
+    url.port = String(proxy.port)
+
+    yield* Effect.gen(function*() {
+      const running = yield* Deferred.make<void>()
+      const report = yield* Deferred.make<void>()
+      const reported = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      // Runs through the outage: its worker keeps its lease (the heartbeat fails
+      // meanwhile, well within the lease's 5 s), and the progress it reports during
+      // the outage is saved once the database is back.
+      const Long = Job.define({
+        name: "outage-long",
+        queue: "outages",
+        payload: Schema.Struct({}),
+        run: (_, ctx) =>
+          Effect.gen(function*() {
+            yield* Deferred.succeed(running, undefined)
+            yield* Deferred.await(report)
+            yield* ctx.progress({ through: "the outage" })
+            yield* Deferred.succeed(reported, undefined)
+            yield* Deferred.await(release)
+          })
+      })
+      const s = yield* Runtime.startSupervisor([Echo, Long])
+      const outcomes = yield* s.outcomes
+      yield* Tasks.enqueue(Echo, { n: 1 })
+      expect((yield* Queue.take(outcomes)).outcome).toBe("succeeded")
+      const long = yield* Tasks.enqueue(Long, {})
+      yield* Deferred.await(running)
+
+      const cutAt = lines.length
+      yield* proxy.cut
+      // Every duty that touches the database on its own notices; then a few
+      // backoff rounds of the reaper (100, 200, 400 ms).
+      yield* until(() => ["reaper", "heartbeat", "wake-up listener"].every((d) => duties(began, cutAt).includes(d)))
+      yield* until((ls) => ls.slice(cutAt).filter((l) => l.message.startsWith("reaper: still failing")).length >= 3)
+      yield* Deferred.succeed(report, undefined)
+      yield* Deferred.await(reported)
+      yield* until((ls) => ls.slice(cutAt).some((l) => l.message === "progress not saved yet: database unreachable"))
+      yield* proxy.restore
+      yield* until(() => {
+        const down = duties(began, cutAt)
+        return down.every((d) => duties(ended, cutAt).includes(d))
+      })
+
+      const during = lines.slice(cutAt)
+      const down = duties(began, cutAt)
+      for (const duty of new Set(down)) {
+        expect(down.filter((d) => d === duty), duty).toHaveLength(1)
+        expect(duties(ended, cutAt).filter((d) => d === duty), duty).toHaveLength(1)
+      }
+      // Nothing else above Info, and no stack trace anywhere but at Debug.
+      expect(during.filter((l) => l.level === "Error" || (l.level === "Warn" && !began.test(l.message))).map((l) => l.message)).toEqual([])
+      expect(during.filter((l) => l.level !== "Debug" && hasStack(l)).map((l) => l.message)).toEqual([])
+
+      // The progress reported during the outage was kept and written after it.
+      yield* until((ls) => ls.slice(cutAt).some((l) => l.message === "progress saved"))
+      const [row] = yield* (yield* SqlClient)<{ progress: unknown }>`select progress from taskfiber.tasks where id = ${long.id}::uuid`
+      expect(row?.progress).toEqual({ through: "the outage" })
+
+      // The run that held its task through the outage finishes it; a task enqueued
+      // after recovery runs.
+      yield* Deferred.succeed(release, undefined)
+      expect(yield* Queue.take(outcomes)).toEqual({ taskId: long.id, outcome: "succeeded" })
+      const after = yield* Tasks.enqueue(Echo, { n: 2 })
+      expect(yield* Queue.take(outcomes)).toEqual({ taskId: after.id, outcome: "succeeded" })
+    }).pipe(
+      // The supervisor stops before the database layer under it closes.
+      Effect.scoped,
+      Effect.provide(Taskfiber.runtimeServices().pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url.toString()), { poolMax: 10, poolMin: 2 })))),
+      Effect.provide(layer)
+    )
+  }).pipe(Effect.scoped, Effect.provideService(References.MinimumLogLevel, "Debug")), 60_000)
