@@ -6,10 +6,13 @@
  * The listener holds one connection of its own. When it fails for any reason (the
  * connection lost, a defect in the stream or in a callback), the subscription is
  * made again (100 ms doubling to 10 s between attempts) and each new one reports
- * "any queue" at once: notifications sent while nobody listened are gone.
+ * "any queue" at once: notifications sent while nobody listened are gone. While
+ * the database is unreachable that is one Warn line when it goes and one Info line
+ * when LISTEN works again (Outages), not a line per attempt.
  */
 import { Cause, Deferred, Duration, Effect, Layer, Queue, Schedule } from "effect"
 import { PgClient } from "@effect/sql-pg"
+import * as Outages from "../observability/Outages.ts"
 import { Wakeups } from "./Wakeups.ts"
 
 /** The channel the schema's triggers notify; the payload is the queue. */
@@ -28,9 +31,11 @@ export const layer: Layer.Layer<Wakeups, never, PgClient.PgClient> = Layer.effec
           const scope = yield* Effect.scope
           // Done once LISTEN is confirmed, or has failed once.
           const live = yield* Deferred.make<void>()
+          const outages = Outages.make("wake-up listener")
           const listen = Effect.gen(function*() {
             const notifications = yield* pg.listen(channel)
             yield* Deferred.succeed(live, undefined)
+            yield* outages.recovered
             onReady(undefined)
             return yield* Effect.forever(Effect.map(Queue.take(notifications), (n) => onReady(n.payload)))
           }).pipe(
@@ -38,7 +43,7 @@ export const layer: Layer.Layer<Wakeups, never, PgClient.PgClient> = Layer.effec
             Effect.tapCause((cause) =>
               Cause.hasInterruptsOnly(cause)
                 ? Effect.void
-                : Effect.andThen(Deferred.succeed(live, undefined), Effect.logError("wake-up listener failed; listening again", cause))
+                : Effect.andThen(Deferred.succeed(live, undefined), outages.failed(cause))
             ),
             // Defects too: a listener that stopped for good would leave every wake-up
             // to the dispatcher's 30 s re-check.

@@ -2,14 +2,17 @@
  * The runtime's background duties — dispatcher, starter, heartbeat, reaper,
  * progress flusher, canceller, worker registry, completion writer — are loops of
  * steps, and they survive failure the same way: a step that fails or dies (a defect
- * included) is logged with its cause, and the loop goes on after a pause, 100 ms
- * doubling to 10 s while steps keep failing, back to none after a step that
- * succeeds. Only an interruption ends a
+ * included) is logged, and the loop goes on after a pause, 100 ms doubling to 10 s
+ * while steps keep failing, back to none after a step that succeeds. What is
+ * logged is the Outages tracker's choice: one line when a run of failures begins
+ * (a lost database in one line, anything else with its cause), Debug while it
+ * goes on, one line when a step succeeds again. Only an interruption ends a
  * loop. Containing one item's failure inside a step (one task's progress, one
  * completion callback) is the step's own business, so that a bad item never costs
  * the others their turn.
  */
 import { Cause, Duration, Effect, Scope } from "effect"
+import * as Outages from "../observability/Outages.ts"
 
 /** Longest pause after failed steps. */
 const maxPause = Duration.seconds(10)
@@ -34,18 +37,22 @@ export interface LoopOptions {
 export const run = <R>(name: string, step: Effect.Effect<unknown, unknown, R>, options: LoopOptions = {}): Effect.Effect<never, never, R> =>
   Effect.suspend(() => {
     let failures = 0
+    const outages = Outages.make(name)
     const afterSuccess = options.every === undefined ? Effect.void : Effect.sleep(options.every)
+    const recovered = Effect.andThen(outages.recovered, afterSuccess)
     const once = Effect.matchCauseEffect(step, {
+      // Only the first success after failures asks the tracker anything.
       onSuccess: () => {
+        if (failures === 0) return afterSuccess
         failures = 0
-        return afterSuccess
+        return recovered
       },
       onFailure: (cause): Effect.Effect<void> => {
         // Interrupted: the loop's scope is closing.
         if (Cause.hasInterruptsOnly(cause)) return Effect.interrupt
         failures++
         options.onFailure?.(cause)
-        return Effect.andThen(Effect.logError(`${name} failed; it goes on`, cause), Effect.sleep(pauseAfter(failures)))
+        return Effect.andThen(outages.failed(cause), Effect.sleep(pauseAfter(failures)))
       }
     })
     return Effect.forever(once)

@@ -10,10 +10,14 @@
  * fails the handler's `progress` or `saveCheckpoint` call with `UnstorableValue`,
  * in the run that made it, and the shared flusher only ever writes text that
  * encoded. Each write names the run's claim, so a run that lost its task writes
- * nothing.
+ * nothing. A write that fails because the database is unreachable keeps its values
+ * pending (unless newer ones came meanwhile) for the next flush, and says so at
+ * Debug only: the outage is the duties' one line (Outages), not a warning per task
+ * per interval.
  */
 import { Effect, Semaphore } from "effect"
 import type { UnstorableValue } from "../domain/Errors.ts"
+import * as Outages from "../observability/Outages.ts"
 import * as StoredJson from "../domain/StoredJson.ts"
 import type { Claim } from "../domain/Task.ts"
 import type { TaskStore } from "../store/TaskStore.ts"
@@ -65,7 +69,13 @@ export const make = (options: {
             ? Effect.logDebug("progress saved", { taskId, checkpoint: "checkpoint" in update })
             : Effect.logDebug("progress not saved: this run no longer holds the task", { taskId })
         ),
-        Effect.catchCause((cause) => Effect.logWarning("progress not saved", { taskId }, cause))
+        Effect.catchCause((cause) => {
+          const failure = Outages.classify(cause)
+          if (failure._tag !== "Unreachable") return Effect.logWarning("progress not saved", { taskId }, cause)
+          pending = { ...update, ...pending }
+          hasPending = true
+          return Effect.logDebug("progress not saved yet: database unreachable", { taskId, reason: failure.reason })
+        })
       )
     })
   const report = (key: keyof Pending, value: unknown) =>

@@ -136,6 +136,9 @@ export const classifySqlstate = (code: string | undefined, reasonTag?: string): 
   }
 }
 
+/** How the message of a connection-category error begins (the rest is the socket's or server's reason). */
+export const unreachablePrefix = "cannot reach PostgreSQL: "
+
 const describe = (category: DatabaseErrorCategory, kind: ConstraintKind | undefined, f: ServerFields): string => {
   const on = f.table ? ` on table "${f.table}"` : ""
   const col = f.column ? ` column "${f.column}"` : ""
@@ -166,7 +169,7 @@ const describe = (category: DatabaseErrorCategory, kind: ConstraintKind | undefi
     case "timeout":
       return `statement cancelled by timeout: ${server}`
     case "connection":
-      return `cannot reach PostgreSQL: ${server}`
+      return `${unreachablePrefix}${server}`
     case "permission":
       return `permission denied${on}${col}: ${server}`
     default:
