@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { expect, it } from "@effect/vitest"
 import type { Redacted as RedactedType } from "effect"
-import { serverFolder } from "../support/serverFolder.ts"
+import { openProjectToServerUser, serverFolder } from "../support/serverFolder.ts"
 
 const module = fileURLToPath(new URL("../../src/store/EmbeddedPostgres.ts", import.meta.url))
 
@@ -29,6 +29,8 @@ it.runIf(process.getuid?.() === 0)("as root, a data folder the postgres user can
   const { join } = await import("node:path")
   const { Effect, Exit } = await import("effect")
   const { acquire } = await import("../../src/store/EmbeddedPostgres.ts")
+  // The binaries reachable (a clone in a mktemp folder is not), so that the data folder is what fails.
+  await openProjectToServerUser()
   const closed = await mkdtemp(join(tmpdir(), "taskfiber-closed-")) // 0700
   try {
     const exit = await Effect.runPromiseExit(Effect.scoped(acquire({ dataDir: join(closed, "pg", "data"), port: 1, persistent: false })))
