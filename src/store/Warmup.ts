@@ -17,7 +17,7 @@
  * refused, a statement timing out) is logged and skipped: a cold connection is
  * only slower, never wrong.
  */
-import { Data, Effect } from "effect"
+import { Data, Effect, Latch } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { fromUnknown } from "./DatabaseError.ts"
 
@@ -27,12 +27,20 @@ export const warmupQueue = "taskfiber.warm-up"
 class RolledBack extends Data.TaggedError("RolledBack")<{}> {}
 
 /**
- * Runs the hot path once on each of `connections` pool connections (concurrent
- * transactions hold distinct connections), leaving nothing behind. 0: nothing.
+ * Runs the hot path once on each of `connections` pool connections, leaving
+ * nothing behind. 0: nothing. Concurrent transactions hold distinct connections
+ * only while they overlap: one that ended before the last began handed its
+ * connection on, and the pool (which keeps connections, but does not open them
+ * to reach its minimum) stayed one short, its first task meeting a cold one (seen
+ * under load: 2 of 3). So each warm-up holds its transaction until all have run
+ * (or failed), at most a second.
  */
 export const warmConnections = (connections: number): Effect.Effect<void, never, SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient
+    const allRan = yield* Latch.make()
+    let ran = 0
+    const arrive = Effect.suspend(() => (++ran >= connections ? allRan.open : Effect.void))
     const once = sql.withTransaction(Effect.gen(function*() {
       const worker = `warm-up-${crypto.randomUUID()}`
       const requests = JSON.stringify([{ id: crypto.randomUUID(), queue: warmupQueue, type: warmupQueue }])
@@ -41,6 +49,8 @@ export const warmConnections = (connections: number): Effect.Effect<void, never,
         select id, revision from taskfiber.claim(${worker}, array[${warmupQueue}]::text[], 1, 60000, 60, 0, true)`
       const items = JSON.stringify(claimed.map((t) => ({ id: t.id, revision: t.revision, result: null })))
       yield* sql`select count(*) from taskfiber.complete_tasks(${worker}, ${items}::jsonb)`
+      yield* arrive
+      yield* Effect.timeoutOption(allRan.await, "1 second")
       return yield* new RolledBack()
     }))
     yield* Effect.forEach(
@@ -49,7 +59,10 @@ export const warmConnections = (connections: number): Effect.Effect<void, never,
         once.pipe(
           Effect.catchTag("RolledBack", () => Effect.void),
           Effect.catch((error) =>
-            Effect.logWarning("connection warm-up failed; it stays cold", { error: (fromUnknown(error) ?? error).message })
+            Effect.andThen(
+              arrive,
+              Effect.logWarning("connection warm-up failed; it stays cold", { error: (fromUnknown(error) ?? error).message })
+            )
           )
         ),
       { concurrency: "unbounded", discard: true }
