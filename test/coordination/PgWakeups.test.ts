@@ -48,4 +48,23 @@ it.layer(Env, { timeout: 60_000, excludeTestServices: true })("PgWakeups", (it) 
       yield* sql`select pg_notify(${PgWakeups.channel}, 'after')`
       expect(yield* Queue.take(heard)).toBe("after")
     }).pipe(Effect.scoped))
+
+  // The pause before listening again grows while LISTEN keeps failing, and starts
+  // over once it worked: a listener lost eight times in a row, each time after it
+  // was live, comes back each time at the shortest pause (100 ms), not after the
+  // growing one of a single long outage (which by the sixth loss is 3.2 s).
+  it.effect("after each loss of a listener that was live, it listens again at the shortest pause", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient
+      const heard = yield* Queue.unbounded<string | undefined>()
+      yield* (yield* Wakeups).subscribe((queue) => {
+        if (queue === "boom") throw new Error("a callback that throws")
+        Queue.offerUnsafe(heard, queue)
+      })
+      expect(yield* Queue.take(heard)).toBeUndefined()
+      for (let loss = 1; loss <= 8; loss++) {
+        yield* sql`select pg_notify(${PgWakeups.channel}, 'boom')`
+        expect(yield* Queue.take(heard).pipe(Effect.timeout(Duration.seconds(2)))).toBeUndefined()
+      }
+    }).pipe(Effect.scoped))
 })
