@@ -266,7 +266,7 @@ const status = Command.make("status", {
   handler("status")(quiet(Effect.gen(function*() {
     const store = yield* TaskStore.TaskStore
     const found = yield* store.get(id.trim())
-    if (Option.isNone(found)) return yield* new UsageError({ message: `no task with id ${id}` })
+    if (Option.isNone(found)) return yield* new UsageError({ message: `no task with id ${id} on ${yield* describeDatabase}` })
     const { task } = found.value
     // A waiting task says whether any live worker will run it.
     const serving = task.status === "queued" || task.status === "retrying"

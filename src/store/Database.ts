@@ -140,6 +140,13 @@ export const layerWith = (overrides: Pick<ClientOptions, "poolMax" | "poolMin" |
         port: cfg.embeddedPort,
         persistent: true
       })
+      // Said even by the quiet one-shot commands: an enqueue run where no taskfiber
+      // ran before puts its task into a new database no service reads.
+      if (embedded.created) {
+        yield* Effect.logWarning("created a new embedded PostgreSQL database (no taskfiber used this folder before)", {
+          dataDir: embedded.dataDir
+        })
+      }
       yield* Effect.logInfo(
         embedded.started
           ? "using embedded PostgreSQL (DATABASE_URL not set)"

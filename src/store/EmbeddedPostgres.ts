@@ -53,6 +53,8 @@ export interface EmbeddedPostgres {
   readonly port: number
   /** false: the server was already running (another process started it). */
   readonly started: boolean
+  /** true: the data folder was made by this start (a new, empty database). */
+  readonly created: boolean
 }
 
 /** Whether something accepts TCP connections on 127.0.0.1:`port` (within `timeoutMs`). */
@@ -203,6 +205,7 @@ const enter = async (options: EmbeddedPostgresOptions, log: ReturnType<typeof Pg
   const unlock = await FolderLock.acquire(lockFile)
   let port = options.port
   let started = false
+  let created = false
   const name = userFile()
   try {
     // The password lives beside (not inside) the data folder, which belongs to
@@ -213,13 +216,16 @@ const enter = async (options: EmbeddedPostgresOptions, log: ReturnType<typeof Pg
       port = running.port
     } else {
       await checkStartable(dataDir, port)
-      if (!existsSync(join(dataDir, "PG_VERSION"))) await PgCtl.initialise(dataDir, port, password, log)
+      if (!existsSync(join(dataDir, "PG_VERSION"))) {
+        await PgCtl.initialise(dataDir, port, password, log)
+        created = true
+      }
       await PgCtl.start(dataDir, port)
       started = true
     }
     await mkdir(usersDir, { recursive: true })
     await writeFile(join(usersDir, name), "")
-    const info: EmbeddedPostgres = { url: urlOf(password, port), dataDir, port, started }
+    const info: EmbeddedPostgres = { url: urlOf(password, port), dataDir, port, started, created }
     const { pgCtl } = await PgCtl.findBinaries()
     // A process that exits without closing its scope (a second Ctrl-C, an uncaught
     // error) leaves too, and stops the server if it was the last user and the lock

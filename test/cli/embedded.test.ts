@@ -47,6 +47,9 @@ describe("the embedded server shared by several processes", () => {
     // One of the two started the server; the other connected to it.
     const said = [...start.logs(), ...enqueue.logs()].map((l) => String(l.message[0])).filter((m) => m.startsWith("using embedded"))
     expect(said.filter((m) => m.includes("already running"))).toHaveLength(said.length - 1)
+    // The new database is said once, even by the quiet enqueue.
+    const created = [...start.logs(), ...enqueue.logs()].filter((l) => String(l.message[0]).startsWith("created a new embedded PostgreSQL database"))
+    expect(created).toHaveLength(1)
     start.child.kill("SIGTERM")
     expect(await start.exitWithin(15_000)).toBe(0)
     expect(troubles(start), start.output()).toEqual([])
@@ -104,6 +107,10 @@ describe("the embedded server shared by several processes", () => {
     expect(status.code, status.proc.output()).toBe(0)
     expect(status.stdout.join("\n")).toContain("queued")
     expect(existsSync(join(root, "src", "cli", ".data"))).toBe(false)
+    // A task not found says where it was looked for.
+    const unknown = await run(["status", "01a23a8f-9d4b-799a-9758-de7298eb7c55"], env, { cwd: join(root, "src", "cli") })
+    expect(unknown.code).toBe(1)
+    expect(unknown.stderr).toContain(`no task with id 01a23a8f-9d4b-799a-9758-de7298eb7c55 on embedded PostgreSQL, data in ${dataDir}`)
   }, 120_000)
 
   it("start on a port another program holds: one line saying so and what to set, exit 1", async () => {
