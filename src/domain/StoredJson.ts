@@ -53,23 +53,29 @@ export const maxDepth = 1000
 
 /**
  * Whether JSON `text` nests objects or arrays deeper than `limit`: one pass over
- * the characters, brackets inside strings skipped. Text shorter than 2 × `limit`
- * cannot nest that deep, so the small values of the hot paths (a run's result, a
- * progress report) are not scanned at all.
+ * the structure, strings jumped over. Text shorter than 2 × `limit` cannot nest
+ * that deep, so the small values of the hot paths (a run's result, a progress
+ * report) are not scanned at all. A bulk enqueue's 1,000-row text (114 KB) took
+ * 250–300 µs read character by character, 170–180 µs jumping from quote to quote
+ * with `indexOf` (the strings are most of it: ids, types, payload fields).
  *
  * @since 0.1.0
  */
 export const nestedDeeperThan = (text: string, limit: number = maxDepth): boolean => {
   if (text.length <= 2 * limit) return false
   let depth = 0
-  let inString = false
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i)
-    if (inString) {
-      if (c === 92) i++ // backslash: skip the escaped character
-      else if (c === 34) inString = false
-    } else if (c === 34) inString = true
-    else if (c === 91 || c === 123) {
+    if (c === 34) {
+      // To the closing quote: the next one preceded by an even run of backslashes.
+      for (;;) {
+        i = text.indexOf("\"", i + 1)
+        if (i === -1) return false
+        let b = i - 1
+        while (text.charCodeAt(b) === 92) b--
+        if ((i - 1 - b) % 2 === 0) break
+      }
+    } else if (c === 91 || c === 123) {
       if (++depth > limit) return true
     } else if (c === 93 || c === 125) depth--
   }

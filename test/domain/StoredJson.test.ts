@@ -61,6 +61,25 @@ describe("nesting", () => {
     return v
   }
 
+  // The scan agrees with the depth counted on the value itself, strings with quotes,
+  // backslashes and brackets in them included (small limits, so short texts count).
+  it.prop("the scan's depth is the value's", { value: Schema.Json, limit: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 4 })) }, ({ value, limit }) => {
+    const depth = (v: unknown): number =>
+      Array.isArray(v) ? 1 + Math.max(0, ...v.map(depth))
+      : typeof v === "object" && v !== null ? 1 + Math.max(0, ...Object.values(v).map(depth))
+      : 0
+    const text = JSON.stringify(value)
+    if (text.length <= 2 * limit) return
+    expect(StoredJson.nestedDeeperThan(text, limit)).toBe(depth(value) > limit)
+  })
+
+  it("quotes after runs of backslashes end a string only when the run is even", () => {
+    for (const s of ["\\", "\\\"", "a\\\\\"[[[", "\\\\"]) {
+      expect(StoredJson.nestedDeeperThan(JSON.stringify([s, [[["x"]]]]), 3)).toBe(true)
+      expect(StoredJson.nestedDeeperThan(JSON.stringify([s, [["x"]]]), 3)).toBe(false)
+    }
+  })
+
   it("a value nested 9,000 deep is refused with a reason, without exhausting the stack", () => {
     expect(StoredJson.nestedDeeperThan(JSON.stringify(nested(1001)))).toBe(true)
     const encoded = StoredJson.encode(nested(9000), "payload")
