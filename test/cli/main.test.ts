@@ -11,7 +11,7 @@ import { promisify } from "node:util"
 import { Context, Effect, Layer, Redacted } from "effect"
 import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "effect/sql/SqlClient"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { childDatabase, type Env, pastEchoWindow, type Proc, processes, root, uuid } from "../support/Cli.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 import { freePort } from "../support/freePort.ts"
@@ -40,17 +40,7 @@ const statusJson = async (env: Env, id: string) => {
   return JSON.parse(r.stdout[0]!) as Record<string, any>
 }
 
-const database = childDatabase()
-let env: Env = {}
-
-beforeAll(async () => {
-  env = await database.open()
-}, 60_000)
-
-afterAll(async () => {
-  await killAll()
-  await database.close()
-}, 60_000)
+const env = childDatabase(killAll)
 
 describe("taskfiber binary on DATABASE_URL", () => {
   let start: Proc

@@ -10,7 +10,7 @@
  */
 import { createServer, type Server, type Socket } from "node:net"
 import { join } from "node:path"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { childDatabase, type Env, pastEchoWindow, processes, root, uuid } from "../support/Cli.ts"
 
 const { spawnCli: spawnProc, killAll } = processes()
@@ -59,21 +59,13 @@ const within = <A>(what: string, ms: number, promise: Promise<A>): Promise<A> =>
   ]).finally(() => clearTimeout(timer))
 }
 
-const database = childDatabase()
-let env: Env = {}
-
-beforeAll(async () => {
-  env = await database.open()
-}, 60_000)
-
-afterAll(async () => {
+const env = childDatabase(async () => {
   await killAll()
   for (const { server, sockets } of servers) {
     for (const s of sockets) s.destroy()
     server.close()
   }
-  await database.close()
-}, 60_000)
+})
 
 describe("a one-shot command stopped by a signal", () => {
   it("exits 128 + the signal's number and says which command did not finish", async () => {

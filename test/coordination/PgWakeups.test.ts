@@ -11,6 +11,20 @@ import * as PgWakeups from "../../src/coordination/PgWakeups.ts"
 import { Wakeups } from "../../src/coordination/Wakeups.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
+/**
+ * A subscription whose callback throws at the queue "boom" (its listener dies of
+ * a defect); the queues it heard otherwise, once live.
+ */
+const subscribeDyingOnBoom = Effect.gen(function*() {
+  const heard = yield* Queue.unbounded<string | undefined>()
+  yield* (yield* Wakeups).subscribe((queue) => {
+    if (queue === "boom") throw new Error("a callback that throws")
+    Queue.offerUnsafe(heard, queue)
+  })
+  expect(yield* Queue.take(heard)).toBeUndefined()
+  return heard
+})
+
 const Env = PgWakeups.layer.pipe(Layer.provideMerge(TestDatabase.layer()))
 
 it.layer(Env, { timeout: 60_000, excludeTestServices: true })("PgWakeups", (it) => {
@@ -37,12 +51,7 @@ it.layer(Env, { timeout: 60_000, excludeTestServices: true })("PgWakeups", (it) 
   it.effect("a listener that dies of a defect (a throwing callback) listens again", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      const heard = yield* Queue.unbounded<string | undefined>()
-      yield* (yield* Wakeups).subscribe((queue) => {
-        if (queue === "boom") throw new Error("a callback that throws")
-        Queue.offerUnsafe(heard, queue)
-      })
-      expect(yield* Queue.take(heard)).toBeUndefined()
+      const heard = yield* subscribeDyingOnBoom
       yield* sql`select pg_notify(${PgWakeups.channel}, 'boom')`
       expect(yield* Queue.take(heard).pipe(Effect.timeout(Duration.seconds(20)))).toBeUndefined()
       yield* sql`select pg_notify(${PgWakeups.channel}, 'after')`
@@ -56,12 +65,7 @@ it.layer(Env, { timeout: 60_000, excludeTestServices: true })("PgWakeups", (it) 
   it.effect("after each loss of a listener that was live, it listens again at the shortest pause", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient
-      const heard = yield* Queue.unbounded<string | undefined>()
-      yield* (yield* Wakeups).subscribe((queue) => {
-        if (queue === "boom") throw new Error("a callback that throws")
-        Queue.offerUnsafe(heard, queue)
-      })
-      expect(yield* Queue.take(heard)).toBeUndefined()
+      const heard = yield* subscribeDyingOnBoom
       for (let loss = 1; loss <= 8; loss++) {
         yield* sql`select pg_notify(${PgWakeups.channel}, 'boom')`
         expect(yield* Queue.take(heard).pipe(Effect.timeout(Duration.seconds(2)))).toBeUndefined()

@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Effect, Exit, Scope } from "effect"
+import { afterAll, beforeAll } from "vitest"
 import * as TestDatabase from "./TestDatabase.ts"
 
 /** The repository's folder. */
@@ -211,17 +212,20 @@ export const processes = () => {
 }
 
 /**
- * A test database for the children of one test file: `open` (in `beforeAll`)
- * creates it and resolves with the children's environment (DATABASE_URL set),
- * `close` (in `afterAll`) drops it.
+ * A test database for the children of one test file, made in its `beforeAll` and
+ * dropped in its `afterAll` (after `before`: the file's processes killed). Returns
+ * the children's environment (DATABASE_URL set), filled in by `beforeAll`.
  */
-export const childDatabase = () => {
+export const childDatabase = (before: () => Promise<void>): Env => {
   const scope = Scope.makeUnsafe()
-  return {
-    open: async (): Promise<Env> => {
-      const name = await Effect.runPromise(Scope.provide(scope)(TestDatabase.scopedDatabase))
-      return childEnv({ DATABASE_URL: TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name) })
-    },
-    close: () => Effect.runPromise(Scope.close(scope, Exit.void))
-  }
+  const env: Env = {}
+  beforeAll(async () => {
+    const name = await Effect.runPromise(Scope.provide(scope)(TestDatabase.scopedDatabase))
+    Object.assign(env, childEnv({ DATABASE_URL: TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name) }))
+  }, 60_000)
+  afterAll(async () => {
+    await before()
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+  }, 60_000)
+  return env
 }
