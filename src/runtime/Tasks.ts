@@ -75,6 +75,26 @@ export const enqueueMany = <P>(job: Job<string, P>, payloads: Iterable<P>, optio
     return yield* store.enqueueMany(requests)
   }).pipe(Effect.withSpan("Tasks.enqueueMany", { attributes: { "taskfiber.type": job.name } }))
 
+/**
+ * The checked request for a task of type `type` with an untrusted payload (decoded
+ * by the job's schema), written by nobody yet: what {@link enqueueByName} writes,
+ * and what a caller batching requests of several types into one statement (the
+ * Kafka ingress) hands to `TaskStore.enqueueMany`.
+ */
+export const requestByName = (
+  registry: JobRegistry["Service"],
+  type: string,
+  payload: unknown,
+  options: EnqueueOptions = {}
+): Effect.Effect<EnqueueRequest.Encoded, UnknownTaskType | QueueNotAllowed | PayloadInvalid> =>
+  Effect.gen(function*() {
+    const job = registry.get(type)
+    if (job === undefined) return yield* new UnknownTaskType({ taskType: type })
+    const queue = yield* queueOf(job, options)
+    const encoded = yield* encodePayload(job, payload, true)
+    return request(job, encoded, queue, options)
+  })
+
 /** Enqueues by job name with an untrusted payload (decoded by the job's schema). */
 export const enqueueByName = (
   registry: JobRegistry["Service"],
@@ -83,10 +103,7 @@ export const enqueueByName = (
   options: EnqueueOptions = {}
 ) =>
   Effect.gen(function*() {
-    const job = registry.get(type)
-    if (job === undefined) return yield* new UnknownTaskType({ taskType: type })
-    const queue = yield* queueOf(job, options)
-    const encoded = yield* encodePayload(job, payload, true)
+    const checked = yield* requestByName(registry, type, payload, options)
     const store = yield* TaskStore
-    return (yield* store.enqueue(request(job, encoded, queue, options))) as EnqueueResult
+    return (yield* store.enqueue(checked)) as EnqueueResult
   }).pipe(Effect.withSpan("Tasks.enqueueByName", { attributes: { "taskfiber.type": type } }))
