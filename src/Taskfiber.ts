@@ -20,6 +20,7 @@ import * as Supervisor from "./runtime/Supervisor.ts"
 import * as Database from "./store/Database.ts"
 import * as PgTaskStore from "./store/PgTaskStore.ts"
 import * as Workers from "./store/Workers.ts"
+import * as DeadLetters from "./store/DeadLetters.ts"
 
 /** What the layer takes. */
 export interface TaskfiberOptions {
@@ -30,7 +31,7 @@ export interface TaskfiberOptions {
 
 /**
  * What a supervisor needs besides its jobs, over a database the application
- * provides: store, worker registry, cancel bus, wake-ups, the event hub and its
+ * provides: store, worker registry, dead letters, cancel bus, wake-ups, the event hub and its
  * log lines (EventLog, closed after the supervisors built on it). The
  * store's attempt limit is `config.retryMaxAttempts`, else `RETRY_MAX_ATTEMPTS`.
  */
@@ -38,6 +39,7 @@ export const runtimeServices = (config: Pick<Partial<RuntimeConfig.RuntimeConfig
   Layer.mergeAll(
     config.retryMaxAttempts === undefined ? PgTaskStore.layer : PgTaskStore.layerWith({ maxAttempts: config.retryMaxAttempts }),
     Workers.layer,
+    DeadLetters.layer,
     CancelBus.layerLocal,
     PgWakeups.layer,
     EventLog.layer.pipe(Layer.provideMerge(RuntimeEvents.layer))

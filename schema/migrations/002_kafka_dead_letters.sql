@@ -1,0 +1,10 @@
+-- Where an undecodable Kafka message came from, so that its dead letter names it
+-- and a redelivery of the same message (its offset committed after the batch's
+-- transaction, and a crash in between) finds its dead letter instead of writing a
+-- second one.
+alter table taskfiber.dead_letters
+  add column topic text,
+  add column kafka_partition integer,
+  add column kafka_offset bigint;
+create unique index dead_letters_kafka_idx on taskfiber.dead_letters (topic, kafka_partition, kafka_offset)
+  where topic is not null;
