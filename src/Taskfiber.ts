@@ -8,7 +8,9 @@
  * const App = program.pipe(Effect.provide(Taskfiber.layer({ jobs: [SendEmail] })))
  * ```
  */
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
+import * as KafkaConfig from "./ingress/kafka/KafkaConfig.ts"
+import * as KafkaIngress from "./ingress/kafka/KafkaIngress.ts"
 import * as CancelBus from "./coordination/CancelBus.ts"
 import * as PgWakeups from "./coordination/PgWakeups.ts"
 import * as EventLog from "./observability/EventLog.ts"
@@ -27,6 +29,11 @@ export interface TaskfiberOptions {
   readonly jobs: ReadonlyArray<AnyJob>
   /** Overrides of the environment's settings (MAX_CONCURRENT_JOBS, …). */
   readonly config?: Partial<RuntimeConfig.RuntimeConfig>
+  /**
+   * Kafka: these settings, or `false` for none; absent, the environment's
+   * (`KAFKA_BROKERS` and the rest; unset, no Kafka).
+   */
+  readonly kafka?: KafkaConfig.KafkaConfig | false
 }
 
 /**
@@ -64,24 +71,37 @@ const settings = (options: TaskfiberOptions) =>
       JobRegistry.make(options.jobs).queues,
       options.config?.queueConcurrency === undefined ? "environment" : "options"
     )
-    return config
+    const kafka = options.kafka === false
+      ? Option.none()
+      : options.kafka === undefined
+      ? yield* KafkaConfig.config
+      : Option.some(options.kafka)
+    return { config, kafka }
   })
 
-/** The supervisor over its services, with settings already checked. */
-const runtime = (options: TaskfiberOptions, config: RuntimeConfig.RuntimeConfig) =>
-  Supervisor.layerWith(config).pipe(Layer.provideMerge(services(options.jobs, config)))
+/**
+ * The supervisor over its services, with settings already checked; with Kafka,
+ * the ingress beside it, built after it so that it stops consuming first.
+ */
+const runtime = (options: TaskfiberOptions, { config, kafka }: { readonly config: RuntimeConfig.RuntimeConfig; readonly kafka: Option.Option<KafkaConfig.KafkaConfig> }) => {
+  const core = Supervisor.layerWith(config).pipe(Layer.provideMerge(services(options.jobs, config)))
+  return Option.match(kafka, {
+    onNone: () => core,
+    onSome: (k) => KafkaIngress.layer(k).pipe(Layer.provideMerge(core))
+  })
+}
 
 /**
  * The whole runtime over a `PgClient` the application provides (its own pool),
  * migrated by `Migrations.run` beforehand or by {@link layer}.
  */
 export const layerWithoutDatabase = (options: TaskfiberOptions) =>
-  Layer.unwrap(Effect.map(settings(options), (config) => runtime(options, config)))
+  Layer.unwrap(Effect.map(settings(options), (checked) => runtime(options, checked)))
 
 /**
  * The whole runtime on the configured database (embedded when DATABASE_URL is
  * unset); settings are checked before the database is opened.
  */
 export const layer = (options: TaskfiberOptions) =>
-  Layer.unwrap(Effect.map(settings(options), (config) =>
-    runtime(options, config).pipe(Layer.provideMerge(Database.layerWith({ warmUp: "when-idle" })))))
+  Layer.unwrap(Effect.map(settings(options), (checked) =>
+    runtime(options, checked).pipe(Layer.provideMerge(Database.layerWith({ warmUp: "when-idle" })))))

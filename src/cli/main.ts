@@ -32,6 +32,7 @@ import * as TaskStore from "../store/TaskStore.ts"
 import * as PgTaskStore from "../store/PgTaskStore.ts"
 import * as Workers from "../store/Workers.ts"
 import * as Taskfiber from "../Taskfiber.ts"
+import * as KafkaConfig from "../ingress/kafka/KafkaConfig.ts"
 import * as JobsModule from "./jobsModule.ts"
 import * as Render from "./render.ts"
 
@@ -85,7 +86,8 @@ const settings = (() => {
     logLevel: oneOf("LOG_LEVEL", Object.keys(levels)),
     logFormat: oneOf("LOG_FORMAT", ["text", "json"]),
     runtime: RuntimeConfig.config,
-    database: Database.config
+    database: Database.config,
+    kafka: KafkaConfig.config
   }).parse(ConfigProvider.fromEnv()))
   if (Exit.isSuccess(exit)) return exit.value
   const error = Cause.squash(exit.cause)

@@ -1,0 +1,140 @@
+/**
+ * The Kafka ingress: a kafkajs consumer of `KAFKA_TOPICS` in group
+ * `KAFKA_GROUP_ID` that turns each fetched batch of a partition into tasks, dead
+ * letters and cancels (IngestBatch, one transaction), and only then commits the
+ * batch's offset. Partitions are processed concurrently
+ * (`KAFKA_PARTITIONS_CONCURRENTLY`); offsets are never committed automatically.
+ *
+ * - A message becomes a task exactly once in effect: its task id comes from its
+ *   header, so a batch delivered again (a crash or a rebalance between the
+ *   transaction and the offset commit) finds its tasks and dead letters.
+ * - A bad message never blocks its partition and is never lost: it is a dead
+ *   letter, written in the same transaction, and its offset committed with the rest.
+ * - The database failing: the batch is retried (100 ms doubling to 5 s, for
+ *   20 s) with a heartbeat after each failure, so the group membership stays; then
+ *   nothing is committed, the partition is paused and sought back to the batch's
+ *   first offset, and resumed when the database answers again. Other partitions
+ *   keep flowing. The outage is one log line when it begins and one when it ends.
+ */
+import { Cause, Effect, Layer, Redacted, Schedule } from "effect"
+import type { Context } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import { type Consumer, type EachBatchPayload, Kafka, logLevel, type SASLOptions } from "kafkajs"
+import { CancelBus } from "../../coordination/CancelBus.ts"
+import * as Outages from "../../observability/Outages.ts"
+import { JobRegistry } from "../../runtime/JobRegistry.ts"
+import { DeadLetters } from "../../store/DeadLetters.ts"
+import { TaskStore } from "../../store/TaskStore.ts"
+import * as IngestBatch from "./IngestBatch.ts"
+import type { KafkaConfig } from "./KafkaConfig.ts"
+
+/** A kafkajs client from the settings (its own logs off: failures are logged here, once). */
+export const client = (config: KafkaConfig): Kafka =>
+  new Kafka({
+    clientId: config.clientId,
+    brokers: [...config.brokers],
+    ssl: config.ssl,
+    ...(config.sasl._tag === "Some"
+      ? {
+        sasl: {
+          mechanism: config.sasl.value.mechanism,
+          username: config.sasl.value.username,
+          password: Redacted.value(config.sasl.value.password)
+        } as SASLOptions
+      }
+      : {}),
+    logLevel: logLevel.NOTHING
+  })
+
+/** The retries of one batch before its partition is paused: 100 ms doubling to 5 s, for 20 s. */
+const batchRetry = Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")]).pipe(
+  Schedule.upTo({ duration: "20 seconds" })
+)
+
+/** The probe of a paused partition's database: until `select 1` answers, 100 ms doubling to 5 s. */
+const probeRetry = Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")])
+
+type Services = TaskStore | DeadLetters | CancelBus | SqlClient
+
+/** Handles one fetched batch (see module doc). */
+const handleBatch = (
+  consumer: Consumer,
+  registry: JobRegistry["Service"],
+  config: KafkaConfig,
+  outages: Outages.Tracker,
+  payload: EachBatchPayload
+): Effect.Effect<void, never, Services> =>
+  Effect.gen(function*() {
+    const { batch } = payload
+    if (batch.messages.length === 0) return
+    const messages = batch.messages.map((m) => ({
+      topic: batch.topic,
+      partition: batch.partition,
+      offset: m.offset,
+      value: m.value,
+      headers: m.headers ?? {}
+    }))
+    const first = messages[0]!.offset
+    const last = messages[messages.length - 1]!.offset
+    const heartbeat = Effect.promise(() => payload.heartbeat()).pipe(Effect.ignore)
+    const written = yield* IngestBatch.ingest(registry, messages, { maxValueBytes: config.maxMessageBytes }).pipe(
+      Effect.tapCause((cause) => Effect.andThen(outages.failed(cause), heartbeat)),
+      Effect.retry(batchRetry),
+      Effect.exit
+    )
+    if (written._tag === "Success") {
+      yield* outages.recovered
+      payload.resolveOffset(last)
+      yield* Effect.promise(() =>
+        consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() }])
+      )
+      yield* Effect.logDebug("kafka batch committed", { topic: batch.topic, partition: batch.partition, ...written.value })
+      return
+    }
+    if (Cause.hasInterruptsOnly(written.cause)) return
+    // Still failing: nothing committed; this partition waits, the others go on.
+    const resume = payload.pause()
+    consumer.seek({ topic: batch.topic, partition: batch.partition, offset: first })
+    yield* Effect.logWarning("kafka partition paused until the database answers", { topic: batch.topic, partition: batch.partition, offset: first })
+    const sql = yield* SqlClient
+    yield* Effect.forkDetach(
+      sql`select 1`.pipe(
+        Effect.retry(probeRetry),
+        Effect.andThen(Effect.sync(resume)),
+        Effect.andThen(Effect.logInfo("kafka partition resumed", { topic: batch.topic, partition: batch.partition }))
+      )
+    )
+  }).pipe(Effect.catchCause((cause) => Effect.logError("kafka batch handling failed", cause)))
+
+/**
+ * The ingress for the scope's lifetime: connected, subscribed, consuming; on
+ * close the consumer leaves its group (the uncommitted rest is redelivered to
+ * whoever takes the partitions).
+ */
+export const layer = (config: KafkaConfig): Layer.Layer<never, never, Services | JobRegistry> =>
+  Layer.effectDiscard(Effect.gen(function*() {
+    const registry = yield* JobRegistry
+    const context: Context.Context<Services> = yield* Effect.context<Services>()
+    const run = Effect.runPromiseWith(context)
+    const consumer = client(config).consumer({
+      groupId: config.groupId,
+      sessionTimeout: config.sessionTimeoutMs,
+      heartbeatInterval: Math.max(500, Math.floor(config.sessionTimeoutMs / 10)),
+      allowAutoTopicCreation: false
+    })
+    const outages = Outages.make("kafka ingress")
+    yield* Effect.acquireRelease(
+      Effect.tryPromise(() => consumer.connect()).pipe(Effect.orDie),
+      () => Effect.promise(() => consumer.disconnect()).pipe(Effect.ignore)
+    )
+    yield* Effect.tryPromise(() => consumer.subscribe({ topics: [...config.topics], fromBeginning: true })).pipe(Effect.orDie)
+    yield* Effect.tryPromise(() =>
+      consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: config.partitionsConcurrently,
+        eachBatch: (payload) => run(handleBatch(consumer, registry, config, outages, payload))
+      })
+    ).pipe(Effect.orDie)
+    yield* Effect.logInfo("kafka ingress consuming", { topics: config.topics, groupId: config.groupId, brokers: config.brokers })
+  }))
