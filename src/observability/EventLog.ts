@@ -43,6 +43,10 @@ const logEvent = (event: RuntimeEvent): Effect.Effect<void> => {
         { discard: true })
     case "Stopped":
       return Effect.logDebug("run stopped", { taskId: event.task.id, reason: event.reason, workerId: event.workerId })
+    case "IngressBatchCommitted": {
+      const { _tag, ...fields } = event
+      return Effect.logDebug("kafka batch committed", fields)
+    }
     default:
       return Effect.void
   }
@@ -56,7 +60,7 @@ const start = (scope: Scope.Scope): Effect.Effect<void, never, RuntimeEvents> =>
     const tags: Array<RuntimeEventTag> = []
     if (LogLevel.isGreaterThanOrEqualTo("Warn", level)) tags.push("Reaped")
     if (LogLevel.isGreaterThanOrEqualTo("Info", level)) tags.push("Settled", "Released")
-    if (LogLevel.isGreaterThanOrEqualTo("Debug", level)) tags.push("Stopped")
+    if (LogLevel.isGreaterThanOrEqualTo("Debug", level)) tags.push("Stopped", "IngressBatchCommitted")
     const settled = yield* Queue.sliding<RuntimeEvent>(settledBacklog)
     const notices = yield* Queue.sliding<RuntimeEvent>(noticeBacklog)
     yield* events.subscribe(tags, (event) => {

@@ -49,12 +49,27 @@ export type RuntimeEvent =
   | { readonly _tag: "Released"; readonly workerId: string; readonly taskIds: ReadonlyArray<string> }
   /** The reaper took tasks whose leases expired (their workers stalled or crashed). */
   | { readonly _tag: "Reaped"; readonly workerId: string; readonly tasks: ReadonlyArray<ReapedTask> }
+  /**
+   * A batch of Kafka messages is written (one transaction) and its offset committed:
+   * `nextOffset` is the partition's committed offset now.
+   */
+  | {
+    readonly _tag: "IngressBatchCommitted"
+    readonly topic: string
+    readonly partition: number
+    readonly nextOffset: string
+    readonly messages: number
+    readonly created: number
+    readonly existing: number
+    readonly deadLettered: number
+    readonly cancelled: number
+  }
 
 /** The kinds of event. */
 export type RuntimeEventTag = RuntimeEvent["_tag"]
 
 /** Every kind: the hub keeps one listener list per kind. */
-const allTags: ReadonlyArray<RuntimeEventTag> = ["Claimed", "Started", "Stopped", "Settled", "Released", "Reaped"]
+const allTags: ReadonlyArray<RuntimeEventTag> = ["Claimed", "Started", "Stopped", "Settled", "Released", "Reaped", "IngressBatchCommitted"]
 
 /** A subscriber: called synchronously for every event of the kinds it chose. */
 export type Listener = (event: RuntimeEvent) => void

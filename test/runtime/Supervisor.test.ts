@@ -40,7 +40,7 @@ it.layer(Runtime.layer([Echo]), { timeout: 60_000, excludeTestServices: true })(
       const { id } = yield* Tasks.enqueue(Echo, { text: "seen" })
       yield* Deferred.await(settled)
       const mine = heard.filter((e) =>
-        e.workerId === s.workerId &&
+        "workerId" in e && e.workerId === s.workerId &&
         (e._tag === "Claimed" ? e.tasks.some((t) => t.id === id) : e._tag === "Started" || e._tag === "Settled" ? e.task.id === id : false)
       )
       expect(mine.map((e) => e._tag)).toEqual(["Claimed", "Started", "Settled"])

@@ -22,6 +22,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import { type Consumer, type EachBatchPayload, Kafka, logLevel, type SASLOptions } from "kafkajs"
 import { CancelBus } from "../../coordination/CancelBus.ts"
 import * as Outages from "../../observability/Outages.ts"
+import { RuntimeEvents } from "../../observability/RuntimeEvents.ts"
 import { JobRegistry } from "../../runtime/JobRegistry.ts"
 import { DeadLetters } from "../../store/DeadLetters.ts"
 import { TaskStore } from "../../store/TaskStore.ts"
@@ -54,7 +55,7 @@ const batchRetry = Schedule.min([Schedule.exponential("100 millis"), Schedule.sp
 /** The probe of a paused partition's database: until `select 1` answers, 100 ms doubling to 5 s. */
 const probeRetry = Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")])
 
-type Services = TaskStore | DeadLetters | CancelBus | SqlClient
+type Services = TaskStore | DeadLetters | CancelBus | SqlClient | RuntimeEvents
 
 /** Handles one fetched batch (see module doc). */
 const handleBatch = (
@@ -85,10 +86,12 @@ const handleBatch = (
     if (written._tag === "Success") {
       yield* outages.recovered
       payload.resolveOffset(last)
-      yield* Effect.promise(() =>
-        consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() }])
-      )
-      yield* Effect.logDebug("kafka batch committed", { topic: batch.topic, partition: batch.partition, ...written.value })
+      const nextOffset = (BigInt(last) + 1n).toString()
+      yield* Effect.promise(() => consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: nextOffset }]))
+      const events = yield* RuntimeEvents
+      if (events.observed("IngressBatchCommitted")) {
+        events.emit({ _tag: "IngressBatchCommitted", topic: batch.topic, partition: batch.partition, nextOffset, messages: messages.length, ...written.value })
+      }
       return
     }
     if (Cause.hasInterruptsOnly(written.cause)) return
