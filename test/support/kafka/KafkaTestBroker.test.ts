@@ -1,0 +1,271 @@
+/**
+ * The Kafka test broker against the real kafkajs client: round trips, consumer
+ * group rebalances (leave and death), committed offsets, a broker restart.
+ */
+import { Kafka, logLevel, type Consumer, type KafkaConfig } from "kafkajs"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { KafkaTestBroker } from "./KafkaTestBroker.ts"
+import { crc32c } from "./wire.ts"
+
+/** Re-checks a condition whenever something reports progress; fails after a deadline. */
+class Progress {
+  private waiters = new Set<() => void>()
+
+  notify(): void {
+    for (const waiter of [...this.waiters]) waiter()
+  }
+
+  until(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (!condition()) return
+        clearTimeout(timer)
+        this.waiters.delete(check)
+        resolve()
+      }
+      const timer = setTimeout(() => {
+        this.waiters.delete(check)
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`))
+      }, timeoutMs)
+      this.waiters.add(check)
+      check()
+    })
+  }
+}
+
+const groupTimings = {
+  sessionTimeout: 6000,
+  heartbeatInterval: 500,
+  rebalanceTimeout: 3000,
+  maxWaitTimeInMs: 100,
+} as const
+
+let broker: KafkaTestBroker
+
+const kafka = (clientId: string, extra: Partial<KafkaConfig> = {}) =>
+  new Kafka({
+    clientId,
+    brokers: broker.brokers,
+    logLevel: logLevel.NOTHING,
+    retry: { initialRetryTime: 100, retries: 10 },
+    ...extra,
+  })
+
+beforeAll(async () => {
+  broker = await KafkaTestBroker.start({ host: "127.0.0.1" })
+})
+afterAll(async () => {
+  await broker.stop()
+})
+
+describe("KafkaTestBroker with kafkajs", () => {
+  it("computes CRC-32C (the check value of '123456789')", () => {
+    expect(crc32c(Buffer.from("123456789"))).toBe(0xe3069283)
+  })
+
+  it("round-trips values, keys, headers and offsets with acks -1 and 0", async () => {
+    const admin = kafka("admin-1").admin()
+    await admin.connect()
+    expect(await admin.createTopics({ topics: [{ topic: "roundtrip", numPartitions: 1 }] })).toBe(true)
+    expect(await admin.createTopics({ topics: [{ topic: "roundtrip", numPartitions: 1 }] })).toBe(false)
+    await admin.disconnect()
+
+    const producer = kafka("producer-1").producer()
+    await producer.connect()
+    const [acked] = await producer.send({
+      topic: "roundtrip",
+      acks: -1,
+      messages: [
+        { key: "k0", value: "v0", headers: { trace: "t0", multi: ["a", "b"] } },
+        { key: null, value: "v1" },
+        { key: "k2", value: Buffer.from([0, 1, 2, 255]), headers: { empty: "" } },
+      ],
+    })
+    expect(acked?.baseOffset).toBe("0")
+    await producer.send({ topic: "roundtrip", acks: 0, messages: [{ key: "k3", value: "v3" }] })
+    await producer.send({ topic: "roundtrip", acks: 1, messages: [{ value: "v4", headers: { n: "4" } }] })
+    await producer.disconnect()
+
+    const consumer = kafka("consumer-1").consumer({ groupId: "roundtrip-group", ...groupTimings })
+    const seen: Array<{ offset: string; key: string | null; value: Buffer | null; headers: Record<string, unknown> }> =
+      []
+    const progress = new Progress()
+    await consumer.connect()
+    await consumer.subscribe({ topic: "roundtrip", fromBeginning: true })
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        seen.push({
+          offset: message.offset,
+          key: message.key?.toString() ?? null,
+          value: message.value,
+          headers: Object.fromEntries(
+            Object.entries(message.headers ?? {}).map(([k, v]) => [
+              k,
+              Array.isArray(v) ? v.map(String) : v === undefined ? undefined : String(v),
+            ]),
+          ),
+        })
+        progress.notify()
+      },
+    })
+    await progress.until(() => seen.length >= 5, 10_000, "five messages")
+    await consumer.disconnect()
+
+    expect(seen.map((m) => m.offset)).toEqual(["0", "1", "2", "3", "4"])
+    expect(seen.map((m) => m.key)).toEqual(["k0", null, "k2", "k3", null])
+    expect(seen[0]?.value?.toString()).toBe("v0")
+    expect(seen[2]?.value).toEqual(Buffer.from([0, 1, 2, 255]))
+    expect(seen[3]?.value?.toString()).toBe("v3")
+    expect(seen[0]?.headers).toEqual({ trace: "t0", multi: ["a", "b"] })
+    expect(seen[1]?.headers).toEqual({})
+    expect(seen[2]?.headers).toEqual({ empty: "" })
+    expect(seen[4]?.headers).toEqual({ n: "4" })
+  })
+
+  it("shares six partitions among three members and rebalances on a leave and a death", async () => {
+    const topic = "shared"
+    broker.createTopic(topic, 6)
+    const assignments = new Map<string, number[]>()
+    const received = new Map<string, string[]>()
+    const progress = new Progress()
+    const consumers = new Map<string, Consumer>()
+    for (const id of ["c1", "c2", "c3"]) {
+      const consumer = kafka(id).consumer({ groupId: "shared-group", ...groupTimings })
+      consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+        assignments.set(id, [...(payload.memberAssignment[topic] ?? [])].sort())
+        progress.notify()
+      })
+      await consumer.connect()
+      await consumer.subscribe({ topic, fromBeginning: true })
+      await consumer.run({
+        eachMessage: async ({ message }) => {
+          received.set(id, [...(received.get(id) ?? []), message.value?.toString() ?? ""])
+          progress.notify()
+        },
+      })
+      consumers.set(id, consumer)
+    }
+    /** The members' latest assignments split all six partitions, `sizes` each. */
+    const split = (ids: string[], size: number) => () => {
+      const owned = ids.flatMap((id) => assignments.get(id) ?? [])
+      return (
+        ids.every((id) => assignments.get(id)?.length === size) &&
+        new Set(owned).size === 6 &&
+        owned.length === 6
+      )
+    }
+
+    await progress.until(split(["c1", "c2", "c3"], 2), 15_000, "two partitions each for c1, c2, c3")
+
+    // A member that leaves (disconnect sends LeaveGroup): the others take its share.
+    await consumers.get("c3")!.disconnect()
+    await progress.until(split(["c1", "c2"], 3), 10_000, "three partitions each for c1 and c2")
+
+    // A member that dies (no heartbeats, no LeaveGroup) is dropped after its session timeout.
+    const thaw = broker.freezeClient("c2")
+    await progress.until(split(["c1"], 6), 15_000, "all six partitions for c1")
+
+    const producer = kafka("producer-2").producer()
+    await producer.connect()
+    await producer.send({
+      topic,
+      messages: [0, 1, 2, 3, 4, 5].map((partition) => ({ partition, value: `after-death-${partition}` })),
+    })
+    await producer.disconnect()
+    await progress.until(
+      () => (received.get("c1") ?? []).filter((v) => v.startsWith("after-death-")).length === 6,
+      10_000,
+      "c1 to consume from every partition",
+    )
+
+    thaw()
+    await Promise.all([consumers.get("c1")!.disconnect(), consumers.get("c2")!.disconnect()])
+  })
+
+  it("resumes after committed offsets and redelivers what was not committed", async () => {
+    const topic = "commits"
+    broker.createTopic(topic, 1)
+    const producer = kafka("producer-3").producer()
+    await producer.connect()
+    await producer.send({ topic, messages: Array.from({ length: 10 }, (_, i) => ({ value: `m${i}` })) })
+    await producer.disconnect()
+
+    const consume = async (clientId: string, count: number) => {
+      const consumer = kafka(clientId).consumer({ groupId: "commits-group", ...groupTimings })
+      const offsets: string[] = []
+      const progress = new Progress()
+      await consumer.connect()
+      await consumer.subscribe({ topic, fromBeginning: true })
+      await consumer.run({
+        autoCommit: false,
+        eachMessage: async ({ message }) => {
+          offsets.push(message.offset)
+          progress.notify()
+        },
+      })
+      await progress.until(() => offsets.length >= count, 10_000, `${count} messages for ${clientId}`)
+      return { consumer, offsets }
+    }
+
+    const first = await consume("committer-1", 10)
+    expect(first.offsets).toEqual(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"])
+    // Processed 0..5: the committed offset is the next one to read.
+    await first.consumer.commitOffsets([{ topic, partition: 0, offset: "6" }])
+    await first.consumer.disconnect()
+
+    const second = await consume("committer-2", 4)
+    await second.consumer.disconnect()
+    expect(second.offsets).toEqual(["6", "7", "8", "9"])
+  })
+
+  it("keeps a producer and a consumer going across a broker restart, losing no acknowledged message", async () => {
+    const topic = "restart"
+    broker.createTopic(topic, 2)
+    const consumed = new Set<string>()
+    const progress = new Progress()
+    const consumer = kafka("restart-consumer").consumer({ groupId: "restart-group", ...groupTimings })
+    let joins = 0
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      joins++
+    })
+    await consumer.connect()
+    await consumer.subscribe({ topic, fromBeginning: true })
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        consumed.add(message.value?.toString() ?? "")
+        progress.notify()
+      },
+    })
+
+    const producer = kafka("restart-producer").producer()
+    await producer.connect()
+    const acknowledged: string[] = []
+    let restarted: Promise<void> | undefined
+    for (let i = 0; i < 40; i++) {
+      const value = `r${i}`
+      try {
+        await producer.send({ topic, acks: -1, messages: [{ key: String(i), value }] })
+        acknowledged.push(value)
+      } catch {
+        // Not acknowledged: the test only holds the broker to what it acknowledged.
+      }
+      if (i === 15) {
+        await progress.until(() => consumed.size >= 10, 10_000, "ten messages before the restart")
+        // Not awaited: the producer's next sends race the restart.
+        restarted = broker.restart()
+      }
+    }
+    await restarted
+    await producer.disconnect()
+
+    expect(acknowledged.length).toBeGreaterThanOrEqual(30)
+    await progress.until(
+      () => acknowledged.every((v) => consumed.has(v)),
+      20_000,
+      "every acknowledged message to be consumed",
+    )
+    await consumer.disconnect()
+    // The restart ended the membership: the consumer had to join again.
+    expect(joins).toBeGreaterThanOrEqual(2)
+  })
+})
