@@ -2,10 +2,12 @@
  * The Kafka test broker against the real kafkajs client: round trips, consumer
  * group rebalances (leave and death), committed offsets, a broker restart.
  */
+import { connect, type Socket } from "node:net"
 import { Kafka, logLevel, type Consumer, type KafkaConfig } from "kafkajs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { KafkaTestBroker } from "./KafkaTestBroker.ts"
-import { crc32c } from "./wire.ts"
+import { ApiKey } from "./protocol.ts"
+import { crc32c, Reader, Writer } from "./wire.ts"
 
 /** Re-checks a condition whenever something reports progress; fails after a deadline. */
 class Progress {
@@ -56,6 +58,137 @@ beforeAll(async () => {
 })
 afterAll(async () => {
   await broker.stop()
+})
+
+/** A bare protocol client: requests written by hand, responses framed and handed back in arrival order. */
+const rawClient = async () => {
+  const socket: Socket = connect(broker.port, "127.0.0.1")
+  await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject))
+  const responses: Array<{ correlationId: number; body: Reader }> = []
+  const progress = new Progress()
+  let pending = Buffer.alloc(0)
+  let closed = false
+  socket.on("data", (chunk) => {
+    pending = Buffer.concat([pending, chunk])
+    while (pending.length >= 4 && pending.length >= 4 + pending.readInt32BE(0)) {
+      const frame = pending.subarray(4, 4 + pending.readInt32BE(0))
+      pending = pending.subarray(4 + frame.length)
+      const body = new Reader(frame)
+      responses.push({ correlationId: body.int32(), body })
+      progress.notify()
+    }
+  })
+  socket.on("close", () => {
+    closed = true
+    progress.notify()
+  })
+  return {
+    responses,
+    send: (apiKey: number, apiVersion: number, correlationId: number, body: Writer) => {
+      const payload = new Writer().int16(apiKey).int16(apiVersion).int32(correlationId).string("raw").toBuffer()
+      const all = Buffer.concat([payload, body.toBuffer()])
+      socket.write(Buffer.concat([new Writer().int32(all.length).toBuffer(), all]))
+    },
+    responsesAtLeast: (count: number) => progress.until(() => responses.length >= count, 5_000, `${count} responses`),
+    closed: () => progress.until(() => closed, 5_000, "the connection to close"),
+    end: () => socket.destroy(),
+  }
+}
+
+/** One record batch v2 with unkeyed values and no headers, CRC-32C filled in. */
+const recordBatch = (values: string[]): Buffer => {
+  const records = new Writer()
+  values.forEach((value, i) => {
+    const encoded = Buffer.from(value)
+    const record = new Writer().int8(0).varint(0).varint(i).varint(-1).varint(encoded.length).raw(encoded).varint(0)
+    records.varint(record.length).raw(record.toBuffer())
+  })
+  const afterCrc = new Writer()
+    .int16(0) // attributes
+    .int32(values.length - 1)
+    .int64(BigInt(Date.now()))
+    .int64(BigInt(Date.now()))
+    .int64(-1n) // producer id
+    .int16(-1)
+    .int32(-1)
+    .int32(values.length)
+    .raw(records.toBuffer())
+    .toBuffer()
+  const tail = new Writer().int32(0).int8(2).int32(crc32c(afterCrc) | 0).raw(afterCrc).toBuffer()
+  return new Writer().int64(0n).int32(tail.length).raw(tail).toBuffer()
+}
+
+const produceRequest = (topic: string, batch: Buffer) =>
+  new Writer()
+    .string(null)
+    .int16(-1)
+    .int32(1000)
+    .array([topic], (w, t) => w.string(t).array([batch], (pw, b) => pw.int32(0).bytes(b)))
+
+/** The first partition's error code and base offset in a Produce v3 response. */
+const produceResult = (body: Reader) => {
+  body.int32() // topic count
+  body.string()
+  body.int32() // partition count
+  body.int32() // partition
+  return { errorCode: body.int16(), baseOffset: body.int64() }
+}
+
+describe("KafkaTestBroker on the wire", () => {
+  it("refuses a batch whose CRC-32C does not match with CORRUPT_MESSAGE", async () => {
+    broker.createTopic("raw-crc", 1)
+    const client = await rawClient()
+    const good = recordBatch(["a", "b"])
+    const bad = Buffer.from(good)
+    bad.writeUInt8(bad.readUInt8(bad.length - 2) ^ 0xff, bad.length - 2) // inside the last record's value
+    client.send(ApiKey.Produce, 3, 1, produceRequest("raw-crc", bad))
+    client.send(ApiKey.Produce, 3, 2, produceRequest("raw-crc", good))
+    client.send(ApiKey.Produce, 3, 3, produceRequest("raw-crc", good))
+    await client.responsesAtLeast(3)
+    client.end()
+    expect(client.responses.map((r) => r.correlationId)).toEqual([1, 2, 3])
+    expect(client.responses.map((r) => produceResult(r.body))).toEqual([
+      { errorCode: 2, baseOffset: -1n },
+      { errorCode: 0, baseOffset: 0n },
+      { errorCode: 0, baseOffset: 2n },
+    ])
+  })
+
+  it("holds an empty fetch until a produce wakes it, and answers later requests after it", async () => {
+    broker.createTopic("raw-poll", 1)
+    const client = await rawClient()
+    const fetchRequest = new Writer()
+      .int32(-1)
+      .int32(20_000) // max wait: far beyond the test's deadline, so only the produce can end it
+      .int32(1)
+      .int32(1 << 20)
+      .int8(0)
+      .array(["raw-poll"], (w, t) => w.string(t).array([0], (pw, p) => pw.int32(p).int64(0n).int32(1 << 20)))
+    client.send(ApiKey.Fetch, 4, 10, fetchRequest)
+    client.send(ApiKey.Produce, 3, 11, produceRequest("raw-poll", recordBatch(["woken"])))
+    await client.responsesAtLeast(2)
+    client.end()
+    // The held fetch answers first although the produce finished first.
+    expect(client.responses.map((r) => r.correlationId)).toEqual([10, 11])
+    const fetched = client.responses[0]!.body
+    fetched.int32() // throttle
+    fetched.int32()
+    fetched.string()
+    fetched.int32()
+    fetched.int32() // partition
+    expect(fetched.int16()).toBe(0)
+    expect(fetched.int64()).toBe(1n) // high watermark
+    fetched.int64()
+    fetched.array(() => undefined)
+    expect(fetched.bytes()?.length).toBeGreaterThan(61)
+  })
+
+  it("closes the connection on an API it does not implement", async () => {
+    const client = await rawClient()
+    client.send(ApiKey.Produce, 7, 1, new Writer()) // a version it does not advertise
+    await client.closed()
+    expect(client.responses).toEqual([])
+  })
 })
 
 describe("KafkaTestBroker with kafkajs", () => {
