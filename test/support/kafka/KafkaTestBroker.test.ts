@@ -3,6 +3,7 @@
  * group rebalances (leave and death), committed offsets, a broker restart.
  */
 import { connect, type Socket } from "node:net"
+import { Effect } from "effect"
 import { Kafka, logLevel, type Consumer, type KafkaConfig } from "kafkajs"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { KafkaTestBroker } from "./KafkaTestBroker.ts"
@@ -181,6 +182,28 @@ describe("KafkaTestBroker on the wire", () => {
     fetched.int64()
     fetched.array(() => undefined)
     expect(fetched.bytes()?.length).toBeGreaterThan(61)
+  })
+
+  it("scoped: listens while its scope is open, stops with it", async () => {
+    const connects = (port: number) =>
+      new Promise<boolean>((resolve) => {
+        const socket = connect(port, "127.0.0.1")
+        socket.once("connect", () => {
+          socket.destroy()
+          resolve(true)
+        })
+        socket.once("error", () => resolve(false))
+      })
+    const port = await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const scoped = yield* KafkaTestBroker.scoped({ host: "127.0.0.1" })
+          expect(yield* Effect.promise(() => connects(scoped.port))).toBe(true)
+          return scoped.port
+        }),
+      ),
+    )
+    expect(await connects(port)).toBe(false)
   })
 
   it("closes the connection on an API it does not implement", async () => {
