@@ -91,6 +91,7 @@ const rawClient = async () => {
       socket.write(Buffer.concat([new Writer().int32(all.length).toBuffer(), all]))
     },
     responsesAtLeast: (count: number) => progress.until(() => responses.length >= count, 5_000, `${count} responses`),
+    sendRaw: (bytes: Buffer) => socket.write(bytes),
     closed: () => progress.until(() => closed, 5_000, "the connection to close"),
     end: () => socket.destroy(),
   }
@@ -204,6 +205,13 @@ describe("KafkaTestBroker on the wire", () => {
       ),
     )
     expect(await connects(port)).toBe(false)
+  })
+
+  it("closes the connection on a frame too short for a request header", async () => {
+    const client = await rawClient()
+    client.sendRaw(Buffer.from([0, 0, 0, 2, 0, 1]))
+    await client.closed()
+    expect(client.responses).toEqual([])
   })
 
   it("closes the connection on an API it does not implement", async () => {
@@ -336,6 +344,17 @@ describe("KafkaTestBroker with kafkajs", () => {
 
     thaw()
     await Promise.all([consumers.get("c1")!.disconnect(), consumers.get("c2")!.disconnect()])
+  })
+
+  it("serves a producer again after dropConnections", async () => {
+    broker.createTopic("dropped", 1)
+    const producer = kafka("producer-4").producer()
+    await producer.connect()
+    await producer.send({ topic: "dropped", messages: [{ value: "before" }] })
+    broker.dropConnections()
+    const [result] = await producer.send({ topic: "dropped", messages: [{ value: "after" }] })
+    await producer.disconnect()
+    expect(result?.baseOffset).toBe("1")
   })
 
   it("resumes after committed offsets and redelivers what was not committed", async () => {

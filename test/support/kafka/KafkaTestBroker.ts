@@ -105,10 +105,18 @@ class Connection {
 
   private onRequest(frame: Buffer): void {
     const reader = new Reader(frame)
-    const apiKey = reader.int16()
-    const apiVersion = reader.int16()
-    const correlationId = reader.int32()
-    const clientId = reader.string() ?? ""
+    let apiKey: number, apiVersion: number, correlationId: number, clientId: string
+    try {
+      apiKey = reader.int16()
+      apiVersion = reader.int16()
+      correlationId = reader.int32()
+      clientId = reader.string() ?? ""
+    } catch (error) {
+      // Thrown from a socket event it would take the whole broker (the test process) down.
+      log(`unreadable request header (${String(error)}): closing the connection`)
+      this.socket.destroy()
+      return
+    }
     this.clientId = clientId
     // A frozen client is a dead process as far as the broker can tell.
     if (this.broker.isFrozen(clientId)) return
