@@ -47,6 +47,10 @@ const logEvent = (event: RuntimeEvent): Effect.Effect<void> => {
       const { _tag, ...fields } = event
       return Effect.logDebug("kafka batch committed", fields)
     }
+    case "IngressPaused":
+      return Effect.logWarning("kafka partition paused until the database answers", { topic: event.topic, partition: event.partition, offset: event.offset })
+    case "IngressResumed":
+      return Effect.logInfo("kafka partition resumed", { topic: event.topic, partition: event.partition })
     default:
       return Effect.void
   }
@@ -58,8 +62,8 @@ const start = (scope: Scope.Scope): Effect.Effect<void, never, RuntimeEvents> =>
     const events = yield* RuntimeEvents
     const level = Context.get(yield* Effect.context<never>(), References.MinimumLogLevel)
     const tags: Array<RuntimeEventTag> = []
-    if (LogLevel.isGreaterThanOrEqualTo("Warn", level)) tags.push("Reaped")
-    if (LogLevel.isGreaterThanOrEqualTo("Info", level)) tags.push("Settled", "Released")
+    if (LogLevel.isGreaterThanOrEqualTo("Warn", level)) tags.push("Reaped", "IngressPaused")
+    if (LogLevel.isGreaterThanOrEqualTo("Info", level)) tags.push("Settled", "Released", "IngressResumed")
     if (LogLevel.isGreaterThanOrEqualTo("Debug", level)) tags.push("Stopped", "IngressBatchCommitted")
     const settled = yield* Queue.sliding<RuntimeEvent>(settledBacklog)
     const notices = yield* Queue.sliding<RuntimeEvent>(noticeBacklog)

@@ -64,12 +64,19 @@ export type RuntimeEvent =
     readonly deadLettered: number
     readonly cancelled: number
   }
+  /**
+   * A batch kept failing (the database unreachable): nothing of it committed, its
+   * partition paused and sought back to `offset`, its first message.
+   */
+  | { readonly _tag: "IngressPaused"; readonly topic: string; readonly partition: number; readonly offset: string }
+  /** The database answers again: the paused partition is consumed again from where it was sought back. */
+  | { readonly _tag: "IngressResumed"; readonly topic: string; readonly partition: number }
 
 /** The kinds of event. */
 export type RuntimeEventTag = RuntimeEvent["_tag"]
 
 /** Every kind: the hub keeps one listener list per kind. */
-const allTags: ReadonlyArray<RuntimeEventTag> = ["Claimed", "Started", "Stopped", "Settled", "Released", "Reaped", "IngressBatchCommitted"]
+const allTags: ReadonlyArray<RuntimeEventTag> = ["Claimed", "Started", "Stopped", "Settled", "Released", "Reaped", "IngressBatchCommitted", "IngressPaused", "IngressResumed"]
 
 /** A subscriber: called synchronously for every event of the kinds it chose. */
 export type Listener = (event: RuntimeEvent) => void

@@ -5,7 +5,7 @@
  * records the others — an undecodable Kafka message: its raw bytes, its headers,
  * where it came from, and the reason, so that nothing that arrived is ever lost.
  *
- * Recording is idempotent on the message's place (topic, partition, offset): a
+ * Recording is idempotent on the message (topic, partition, offset, timestamp): a
  * message delivered again after a crash between the batch's commit and its offset
  * commit finds its letter and writes no second one.
  */
@@ -33,6 +33,8 @@ export interface DeadLetterInput {
   readonly partition?: number
   /** The message's offset (int64 as text). */
   readonly offset?: string
+  /** The message's timestamp (ms as text): with the offset, its identity (a topic made again starts its offsets over). */
+  readonly timestamp?: string
 }
 
 /** The dead-letter store (see module doc). */
@@ -52,7 +54,8 @@ const row = (l: DeadLetterInput) => ({
   headers: l.headers ?? null,
   topic: l.topic ?? null,
   partition: l.partition ?? null,
-  offset: l.offset ?? null
+  offset: l.offset ?? null,
+  timestamp: l.timestamp ?? null
 })
 
 /** The PostgreSQL store, on the application's SqlClient (inside a caller's transaction when there is one). */

@@ -2,7 +2,7 @@
  * One batch of Kafka messages into the database, in ONE transaction: the valid
  * messages' tasks enqueued (idempotent on the task id the message carries: a
  * redelivered message finds its task), the invalid ones' dead letters recorded
- * (idempotent on topic, partition and offset), the cancel commands applied. The
+ * (idempotent on topic, partition, offset and timestamp), the cancel commands applied. The
  * caller commits the batch's offsets only after this returns, so:
  *
  * - a crash before the transaction commits: nothing was written, no offset
@@ -79,7 +79,8 @@ const letterOf = (message: MessageCodec.KafkaMessage, reason: string, taskId?: s
   headers: MessageCodec.headerText(message.headers),
   topic: message.topic,
   partition: message.partition,
-  offset: message.offset
+  offset: message.offset,
+  timestamp: message.timestamp
 })
 
 /**

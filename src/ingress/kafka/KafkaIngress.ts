@@ -16,8 +16,8 @@
  *   first offset, and resumed when the database answers again. Other partitions
  *   keep flowing. The outage is one log line when it begins and one when it ends.
  */
-import { Cause, Effect, Layer, Redacted, Schedule } from "effect"
-import type { Context } from "effect"
+import { Cause, Duration, Effect, Layer, Redacted, Schedule } from "effect"
+import type { Context, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { type Consumer, type EachBatchPayload, Kafka, logLevel, type SASLOptions } from "kafkajs"
 import { CancelBus } from "../../coordination/CancelBus.ts"
@@ -47,10 +47,15 @@ export const client = (config: KafkaConfig): Kafka =>
     logLevel: logLevel.NOTHING
   })
 
-/** The retries of one batch before its partition is paused: 100 ms doubling to 5 s, for 20 s. */
-const batchRetry = Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")]).pipe(
-  Schedule.upTo({ duration: "20 seconds" })
-)
+/** The retries of one batch before its partition is paused: 100 ms doubling to 5 s, for `retryFor`. */
+const batchRetry = (retryFor: Duration.Duration) =>
+  Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")]).pipe(Schedule.upTo({ duration: retryFor }))
+
+/** How the ingress runs, beyond its settings. */
+export interface IngressOptions {
+  /** How long a failing batch is retried (with heartbeats) before its partition is paused; default 20 s. */
+  readonly retryFor?: Duration.Duration
+}
 
 /** The probe of a paused partition's database: until `select 1` answers, 100 ms doubling to 5 s. */
 const probeRetry = Schedule.min([Schedule.exponential("100 millis"), Schedule.spaced("5 seconds")])
@@ -63,6 +68,8 @@ const handleBatch = (
   registry: JobRegistry["Service"],
   config: KafkaConfig,
   outages: Outages.Tracker,
+  retryFor: Duration.Duration,
+  scope: Scope.Scope,
   payload: EachBatchPayload
 ): Effect.Effect<void, never, Services> =>
   Effect.gen(function*() {
@@ -72,6 +79,7 @@ const handleBatch = (
       topic: batch.topic,
       partition: batch.partition,
       offset: m.offset,
+      timestamp: m.timestamp,
       value: m.value,
       headers: m.headers ?? {}
     }))
@@ -80,7 +88,7 @@ const handleBatch = (
     const heartbeat = Effect.promise(() => payload.heartbeat()).pipe(Effect.ignore)
     const written = yield* IngestBatch.ingest(registry, messages, { maxValueBytes: config.maxMessageBytes }).pipe(
       Effect.tapCause((cause) => Effect.andThen(outages.failed(cause), heartbeat)),
-      Effect.retry(batchRetry),
+      Effect.retry(batchRetry(retryFor)),
       Effect.exit
     )
     if (written._tag === "Success") {
@@ -98,14 +106,19 @@ const handleBatch = (
     // Still failing: nothing committed; this partition waits, the others go on.
     const resume = payload.pause()
     consumer.seek({ topic: batch.topic, partition: batch.partition, offset: first })
-    yield* Effect.logWarning("kafka partition paused until the database answers", { topic: batch.topic, partition: batch.partition, offset: first })
+    const events = yield* RuntimeEvents
+    events.emit({ _tag: "IngressPaused", topic: batch.topic, partition: batch.partition, offset: first })
     const sql = yield* SqlClient
-    yield* Effect.forkDetach(
+    // In the ingress's scope: closed with it, never left probing.
+    yield* Effect.forkIn(
       sql`select 1`.pipe(
         Effect.retry(probeRetry),
-        Effect.andThen(Effect.sync(resume)),
-        Effect.andThen(Effect.logInfo("kafka partition resumed", { topic: batch.topic, partition: batch.partition }))
-      )
+        Effect.andThen(Effect.sync(() => {
+          resume()
+          events.emit({ _tag: "IngressResumed", topic: batch.topic, partition: batch.partition })
+        }))
+      ),
+      scope
     )
   }).pipe(Effect.catchCause((cause) => Effect.logError("kafka batch handling failed", cause)))
 
@@ -114,9 +127,10 @@ const handleBatch = (
  * close the consumer leaves its group (the uncommitted rest is redelivered to
  * whoever takes the partitions).
  */
-export const layer = (config: KafkaConfig): Layer.Layer<never, never, Services | JobRegistry> =>
+export const layer = (config: KafkaConfig, options: IngressOptions = {}): Layer.Layer<never, never, Services | JobRegistry> =>
   Layer.effectDiscard(Effect.gen(function*() {
     const registry = yield* JobRegistry
+    const scope = yield* Effect.scope
     const context: Context.Context<Services> = yield* Effect.context<Services>()
     const run = Effect.runPromiseWith(context)
     const consumer = client(config).consumer({
@@ -136,7 +150,7 @@ export const layer = (config: KafkaConfig): Layer.Layer<never, never, Services |
         autoCommit: false,
         eachBatchAutoResolve: false,
         partitionsConsumedConcurrently: config.partitionsConcurrently,
-        eachBatch: (payload) => run(handleBatch(consumer, registry, config, outages, payload))
+        eachBatch: (payload) => run(handleBatch(consumer, registry, config, outages, options.retryFor ?? Duration.seconds(20), scope, payload))
       })
     ).pipe(Effect.orDie)
     yield* Effect.logInfo("kafka ingress consuming", { topics: config.topics, groupId: config.groupId, brokers: config.brokers })

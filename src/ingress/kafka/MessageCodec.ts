@@ -26,6 +26,8 @@ export interface KafkaMessage {
   readonly topic: string
   readonly partition: number
   readonly offset: string
+  /** Milliseconds since the epoch, as text (kafkajs's). */
+  readonly timestamp: string
   readonly value: Buffer | null
   readonly headers?: Readonly<Record<string, Buffer | string | ReadonlyArray<Buffer | string> | undefined>>
 }

@@ -25,6 +25,7 @@ const message = (headers: Record<string, string>, value: string | null): KafkaMe
   topic: "tasks",
   partition: 3,
   offset: String(offset++),
+  timestamp: "1764748800000",
   headers,
   value: value === null ? null : Buffer.from(value)
 })

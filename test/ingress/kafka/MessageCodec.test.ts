@@ -22,6 +22,7 @@ const message = (headers: NonNullable<MessageCodec.KafkaMessage["headers"]>, val
   topic: "tasks",
   partition: 0,
   offset: "7",
+  timestamp: "1764748800000",
   headers,
   value: typeof value === "string" ? Buffer.from(value) : value
 })
