@@ -11,6 +11,7 @@
 import { Effect, Layer, Option } from "effect"
 import * as KafkaConfig from "./ingress/kafka/KafkaConfig.ts"
 import * as KafkaIngress from "./ingress/kafka/KafkaIngress.ts"
+import * as OutboxRelay from "./outbox/OutboxRelay.ts"
 import * as CancelBus from "./coordination/CancelBus.ts"
 import * as PgWakeups from "./coordination/PgWakeups.ts"
 import * as EventLog from "./observability/EventLog.ts"
@@ -81,13 +82,13 @@ const settings = (options: TaskfiberOptions) =>
 
 /**
  * The supervisor over its services, with settings already checked; with Kafka,
- * the ingress beside it, built after it so that it stops consuming first.
+ * the ingress and the status relay beside it, built after it so that they stop first.
  */
 const runtime = (options: TaskfiberOptions, { config, kafka }: { readonly config: RuntimeConfig.RuntimeConfig; readonly kafka: Option.Option<KafkaConfig.KafkaConfig> }) => {
   const core = Supervisor.layerWith(config).pipe(Layer.provideMerge(services(options.jobs, config)))
   return Option.match(kafka, {
     onNone: () => core,
-    onSome: (k) => KafkaIngress.layer(k).pipe(Layer.provideMerge(core))
+    onSome: (k) => Layer.merge(KafkaIngress.layer(k), OutboxRelay.layerFor(k)).pipe(Layer.provideMerge(core))
   })
 }
 

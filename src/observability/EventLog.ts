@@ -51,6 +51,8 @@ const logEvent = (event: RuntimeEvent): Effect.Effect<void> => {
       return Effect.logWarning("kafka partition paused until the database answers", { topic: event.topic, partition: event.partition, offset: event.offset })
     case "IngressResumed":
       return Effect.logInfo("kafka partition resumed", { topic: event.topic, partition: event.partition })
+    case "RelayPublished":
+      return Effect.logDebug("status events published", { count: event.count })
     default:
       return Effect.void
   }
@@ -64,7 +66,7 @@ const start = (scope: Scope.Scope): Effect.Effect<void, never, RuntimeEvents> =>
     const tags: Array<RuntimeEventTag> = []
     if (LogLevel.isGreaterThanOrEqualTo("Warn", level)) tags.push("Reaped", "IngressPaused")
     if (LogLevel.isGreaterThanOrEqualTo("Info", level)) tags.push("Settled", "Released", "IngressResumed")
-    if (LogLevel.isGreaterThanOrEqualTo("Debug", level)) tags.push("Stopped", "IngressBatchCommitted")
+    if (LogLevel.isGreaterThanOrEqualTo("Debug", level)) tags.push("Stopped", "IngressBatchCommitted", "RelayPublished")
     const settled = yield* Queue.sliding<RuntimeEvent>(settledBacklog)
     const notices = yield* Queue.sliding<RuntimeEvent>(noticeBacklog)
     yield* events.subscribe(tags, (event) => {

@@ -71,12 +71,14 @@ export type RuntimeEvent =
   | { readonly _tag: "IngressPaused"; readonly topic: string; readonly partition: number; readonly offset: string }
   /** The database answers again: the paused partition is consumed again from where it was sought back. */
   | { readonly _tag: "IngressResumed"; readonly topic: string; readonly partition: number }
+  /** The status relay published `count` events (acknowledged by the broker) and marked them published. */
+  | { readonly _tag: "RelayPublished"; readonly count: number }
 
 /** The kinds of event. */
 export type RuntimeEventTag = RuntimeEvent["_tag"]
 
 /** Every kind: the hub keeps one listener list per kind. */
-const allTags: ReadonlyArray<RuntimeEventTag> = ["Claimed", "Started", "Stopped", "Settled", "Released", "Reaped", "IngressBatchCommitted", "IngressPaused", "IngressResumed"]
+const allTags: ReadonlyArray<RuntimeEventTag> = ["Claimed", "Started", "Stopped", "Settled", "Released", "Reaped", "IngressBatchCommitted", "IngressPaused", "IngressResumed", "RelayPublished"]
 
 /** A subscriber: called synchronously for every event of the kinds it chose. */
 export type Listener = (event: RuntimeEvent) => void
