@@ -128,6 +128,11 @@ export interface ClaimedTask
    * once still uses up its attempts (schema/functions/reaper.sql).
    */
   readonly recordStartFirst: boolean
+  /**
+   * The W3C trace context the task was enqueued with (a Kafka message's
+   * `traceparent`), the parent of its run's span; none when it came without one.
+   */
+  readonly traceparent?: string | null
 }
 
 /**

@@ -38,6 +38,7 @@ import type { Deadlines } from "./Deadlines.ts"
 import type { AnyJob } from "./Job.ts"
 import type { JobRegistry } from "./JobRegistry.ts"
 import type * as ProgressReporter from "./ProgressReporter.ts"
+import * as TraceContext from "../domain/TraceContext.ts"
 import { noStackTrace, RunContext, runAttributes, spanName } from "./RunContext.ts"
 import type { RuntimeConfig } from "./RuntimeConfig.ts"
 import { completionFailed, movedTo, settle, settleInBackground, settleSuccess } from "./Settlement.ts"
@@ -158,6 +159,15 @@ const startRecorded = <C extends RunControl>(env: RunnerEnv, task: ClaimedTask, 
   })
 }
 
+/**
+ * The run span's parent: the trace the task was enqueued in (a Kafka message's
+ * `traceparent`), else the span current where the run starts (none).
+ */
+export const parentOf = (task: ClaimedTask): Tracer.ExternalSpan | undefined => {
+  const parent = TraceContext.parse(task.traceparent)
+  return parent === undefined ? undefined : Tracer.externalSpan(parent)
+}
+
 // Plain code, no generator: this runs once per task, and a generator's frame and
 // iterator cost more than the rest of the setup.
 const runHandler = <C extends RunControl>(
@@ -182,7 +192,7 @@ const runHandler = <C extends RunControl>(
   // With a tracing backend: the span as Effect.withSpan makes it, without looking
   // it up again to hand it to the handler; its name is made once per job.
   const handler = env.tracing
-    ? Effect.useSpan(name, { attributes: runAttributes(task) }, (span) =>
+    ? Effect.useSpan(name, { attributes: runAttributes(task), parent: parentOf(task) }, (span) =>
       Effect.withParentSpan(annotated(span), span, noStackTrace))
     : annotated(undefined)
   // A root fiber with the supervisor's services, started here and now (the

@@ -128,7 +128,7 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
       const ageing = o.ageing ?? defaultAgeing
       return sql<ClaimedRow>`
         select id, queue, type, payload, attempt, max_attempts, checkpoint, remove_on_complete, revision,
-               handler_started, not handler_started and returned_unstarted > 0 as record_start_first
+               handler_started, not handler_started and returned_unstarted > 0 as record_start_first, traceparent
           from taskfiber.claim(${o.workerId}, ${o.queues ? [...o.queues] : null}::text[], ${o.limit},
             ${Math.round(o.leaseMs)}, ${ageing.stepSeconds}, ${ageing.maxBoost}, ${o.asyncCommit === true},
             ${o.types ? [...o.types] : null}::text[], ${o.runNow ?? null}::integer)`.pipe(

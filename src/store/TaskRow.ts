@@ -43,6 +43,7 @@ export interface ClaimedRow
 {
   readonly handler_started: boolean
   readonly record_start_first: boolean
+  readonly traceparent: string | null
 }
 
 /** A row of `taskfiber.task_events`. */
@@ -96,7 +97,8 @@ export const toClaimedTask = (r: ClaimedRow): ClaimedTask => ({
   removeOnComplete: r.remove_on_complete,
   revision: r.revision,
   startRecorded: r.handler_started,
-  recordStartFirst: r.record_start_first
+  recordStartFirst: r.record_start_first,
+  traceparent: r.traceparent
 })
 
 /** The domain event of a row. */

@@ -14,7 +14,9 @@
  * Order within the batch is kept for the cancels: they run after the enqueues, so
  * an enqueue and a cancel of one task in one batch leave it cancelled.
  */
-import { Effect } from "effect"
+import { Clock, Effect, Tracer } from "effect"
+import * as TraceContext from "../../domain/TraceContext.ts"
+import { tracingIn } from "../../runtime/TaskRunner.ts"
 import type { EnqueueRequest } from "../../domain/Task.ts"
 import { CancelBus } from "../../coordination/CancelBus.ts"
 import { DeadLetters, type DeadLetterInput } from "../../store/DeadLetters.ts"
@@ -109,7 +111,21 @@ export const ingest = (registry: JobRegistry["Service"], messages: ReadonlyArray
       }))
     const attempt = (p: Plan): ReturnType<typeof write> =>
       write(p).pipe(Effect.catchTag("InvalidEnqueueRequest", (e) => attempt(refuse(p, e.index, `the store refused the request at ${e.field || "its root"}: ${e.message}`))))
-    const written = yield* attempt(plan(registry, messages, limits))
+    const planned = plan(registry, messages, limits)
+    // With a tracing backend, each message that came with a trace gets its enqueue
+    // span in it, from before the transaction to its end.
+    const spans = tracingIn(yield* Effect.context<never>())
+      ? yield* Effect.forEach(planned.requests.filter((r) => r.traceparent !== undefined), (r) =>
+        Effect.makeSpan("Tasks.enqueue", {
+          parent: Tracer.externalSpan(TraceContext.parse(r.traceparent)!),
+          kind: "consumer",
+          attributes: { "taskfiber.task_id": r.id, "taskfiber.type": r.type, "messaging.system": "kafka" }
+        }))
+      : []
+    const writtenExit = yield* Effect.exit(attempt(planned))
+    const now = yield* Clock.currentTimeNanos
+    for (const span of spans) span.end(now, writtenExit)
+    const written = yield* writtenExit
     const bus = yield* CancelBus
     for (const c of written.cancelled) if (c.previousStatus === "running") yield* bus.publish(c.id)
     const created = written.enqueued.filter((r) => r.created).length

@@ -18,6 +18,7 @@
 import { Effect, Exit } from "effect"
 import type { EnqueueRequest } from "../../domain/Task.ts"
 import { PRIORITY_MAX, PRIORITY_MIN } from "../../domain/Priority.ts"
+import * as TraceContext from "../../domain/TraceContext.ts"
 import type { JobRegistry } from "../../runtime/JobRegistry.ts"
 import { requestByName } from "../../runtime/Tasks.ts"
 
@@ -59,7 +60,6 @@ export const headerText = (headers: KafkaMessage["headers"]): HeaderText => {
 }
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-const traceparent = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/
 // An ISO 8601 date and time with a zone: a timestamp without one would be read in
 // whatever zone the server runs in.
 const isoWithZone = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i
@@ -125,7 +125,7 @@ export const readHeaders = (headers: HeaderText):
     const dedupeKey = single(headers, "dedupe-key")
     if (dedupeKey !== undefined && dedupeKey !== "") options.dedupeKey = dedupeKey
     const trace = single(headers, "traceparent")
-    if (trace !== undefined && traceparent.test(trace.trim())) options.traceparent = trace.trim()
+    if (TraceContext.parse(trace) !== undefined) options.traceparent = trace!.trim()
     return { _tag: "Enqueue", taskId, type, options }
   } catch (error) {
     if (!(error instanceof Refused)) throw error

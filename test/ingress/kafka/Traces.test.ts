@@ -1,0 +1,71 @@
+/**
+ * A trace across Kafka, with a recording tracer: a message's `traceparent` is the
+ * parent of its task's enqueue span and of its run span, which parents the
+ * handler's own spans; the status events carry the trace onwards.
+ */
+import { expect, it } from "@effect/vitest"
+import { Effect, Exit, Option, Queue, Schema, Scope, Tracer } from "effect"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as IngestBatch from "../../../src/ingress/kafka/IngestBatch.ts"
+import * as Job from "../../../src/runtime/Job.ts"
+import * as JobRegistry from "../../../src/runtime/JobRegistry.ts"
+import { newTaskId } from "../../../src/store/TaskId.ts"
+import * as Runtime from "../../support/Runtime.ts"
+
+const recordingTracer = () => {
+  const ended: Array<Tracer.Span> = []
+  class RecordedSpan extends Tracer.NativeSpan {
+    override end(endTime: bigint, exit: Exit.Exit<unknown, unknown>): void {
+      super.end(endTime, exit)
+      ended.push(this)
+    }
+  }
+  return { ended, tracer: Tracer.make({ span: (options) => new RecordedSpan(options) }) }
+}
+
+const Traced = Job.define({
+  name: "traced",
+  queue: "traces",
+  payload: Schema.Struct({}),
+  run: () => Effect.withSpan(Effect.void, "handler's own")
+})
+
+const traceId = "0af7651916cd43dd8448eb211c80319c"
+const producerSpan = "b7ad6b7169203331"
+
+it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("traces across Kafka", (it) => {
+  it.effect("the message's traceparent parents the enqueue and run spans; the run parents the handler's; status events carry it", () =>
+    Effect.gen(function*() {
+      const { ended, tracer } = recordingTracer()
+      const id = newTaskId()
+      const sql = yield* SqlClient
+      yield* sql`update taskfiber.settings set outbox_topic = 'task-status'`
+      const scope = yield* Scope.make()
+      yield* Effect.gen(function*() {
+        const s = yield* Runtime.startSupervisor([Traced])
+        const outcomes = yield* s.outcomes
+        yield* IngestBatch.ingest(JobRegistry.make([Traced]), [{
+          topic: "tasks", partition: 0, offset: "0", timestamp: "1764748800000",
+          headers: { "task-id": id, "task-type": "traced", traceparent: `00-${traceId}-${producerSpan}-01` },
+          value: Buffer.from("{}")
+        }], { maxValueBytes: 1000 })
+        expect((yield* Queue.take(outcomes)).taskId).toBe(id)
+      }).pipe(Effect.withTracer(tracer), Scope.provide(scope))
+      yield* Scope.close(scope, Exit.void)
+
+      const enqueue = ended.find((s) => s.name === "Tasks.enqueue")!
+      const run = ended.find((s) => s.name === "taskfiber.run traced")!
+      const own = ended.find((s) => s.name === "handler's own")!
+      expect(enqueue.traceId).toBe(traceId)
+      expect(Option.map(enqueue.parent, (p) => p.spanId)).toEqual(Option.some(producerSpan))
+      expect(enqueue.attributes.get("taskfiber.task_id")).toBe(id)
+      expect(run.traceId).toBe(traceId)
+      expect(Option.map(run.parent, (p) => p.spanId)).toEqual(Option.some(producerSpan))
+      expect(Option.map(own.parent, (p) => p.spanId)).toEqual(Option.some(run.spanId))
+      // The status events go out in the same trace.
+      const headers = yield* sql<{ headers: Record<string, string> }>`select headers from taskfiber.outbox where key = ${id} order by id`
+      expect(headers.length).toBeGreaterThanOrEqual(3)
+      for (const h of headers) expect(h.headers.traceparent).toContain(traceId)
+      yield* sql`update taskfiber.settings set outbox_topic = null`
+    }))
+})
