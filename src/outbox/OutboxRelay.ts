@@ -120,18 +120,21 @@ export const layer = (topic: string, producer: Producer): Layer.Layer<never, nev
  * its own (acks -1 on every send); with no status topic, the outbox is turned off
  * (no events written, none left to pile up).
  */
-export const layerFor = (config: KafkaConfig): Layer.Layer<never, never, SqlClient | PgClient.PgClient | RuntimeEvents> =>
+export const layerFor = (config: KafkaConfig): Layer.Layer<never, KafkaIngress.KafkaUnavailable, SqlClient | PgClient.PgClient | RuntimeEvents> =>
   Option.match(config.statusTopic, {
     onNone: () =>
       Layer.effectDiscard(Effect.flatMap(SqlClient, (sql) => sql`update taskfiber.settings set outbox_topic = null`.pipe(Effect.orDie))),
     onSome: (topic) =>
       Layer.unwrap(Effect.gen(function*() {
         const producer = yield* Effect.acquireRelease(
-          Effect.tryPromise(async () => {
-            const p = KafkaIngress.client(config).producer({ allowAutoTopicCreation: true })
-            await p.connect()
-            return p
-          }).pipe(Effect.orDie),
+          Effect.tryPromise({
+            try: async () => {
+              const p = KafkaIngress.client(config).producer({ allowAutoTopicCreation: true })
+              await p.connect()
+              return p
+            },
+            catch: (cause) => new KafkaIngress.KafkaUnavailable({ brokers: config.brokers, cause })
+          }),
           (p) => Effect.promise(() => p.disconnect()).pipe(Effect.ignore)
         )
         return layer(topic, producer)

@@ -16,7 +16,8 @@
  *   first offset, and resumed when the database answers again. Other partitions
  *   keep flowing. The outage is one log line when it begins and one when it ends.
  */
-import { Cause, Duration, Effect, Layer, Redacted, Schedule } from "effect"
+import { Cause, Data, Duration, Effect, Layer, Redacted, Schedule } from "effect"
+import { redactSecrets } from "../../domain/Redact.ts"
 import type { Context, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import { type Consumer, type EachBatchPayload, Kafka, logLevel, type SASLOptions } from "kafkajs"
@@ -46,6 +47,14 @@ export const client = (config: KafkaConfig): Kafka =>
       : {}),
     logLevel: logLevel.NOTHING
   })
+
+/** Kafka could not be reached, or refused the consumer (at start). */
+export class KafkaUnavailable extends Data.TaggedError("KafkaUnavailable")<{ readonly brokers: ReadonlyArray<string>; readonly cause: unknown }> {
+  override get message(): string {
+    const reason = this.cause instanceof Error ? this.cause.message : String(this.cause)
+    return `cannot use Kafka at ${this.brokers.join(",")} (KAFKA_BROKERS): ${redactSecrets(reason)}`
+  }
+}
 
 /** The retries of one batch before its partition is paused: 100 ms doubling to 5 s, for `retryFor`. */
 const batchRetry = (retryFor: Duration.Duration) =>
@@ -127,7 +136,7 @@ const handleBatch = (
  * close the consumer leaves its group (the uncommitted rest is redelivered to
  * whoever takes the partitions).
  */
-export const layer = (config: KafkaConfig, options: IngressOptions = {}): Layer.Layer<never, never, Services | JobRegistry> =>
+export const layer = (config: KafkaConfig, options: IngressOptions = {}): Layer.Layer<never, KafkaUnavailable, Services | JobRegistry> =>
   Layer.effectDiscard(Effect.gen(function*() {
     const registry = yield* JobRegistry
     const scope = yield* Effect.scope
@@ -137,21 +146,23 @@ export const layer = (config: KafkaConfig, options: IngressOptions = {}): Layer.
       groupId: config.groupId,
       sessionTimeout: config.sessionTimeoutMs,
       heartbeatInterval: Math.max(500, Math.floor(config.sessionTimeoutMs / 10)),
-      allowAutoTopicCreation: false
+      // As kafkajs and Kafka's own default: a topic named in KAFKA_TOPICS that does
+      // not exist yet is made (where the brokers allow it; else the start says so).
+      allowAutoTopicCreation: true
     })
     const outages = Outages.make("kafka ingress")
+    const unavailable = (cause: unknown) => new KafkaUnavailable({ brokers: config.brokers, cause })
     yield* Effect.acquireRelease(
-      Effect.tryPromise(() => consumer.connect()).pipe(Effect.orDie),
+      Effect.tryPromise({ try: () => consumer.connect(), catch: unavailable }),
       () => Effect.promise(() => consumer.disconnect()).pipe(Effect.ignore)
     )
-    yield* Effect.tryPromise(() => consumer.subscribe({ topics: [...config.topics], fromBeginning: true })).pipe(Effect.orDie)
-    yield* Effect.tryPromise(() =>
+    yield* Effect.tryPromise({ try: () => consumer.subscribe({ topics: [...config.topics], fromBeginning: true }), catch: unavailable })
+    yield* Effect.tryPromise({ try: () =>
       consumer.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
         partitionsConsumedConcurrently: config.partitionsConcurrently,
         eachBatch: (payload) => run(handleBatch(consumer, registry, config, outages, options.retryFor ?? Duration.seconds(20), scope, payload))
-      })
-    ).pipe(Effect.orDie)
+      }), catch: unavailable })
     yield* Effect.logInfo("kafka ingress consuming", { topics: config.topics, groupId: config.groupId, brokers: config.brokers })
   }))
