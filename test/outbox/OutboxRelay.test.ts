@@ -139,5 +139,19 @@ it.layer(Runtime.layer([Echo]), { timeout: 120_000, excludeTestServices: true })
       expect(new Set(mine.map((r) => `${r.headers["task-id"]}/${r.headers.status}/${r.headers.attempt}`))).toEqual(new Set([`${id}/queued/0`]))
       yield* sql`update taskfiber.settings set outbox_topic = null`
     }).pipe(Effect.scoped))
-})
 
+  it.effect("a broker restart while events wait: the relay sends again what was not acknowledged", () =>
+    Effect.gen(function*() {
+      const broker = yield* KafkaTestBroker.scoped()
+      broker.createTopic("task-status", 1)
+      yield* Layer.build(OutboxRelay.layer("task-status", yield* producerOf(broker)))
+      const consumer = yield* statusConsumer(broker, "status-4")
+      const before = yield* Tasks.enqueue(Echo, { n: 1 }, { delayMs: 3_600_000 })
+      yield* consumer.until("the first event", (rs) => rs.some((r) => r.key === before.id))
+      yield* Effect.promise(() => broker.stop())
+      // Written while the broker is down: its rounds fail and roll back.
+      const during = yield* Effect.forEach([2, 3], (n) => Effect.map(Tasks.enqueue(Echo, { n }, { delayMs: 3_600_000 }), (r) => r.id))
+      yield* Effect.promise(() => broker.restart())
+      yield* consumer.until("the events written while it was down", (rs) => during.every((id) => rs.some((r) => r.key === id && r.body.to === "queued")))
+    }).pipe(Effect.scoped))
+})

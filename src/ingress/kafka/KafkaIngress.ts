@@ -104,7 +104,18 @@ const handleBatch = (
       yield* outages.recovered
       payload.resolveOffset(last)
       const nextOffset = (BigInt(last) + 1n).toString()
-      yield* Effect.promise(() => consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: nextOffset }]))
+      const committed = yield* Effect.tryPromise(() =>
+        consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: nextOffset }])
+      ).pipe(Effect.exit)
+      if (committed._tag === "Failure") {
+        // Written, not committed (a rebalance, a lost session): the batch comes
+        // again, to this consumer or another, and finds what it wrote.
+        yield* Effect.logWarning("kafka offset not committed; the batch will be delivered again and found written", {
+          topic: batch.topic, partition: batch.partition, offset: nextOffset,
+          error: redactSecrets(String(Cause.squash(committed.cause)))
+        })
+        return
+      }
       const events = yield* RuntimeEvents
       if (events.observed("IngressBatchCommitted")) {
         events.emit({ _tag: "IngressBatchCommitted", topic: batch.topic, partition: batch.partition, nextOffset, messages: messages.length, ...written.value })

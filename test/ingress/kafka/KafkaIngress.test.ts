@@ -32,9 +32,9 @@ const Park = Job.define({
   run: () => Effect.never
 })
 
-const configFor = (broker: KafkaTestBroker, groupId: string): KafkaConfig => ({
+const configFor = (broker: KafkaTestBroker, groupId: string, clientId = "taskfiber-test"): KafkaConfig => ({
   brokers: broker.brokers,
-  clientId: "taskfiber-test",
+  clientId,
   topics: ["tasks"],
   groupId,
   statusTopic: Option.none(),
@@ -177,6 +177,127 @@ it.layer(Runtime.layer([Echo, Park]), { timeout: 120_000, excludeTestServices: t
       expect(outcome.outcome).toBe("cancelled")
       const store = yield* TaskStore
       expect(Option.getOrThrow(yield* store.get(id)).task.status).toBe("cancelled")
+    }).pipe(Effect.scoped))
+
+  it.effect("a consumer gone after the batch was written, before its offset commit: the redelivery finds the tasks, none runs twice", () =>
+    Effect.gen(function*() {
+      const broker = yield* KafkaTestBroker.scoped()
+      broker.createTopic("tasks", 1)
+      const refused = broker.refuseOffsetCommits("g-lost-commit", 1)
+      const batches = yield* committedBatches
+      const outcomes = yield* (yield* Supervisor.Supervisor).outcomes
+      const first = yield* Scope.make()
+      yield* Layer.buildWithScope(KafkaIngress.layer(configFor(broker, "g-lost-commit")), first)
+      const producer = yield* producerOf(broker)
+      const ids = [newTaskId(), newTaskId(), newTaskId()]
+      yield* send(producer, ids.map((id, n) => ({ headers: { "task-id": id, "task-type": "echo" }, value: JSON.stringify({ n }) })))
+      // Written and run; its offset commit never landed. Then that consumer is gone.
+      yield* Effect.promise(() => refused)
+      const settled = new Set<string>()
+      while (!ids.every((id) => settled.has(id))) settled.add((yield* Queue.take(outcomes)).taskId)
+      yield* Scope.close(first, Exit.void)
+      // The next consumer of the group gets the batch again, and finds it written.
+      yield* Layer.build(KafkaIngress.layer(configFor(broker, "g-lost-commit")))
+      const [again] = yield* untilCommitted(batches, 3)
+      expect(again).toMatchObject({ messages: 3, created: 0, existing: 3, nextOffset: "3" })
+      const sql = yield* SqlClient
+      const runs = yield* sql<{ task_id: string; n: number }>`
+        select task_id::text, count(*)::int as n from taskfiber.task_events
+         where task_id = any(${ids}::uuid[]) and to_status = 'running' group by task_id`
+      expect(runs.map((r) => r.n)).toEqual([1, 1, 1])
+    }).pipe(Effect.scoped))
+
+  it.effect("poison messages of every kind between good ones: all dead letters with their reasons, the good ones run", () =>
+    Effect.gen(function*() {
+      const broker = yield* KafkaTestBroker.scoped()
+      broker.createTopic("tasks", 1)
+      const batches = yield* committedBatches
+      const outcomes = yield* (yield* Supervisor.Supervisor).outcomes
+      yield* Layer.build(KafkaIngress.layer(configFor(broker, "g-poison")))
+      const producer = yield* producerOf(broker)
+      const good = [newTaskId(), newTaskId()]
+      const poison: ReadonlyArray<readonly [Record<string, string>, string | null, RegExp]> = [
+        [{ "task-id": newTaskId(), "task-type": "echo" }, "{nope", /not JSON/],
+        [{ "task-type": "echo" }, "{}", /"task-id" is missing/],
+        [{ "task-id": "42", "task-type": "echo" }, "{}", /"task-id" is not a UUID/],
+        [{ "task-id": newTaskId() }, "{}", /"task-type" is missing/],
+        [{ "task-id": newTaskId(), "task-type": "nope" }, "{}", /no handler is registered for task type "nope"/],
+        [{ "task-id": newTaskId(), "task-type": "echo" }, JSON.stringify({ n: "one" }), /invalid payload for task type "echo" at n/],
+        [{ "task-id": newTaskId(), "task-type": "echo", priority: "high" }, JSON.stringify({ n: 1 }), /"priority" is not an integer/],
+        [{ "task-id": newTaskId(), "task-type": "echo", "run-at": "tomorrow" }, JSON.stringify({ n: 1 }), /"run-at" is not an ISO 8601/],
+        [{ "task-id": newTaskId(), command: "pause" }, null, /the only command is "cancel"/],
+        [{ "task-id": newTaskId(), "task-type": "echo" }, null, /tombstone/],
+        [{ "task-id": newTaskId(), "task-type": "echo" }, "x".repeat(1001), /more than the limit of 1000/]
+      ]
+      yield* send(producer, [
+        { headers: { "task-id": good[0]!, "task-type": "echo" }, value: JSON.stringify({ n: 0 }) },
+        ...poison.map(([headers, value]) => ({ headers, value })),
+        { headers: { "task-id": good[1]!, "task-type": "echo" }, value: JSON.stringify({ n: 1 }) }
+      ])
+      const committed = yield* untilCommitted(batches, poison.length + 2)
+      expect(committed.reduce((n, b) => n + b.deadLettered, 0)).toBe(poison.length)
+      expect(committed[committed.length - 1]!.nextOffset).toBe(String(poison.length + 2))
+      const settled = new Set<string>()
+      while (!good.every((id) => settled.has(id))) settled.add((yield* Queue.take(outcomes)).taskId)
+      const sql = yield* SqlClient
+      const letters = yield* sql<{ reason: string; kafka_offset: string }>`
+        select reason, kafka_offset::text from taskfiber.dead_letters
+         where topic = 'tasks' and kafka_offset between 1 and ${poison.length} order by created_at desc, kafka_offset limit ${poison.length}`
+      const byOffset = new Map(letters.map((l) => [Number(l.kafka_offset), l.reason]))
+      poison.forEach(([, , reason], i) => expect(byOffset.get(i + 1), String(reason)).toMatch(reason))
+    }).pipe(Effect.scoped))
+
+  it.effect("a broker restart mid-stream: consumption goes on from the committed offsets, every message a task once", () =>
+    Effect.gen(function*() {
+      const broker = yield* KafkaTestBroker.scoped()
+      broker.createTopic("tasks", 2)
+      const batches = yield* committedBatches
+      yield* Layer.build(KafkaIngress.layer(configFor(broker, "g-restart")))
+      const producer = yield* producerOf(broker)
+      const ids = Array.from({ length: 8 }, () => newTaskId())
+      yield* send(producer, ids.slice(0, 4).map((id, n) => ({ headers: { "task-id": id, "task-type": "echo" }, value: JSON.stringify({ n }), partition: n % 2 })))
+      yield* untilCommitted(batches, 4)
+      yield* Effect.promise(() => broker.restart())
+      yield* send(producer, ids.slice(4).map((id, n) => ({ headers: { "task-id": id, "task-type": "echo" }, value: JSON.stringify({ n }), partition: n % 2 })))
+      const after = yield* untilCommitted(batches, 4)
+      // Nothing before the committed offsets came again (a batch whose commit was
+      // cut by the restart may come again, and finds its tasks).
+      expect(after.every((b) => BigInt(b.nextOffset) > 2n)).toBe(true)
+      const sql = yield* SqlClient
+      const rows = yield* sql<{ n: number }>`select count(*)::int as n from taskfiber.tasks where id = any(${ids}::uuid[])`
+      expect(rows[0]!.n).toBe(8)
+    }).pipe(Effect.scoped))
+
+  it.effect("two instances in one group split the partitions; one dies, the other takes its partitions, nothing is lost", () =>
+    Effect.gen(function*() {
+      const broker = yield* KafkaTestBroker.scoped()
+      broker.createTopic("tasks", 4)
+      const batches = yield* committedBatches
+      yield* Layer.build(KafkaIngress.layer(configFor(broker, "g-two", "instance-a")))
+      yield* Layer.build(KafkaIngress.layer(configFor(broker, "g-two", "instance-b")))
+      const producer = yield* producerOf(broker)
+      const ids = Array.from({ length: 16 }, () => newTaskId())
+      const sendTo = (slice: ReadonlyArray<string>) =>
+        send(producer, slice.map((id, n) => ({ headers: { "task-id": id, "task-type": "echo" }, value: JSON.stringify({ n }), partition: n % 4 })))
+      yield* sendTo(ids.slice(0, 8))
+      const before = yield* untilCommitted(batches, 8)
+      expect(new Set(before.map((b) => b.partition))).toEqual(new Set([0, 1, 2, 3]))
+      // Both members hold partitions.
+      const group = broker.state.groups.get("g-two")!
+      expect(group.membership).toHaveLength(2)
+      expect(group.membership.every((m) => m.assignmentBytes > 0)).toBe(true)
+      // Instance a dies: no more heartbeats, no LeaveGroup.
+      // (Thawed before the scope closes, so that its consumer can leave.)
+      yield* Effect.acquireRelease(Effect.sync(() => broker.freezeClient("instance-a")), (thaw) => Effect.sync(thaw))
+      yield* sendTo(ids.slice(8))
+      const after = yield* untilCommitted(batches, 8)
+      // Instance b committed all four partitions; what a wrote before it died (its
+      // commit never landed) b found written.
+      expect(new Set(after.map((b) => b.partition))).toEqual(new Set([0, 1, 2, 3]))
+      expect(after.reduce((n, b) => n + b.created + b.existing, 0)).toBe(8)
+      const sql = yield* SqlClient
+      const rows = yield* sql<{ n: number }>`select count(*)::int as n from taskfiber.tasks where id = any(${ids}::uuid[])`
+      expect(rows[0]!.n).toBe(16)
     }).pipe(Effect.scoped))
 })
 

@@ -233,6 +233,15 @@ export class KafkaTestBroker {
   }
 
   /**
+   * Fault injection: the next `count` OffsetCommits of `groupId` are refused with
+   * UNKNOWN_MEMBER_ID, as when a consumer's session ended between writing a batch
+   * and committing its offset; nothing of them is stored. Resolves once they were.
+   */
+  refuseOffsetCommits(groupId: string, count = 1): Promise<void> {
+    return new Promise((resolve) => this.state.refusedCommits.set(groupId, { left: count, done: resolve }))
+  }
+
+  /**
    * Fault injection: the client with this `clientId` looks dead — its requests are
    * read and never answered, so its heartbeats stop and its session runs out.
    * The returned function thaws it: its sockets are destroyed (so its stuck

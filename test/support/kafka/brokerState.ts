@@ -19,6 +19,8 @@ export class BrokerState {
   /** group id → "topic\u0000partition" → committed offset. */
   readonly offsets = new Map<string, Map<string, CommittedOffset>>()
   readonly groups = new Map<string, Group>()
+  /** Fault injection: group id → how many of its next OffsetCommits to refuse, and who waits for them. */
+  readonly refusedCommits = new Map<string, { left: number; readonly done: () => void }>()
   readonly autoCreateTopics: boolean
   readonly defaultPartitions: number
   readonly host: string

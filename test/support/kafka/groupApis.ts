@@ -74,7 +74,14 @@ export const offsetCommit: Handler = (body, { state }) => {
   }))
   // A commit from a member that is out of the current generation must not land:
   // that is what makes a rebalance hand partitions over without double commits.
-  const groupError = state.group(groupId).checkCommit(generationId, memberId)
+  let groupError = state.group(groupId).checkCommit(generationId, memberId)
+  // A commit refused on purpose (fault injection): as when the member's session
+  // ended between its write and its commit.
+  const refuse = state.refusedCommits.get(groupId)
+  if (refuse !== undefined && refuse.left > 0 && groupError === ErrorCode.NONE) {
+    if (--refuse.left === 0) refuse.done()
+    groupError = ErrorCode.UNKNOWN_MEMBER_ID
+  }
   const committed = state.committedOffsets(groupId)
   return new Writer().array(topics, (w, { topic, partitions }) =>
     w.string(topic).array(partitions, (pw, { partition, offset, metadata }) => {

@@ -78,6 +78,11 @@ export class Group {
     this.groupId = groupId
   }
 
+  /** The members now, each with the size of its assignment in bytes (0: none yet). */
+  get membership(): ReadonlyArray<{ readonly memberId: string; readonly assignmentBytes: number }> {
+    return [...this.members.values()].map((m) => ({ memberId: m.id, assignmentBytes: m.assignment.length }))
+  }
+
   join(request: JoinRequest): Promise<JoinResult> {
     const known = request.memberId === "" ? undefined : this.members.get(request.memberId)
     if (request.memberId !== "" && known === undefined) {
