@@ -6,7 +6,7 @@
  * no worker serves it for this job. Inside a caller's transaction
  * (`Transaction.transaction`), the task exists iff that commits.
  */
-import { Effect, Schema } from "effect"
+import { Cause, Effect, Exit, Option, Schema } from "effect"
 import { PayloadInvalid, QueueNotAllowed, UnknownTaskType } from "../domain/Errors.ts"
 import type { EnqueueRequest } from "../domain/Task.ts"
 import { TaskStore, type EnqueueResult } from "../store/TaskStore.ts"
@@ -40,11 +40,15 @@ const request = (job: Job<string, any>, payload: unknown, queue: string, o: Enqu
   }
 }
 
+/** A queue that is not one of the job's, refused. */
+const queueRefused = (job: Job<string, any>, o: EnqueueOptions): QueueNotAllowed | undefined =>
+  o.queue === undefined || job.queues.includes(o.queue) ? undefined : new QueueNotAllowed({ taskType: job.name, queue: o.queue, allowed: job.queues })
+
 /** The queue of the task: the job's, or one of its other queues. */
-const queueOf = (job: Job<string, any>, o: EnqueueOptions) =>
-  o.queue === undefined || job.queues.includes(o.queue)
-    ? Effect.succeed(o.queue ?? job.queue)
-    : Effect.fail(new QueueNotAllowed({ taskType: job.name, queue: o.queue, allowed: job.queues }))
+const queueOf = (job: Job<string, any>, o: EnqueueOptions) => {
+  const refused = queueRefused(job, o)
+  return refused === undefined ? Effect.succeed(o.queue ?? job.queue) : Effect.fail(refused)
+}
 
 const encodePayload = <P>(job: Job<string, P>, payload: unknown, decodeFirst: boolean) =>
   Effect.gen(function*() {
@@ -75,25 +79,57 @@ export const enqueueMany = <P>(job: Job<string, P>, payloads: Iterable<P>, optio
     return yield* store.enqueueMany(requests)
   }).pipe(Effect.withSpan("Tasks.enqueueMany", { attributes: { "taskfiber.type": job.name } }))
 
+/** A payload's decoder and encoder of one job, made once (a parser per call was a third of the Kafka ingress's CPU). */
+const codecs = new WeakMap<Job<string, any>, { readonly decode: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>; readonly encode: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError> }>()
+const codecOf = (job: Job<string, any>) => {
+  let codec = codecs.get(job)
+  if (codec === undefined) {
+    codec = { decode: Schema.decodeUnknownExit(job.payload as Schema.Codec<unknown, unknown>), encode: Schema.encodeUnknownExit(job.payload as Schema.Codec<unknown, unknown>) }
+    codecs.set(job, codec)
+  }
+  return codec
+}
+
 /**
  * The checked request for a task of type `type` with an untrusted payload (decoded
- * by the job's schema), written by nobody yet: what {@link enqueueByName} writes,
- * and what a caller batching requests of several types into one statement (the
- * Kafka ingress) hands to `TaskStore.enqueueMany`.
+ * by the job's schema), written by nobody yet — synchronously, with no fiber: what
+ * {@link enqueueByName} writes, and what a caller batching requests of several
+ * types into one statement (the Kafka ingress, per message) hands to
+ * `TaskStore.enqueueMany`.
  */
+export const checkByName = (
+  registry: JobRegistry["Service"],
+  type: string,
+  payload: unknown,
+  options: EnqueueOptions = {}
+): Exit.Exit<EnqueueRequest.Encoded, UnknownTaskType | QueueNotAllowed | PayloadInvalid> => {
+  const job = registry.get(type)
+  if (job === undefined) return Exit.fail(new UnknownTaskType({ taskType: type }))
+  const refused = queueRefused(job, options)
+  if (refused !== undefined) return Exit.fail(refused)
+  const codec = codecOf(job)
+  const decoded = codec.decode(payload)
+  if (Exit.isFailure(decoded)) return Exit.fail(payloadError(job, decoded.cause))
+  const encoded = codec.encode(decoded.value)
+  if (Exit.isFailure(encoded)) return Exit.fail(payloadError(job, encoded.cause))
+  return Exit.succeed(request(job, encoded.value, options.queue ?? job.queue, options))
+}
+
+const payloadError = (job: Job<string, any>, cause: Cause.Cause<Schema.SchemaError>) => {
+  const error = Cause.findErrorOption(cause)
+  return Option.isSome(error)
+    ? PayloadInvalid.fromSchemaError(job.name, error.value)
+    : new PayloadInvalid({ taskType: job.name, path: "", message: "the payload could not be checked" })
+}
+
+/** {@link checkByName} as an effect. */
 export const requestByName = (
   registry: JobRegistry["Service"],
   type: string,
   payload: unknown,
   options: EnqueueOptions = {}
 ): Effect.Effect<EnqueueRequest.Encoded, UnknownTaskType | QueueNotAllowed | PayloadInvalid> =>
-  Effect.gen(function*() {
-    const job = registry.get(type)
-    if (job === undefined) return yield* new UnknownTaskType({ taskType: type })
-    const queue = yield* queueOf(job, options)
-    const encoded = yield* encodePayload(job, payload, true)
-    return request(job, encoded, queue, options)
-  })
+  Effect.suspend(() => checkByName(registry, type, payload, options))
 
 /** Enqueues by job name with an untrusted payload (decoded by the job's schema). */
 export const enqueueByName = (

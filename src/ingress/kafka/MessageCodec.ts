@@ -15,12 +15,12 @@
  *   command      optional: `cancel` cancels the task `task-id` instead
  *   value        the JSON payload, decoded by the job's Schema
  */
-import { Effect, Exit } from "effect"
+import { Cause, Exit } from "effect"
 import type { EnqueueRequest } from "../../domain/Task.ts"
 import { PRIORITY_MAX, PRIORITY_MIN } from "../../domain/Priority.ts"
 import * as TraceContext from "../../domain/TraceContext.ts"
 import type { JobRegistry } from "../../runtime/JobRegistry.ts"
-import { requestByName } from "../../runtime/Tasks.ts"
+import { checkByName } from "../../runtime/Tasks.ts"
 
 /** A message as the consumer hands it over (kafkajs's shape, narrowed). */
 export interface KafkaMessage {
@@ -148,7 +148,7 @@ const readValue = (value: Buffer | null, limits: Limits): { readonly ok: true; r
 
 /**
  * What `message` asks for, its payload checked against its job's schema by the
- * same path as every other enqueue (`Tasks.requestByName`).
+ * same path as every other enqueue (`Tasks.checkByName`).
  */
 export const decode = (registry: JobRegistry["Service"], message: KafkaMessage, limits: Limits): Decoded => {
   const headers = readHeaders(headerText(message.headers))
@@ -156,8 +156,8 @@ export const decode = (registry: JobRegistry["Service"], message: KafkaMessage, 
   const invalid = (reason: string): Decoded => ({ _tag: "Invalid", reason, taskId: headers.taskId, type: headers.type })
   const value = readValue(message.value, limits)
   if (!value.ok) return invalid(value.reason)
-  const checked = Effect.runSyncExit(requestByName(registry, headers.type, value.json, headers.options))
+  const checked = checkByName(registry, headers.type, value.json, headers.options)
   if (Exit.isSuccess(checked)) return { _tag: "Enqueue", request: checked.value }
-  const failure = checked.cause.reasons.find((r) => r._tag === "Fail")
-  return invalid(failure !== undefined && failure._tag === "Fail" ? (failure.error as { message: string }).message : "the payload could not be checked")
+  const failure = Cause.findErrorOption(checked.cause)
+  return invalid(failure._tag === "Some" ? failure.value.message : "the payload could not be checked")
 }
