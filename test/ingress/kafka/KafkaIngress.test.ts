@@ -304,7 +304,7 @@ it.layer(Runtime.layer([Echo, Park]), { timeout: 120_000, excludeTestServices: t
 // The database behind a proxy the test cuts: the batch fails, is retried, its
 // partition paused and sought back; restored, the partition resumes and every
 // message becomes its task, once.
-it.live("a database outage pauses the partition and loses nothing: after it, every message is a task, once", () =>
+it.live("a database outage pauses the partitions and loses nothing: after it, both resume and every message is a task, once", () =>
   Effect.gen(function*() {
     const name = yield* TestDatabase.scopedDatabase
     const server = new URL(TestDatabase.serverUrl())
@@ -314,34 +314,40 @@ it.live("a database outage pauses the partition and loses nothing: after it, eve
     url.port = String(proxy.port)
     yield* Effect.gen(function*() {
       const broker = yield* KafkaTestBroker.scoped()
-      broker.createTopic("tasks", 1)
+      broker.createTopic("tasks", 2)
       const events = yield* RuntimeEvents
       const seen = yield* Queue.unbounded<RuntimeEvent>()
       yield* events.subscribe(["IngressPaused", "IngressResumed", "IngressBatchCommitted"], (e) => Queue.offerUnsafe(seen, e))
-      const next = (tag: RuntimeEvent["_tag"]) =>
+      const take = (tag: RuntimeEvent["_tag"], n: number) =>
         Effect.gen(function*() {
-          let e = yield* Queue.take(seen)
-          while (e._tag !== tag) e = yield* Queue.take(seen)
-          return e
+          const got: Array<RuntimeEvent> = []
+          while (got.length < n) {
+            const e = yield* Queue.take(seen)
+            if (e._tag === tag) got.push(e)
+          }
+          return got
         }).pipe(Effect.timeout(Duration.seconds(30)))
       yield* Layer.build(KafkaIngress.layer(configFor(broker, "g-outage"), { retryFor: Duration.millis(500) }))
       const producer = yield* producerOf(broker)
-      // One message through, so that the group is joined and consuming.
-      const ids = [newTaskId(), newTaskId(), newTaskId(), newTaskId()]
-      yield* send(producer, [{ headers: { "task-id": ids[0]!, "task-type": "echo" }, value: JSON.stringify({ n: 0 }) }])
-      yield* next("IngressBatchCommitted")
+      const ids = Array.from({ length: 8 }, () => newTaskId())
+      const message = (id: string, n: number) => ({ headers: { "task-id": id, "task-type": "echo" }, value: JSON.stringify({ n }), partition: n % 2 })
+      // One message into each partition, so that the group is joined and consuming both.
+      yield* send(producer, ids.slice(0, 2).map(message))
+      yield* take("IngressBatchCommitted", 2)
 
       yield* proxy.cut
-      yield* send(producer, ids.slice(1).map((id, i) => ({ headers: { "task-id": id, "task-type": "echo" }, value: JSON.stringify({ n: i + 1 }) })))
-      const paused = yield* next("IngressPaused")
-      expect(paused).toMatchObject({ topic: "tasks", partition: 0, offset: "1" })
+      yield* send(producer, ids.slice(2).map((id, i) => message(id, i)))
+      const paused = yield* take("IngressPaused", 2)
+      expect(new Set(paused.map((p) => p._tag === "IngressPaused" && `${p.partition}@${p.offset}`))).toEqual(new Set(["0@1", "1@1"]))
       yield* proxy.restore
-      yield* next("IngressResumed")
-      const committed = yield* next("IngressBatchCommitted")
-      expect(committed).toMatchObject({ nextOffset: "4", created: 3 })
+      // Both partitions resume, and every message waiting in them is written, once.
+      yield* take("IngressResumed", 2)
+      const committed = yield* take("IngressBatchCommitted", 2)
+      expect(committed.map((c) => c._tag === "IngressBatchCommitted" && c.nextOffset)).toEqual(["4", "4"])
+      expect(committed.reduce((n, c) => n + (c._tag === "IngressBatchCommitted" ? c.created : 0), 0)).toBe(6)
       const sql = yield* SqlClient
       const rows = yield* sql<{ n: number }>`select count(*)::int as n from taskfiber.tasks where id = any(${ids}::uuid[])`
-      expect(rows[0]!.n).toBe(4)
+      expect(rows[0]!.n).toBe(8)
     }).pipe(
       Effect.scoped,
       Effect.provide(Taskfiber.services([Echo]).pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url.toString()), { poolMax: 5, poolMin: 0 }))))
