@@ -16,7 +16,6 @@ import * as Database from "../../src/store/Database.ts"
 import { DatabaseError } from "../../src/store/DatabaseError.ts"
 import * as Taskfiber from "../../src/Taskfiber.ts"
 import * as Runtime from "../support/Runtime.ts"
-import * as TcpProxy from "../support/TcpProxy.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
 
 interface Line {
@@ -157,12 +156,7 @@ it.live("a database outage: one line per duty when it begins and one when it end
       lines.slice(from).flatMap((l) => pattern.exec(l.message)?.[1] ?? [])
 
     // The database of this test, reached through a proxy the test controls.
-    const name = yield* TestDatabase.scopedDatabase
-    const server = new URL(TestDatabase.serverUrl())
-    const proxy = yield* TcpProxy.make({ host: server.hostname, port: Number(server.port || 5432) })
-    const url = new URL(TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name))
-    url.hostname = "127.0.0.1"
-    url.port = String(proxy.port)
+    const { proxy, url } = yield* TestDatabase.scopedDatabaseBehindProxy
 
     yield* Effect.gen(function*() {
       const running = yield* Deferred.make<void>()
@@ -231,7 +225,7 @@ it.live("a database outage: one line per duty when it begins and one when it end
     }).pipe(
       // The supervisor stops before the database layer under it closes.
       Effect.scoped,
-      Effect.provide(Taskfiber.runtimeServices().pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url.toString()), { poolMax: 10, poolMin: 2 })))),
+      Effect.provide(Taskfiber.runtimeServices().pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url), { poolMax: 10, poolMin: 2 })))),
       Effect.provide(layer)
     )
   }).pipe(Effect.scoped, Effect.provideService(References.MinimumLogLevel, "Debug")), 60_000)

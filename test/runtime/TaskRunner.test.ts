@@ -9,19 +9,8 @@ import { Effect, Exit, Logger, Option, References, Schema, Scope, Tracer } from 
 import * as Job from "../../src/runtime/Job.ts"
 import * as Tasks from "../../src/runtime/Tasks.ts"
 import { TaskStore } from "../../src/store/TaskStore.ts"
+import { recordingTracer } from "../support/recordingTracer.ts"
 import * as Runtime from "../support/Runtime.ts"
-
-/** A tracing backend that keeps the spans it ended, as an exporter would receive them. */
-const recordingTracer = () => {
-  const ended: Array<Tracer.Span> = []
-  class RecordedSpan extends Tracer.NativeSpan {
-    override end(endTime: bigint, exit: Exit.Exit<unknown, unknown>): void {
-      super.end(endTime, exit)
-      ended.push(this)
-    }
-  }
-  return { ended, tracer: Tracer.make({ span: (options) => new RecordedSpan(options) }) }
-}
 
 const Traced = Job.define({
   name: "span-traced",

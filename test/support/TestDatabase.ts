@@ -9,6 +9,7 @@ import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "effect/sql/SqlClient"
 import { inject } from "vitest"
 import * as Database from "../../src/store/Database.ts"
+import * as TcpProxy from "./TcpProxy.ts"
 import "./globalSetup.ts"
 
 /** The server every test database lives on. */
@@ -48,3 +49,14 @@ export const layer = (options: Database.ClientOptions = {}) =>
       Database.layerUrl(Redacted.make(urlForDatabase(serverUrl(), name)), { poolMax: 20, poolMin: 2, ...options })
     )
   )
+
+/** A database of its own reached through a TCP proxy the test can cut and restore (an outage on demand): its URL and the proxy. */
+export const scopedDatabaseBehindProxy = Effect.gen(function*() {
+  const name = yield* scopedDatabase
+  const server = new URL(serverUrl())
+  const proxy = yield* TcpProxy.make({ host: server.hostname, port: Number(server.port || 5432) })
+  const url = new URL(urlForDatabase(serverUrl(), name))
+  url.hostname = "127.0.0.1"
+  url.port = String(proxy.port)
+  return { proxy, url: url.toString() }
+})

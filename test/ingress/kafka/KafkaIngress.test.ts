@@ -20,7 +20,6 @@ import { TaskStore } from "../../../src/store/TaskStore.ts"
 import { newTaskId } from "../../../src/store/TaskId.ts"
 import { KafkaTestBroker } from "../../support/kafka/KafkaTestBroker.ts"
 import * as Runtime from "../../support/Runtime.ts"
-import * as TcpProxy from "../../support/TcpProxy.ts"
 import * as TestDatabase from "../../support/TestDatabase.ts"
 import * as Database from "../../../src/store/Database.ts"
 import * as Taskfiber from "../../../src/Taskfiber.ts"
@@ -306,12 +305,8 @@ it.layer(Runtime.layer([Echo, Park]), { timeout: 120_000, excludeTestServices: t
 // message becomes its task, once.
 it.live("a database outage pauses the partitions and loses nothing: after it, both resume and every message is a task, once", () =>
   Effect.gen(function*() {
-    const name = yield* TestDatabase.scopedDatabase
-    const server = new URL(TestDatabase.serverUrl())
-    const proxy = yield* TcpProxy.make({ host: server.hostname, port: Number(server.port || 5432) })
-    const url = new URL(TestDatabase.urlForDatabase(TestDatabase.serverUrl(), name))
-    url.hostname = "127.0.0.1"
-    url.port = String(proxy.port)
+    // The database of this test, reached through a proxy the test controls.
+    const { proxy, url } = yield* TestDatabase.scopedDatabaseBehindProxy
     yield* Effect.gen(function*() {
       const broker = yield* KafkaTestBroker.scoped()
       broker.createTopic("tasks", 2)
@@ -350,6 +345,6 @@ it.live("a database outage pauses the partitions and loses nothing: after it, bo
       expect(rows[0]!.n).toBe(8)
     }).pipe(
       Effect.scoped,
-      Effect.provide(Taskfiber.services([Echo]).pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url.toString()), { poolMax: 5, poolMin: 0 }))))
+      Effect.provide(Taskfiber.services([Echo]).pipe(Layer.provideMerge(Database.layerUrl(Redacted.make(url), { poolMax: 5, poolMin: 0 }))))
     )
   }).pipe(Effect.scoped), 90_000)

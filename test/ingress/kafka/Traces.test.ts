@@ -4,24 +4,14 @@
  * handler's own spans; the status events carry the trace onwards.
  */
 import { expect, it } from "@effect/vitest"
-import { Effect, Exit, Option, Queue, Schema, Scope, Tracer } from "effect"
+import { Effect, Exit, Option, Queue, Schema, Scope } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as IngestBatch from "../../../src/ingress/kafka/IngestBatch.ts"
 import * as Job from "../../../src/runtime/Job.ts"
 import * as JobRegistry from "../../../src/runtime/JobRegistry.ts"
 import { newTaskId } from "../../../src/store/TaskId.ts"
+import { recordingTracer } from "../../support/recordingTracer.ts"
 import * as Runtime from "../../support/Runtime.ts"
-
-const recordingTracer = () => {
-  const ended: Array<Tracer.Span> = []
-  class RecordedSpan extends Tracer.NativeSpan {
-    override end(endTime: bigint, exit: Exit.Exit<unknown, unknown>): void {
-      super.end(endTime, exit)
-      ended.push(this)
-    }
-  }
-  return { ended, tracer: Tracer.make({ span: (options) => new RecordedSpan(options) }) }
-}
 
 const Traced = Job.define({
   name: "traced",
