@@ -202,7 +202,7 @@ const ingressConfig = (broker: Broker, groupId: string): KafkaConfig => ({
   statusTopic: Option.none(),
   partitionsConcurrently,
   maxMessageBytes: 1024 * 1024,
-  sessionTimeoutMs: 30_000,
+  memberTimeoutMs: 30_000,
   ssl: false,
   sasl: Option.none()
 })

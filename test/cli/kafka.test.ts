@@ -22,7 +22,7 @@ describe("taskfiber start with Kafka", () => {
     broker = await KafkaTestBroker.start()
     broker.createTopic("tasks", 2)
     broker.createTopic("task-status", 1)
-    const kafkaEnv = { ...env, KAFKA_BROKERS: broker.brokers.join(","), KAFKA_GROUP_ID: "cli-test", KAFKA_SESSION_TIMEOUT: "6000" }
+    const kafkaEnv = { ...env, KAFKA_BROKERS: broker.brokers.join(","), KAFKA_GROUP_ID: "cli-test", KAFKA_MEMBER_TIMEOUT: "6000" }
     const start = spawnCli(["start"], kafkaEnv)
     await start.waitForLog("kafka ingress consuming", {}, 30_000)
 

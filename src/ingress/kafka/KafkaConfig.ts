@@ -27,8 +27,8 @@ export interface KafkaConfig {
   readonly partitionsConcurrently: number
   /** `KAFKA_MAX_MESSAGE_BYTES`: the largest value taken as a payload, default 1 MiB; larger ones are dead-lettered. */
   readonly maxMessageBytes: number
-  /** `KAFKA_SESSION_TIMEOUT`: the group's session timeout in ms, default 30000. */
-  readonly sessionTimeoutMs: number
+  /** `KAFKA_MEMBER_TIMEOUT`: ms a consumer may go without a heartbeat before the group gives its partitions to the others (Kafka's session timeout), default 30000. */
+  readonly memberTimeoutMs: number
   /** `KAFKA_SSL=true`: TLS to the brokers. */
   readonly ssl: boolean
   /** `KAFKA_SASL_MECHANISM`, `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD`. */
@@ -77,7 +77,7 @@ export const config: Config.Config<Option.Option<KafkaConfig>> = Config.all({
   ),
   partitionsConcurrently: intBetween("KAFKA_PARTITIONS_CONCURRENTLY", 1, 1000, 3),
   maxMessageBytes: intBetween("KAFKA_MAX_MESSAGE_BYTES", 1, 100 * 1024 * 1024, 1024 * 1024),
-  sessionTimeoutMs: intBetween("KAFKA_SESSION_TIMEOUT", 6000, 300_000, 30_000),
+  memberTimeoutMs: intBetween("KAFKA_MEMBER_TIMEOUT", 6000, 300_000, 30_000),
   ssl: Config.Boolean("KAFKA_SSL").pipe(Config.withDefault(false)),
   sasl
 }).pipe(Config.map((c) => (c.brokers.length === 0 ? Option.none() : Option.some(c))))

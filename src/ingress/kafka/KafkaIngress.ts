@@ -155,8 +155,8 @@ export const layer = (config: KafkaConfig, options: IngressOptions = {}): Layer.
     const run = Effect.runPromiseWith(context)
     const consumer = client(config).consumer({
       groupId: config.groupId,
-      sessionTimeout: config.sessionTimeoutMs,
-      heartbeatInterval: Math.max(500, Math.floor(config.sessionTimeoutMs / 10)),
+      sessionTimeout: config.memberTimeoutMs,
+      heartbeatInterval: Math.max(500, Math.floor(config.memberTimeoutMs / 10)),
       // As kafkajs and Kafka's own default: a topic named in KAFKA_TOPICS that does
       // not exist yet is made (where the brokers allow it; else the start says so).
       allowAutoTopicCreation: true

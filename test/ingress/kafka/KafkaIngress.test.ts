@@ -39,7 +39,7 @@ const configFor = (broker: KafkaTestBroker, groupId: string, clientId = "taskfib
   statusTopic: Option.none(),
   partitionsConcurrently: 2,
   maxMessageBytes: 1000,
-  sessionTimeoutMs: 6000,
+  memberTimeoutMs: 6000,
   ssl: false,
   sasl: Option.none()
 })
