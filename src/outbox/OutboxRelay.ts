@@ -68,7 +68,11 @@ export const round = (producer: Producer) =>
       const rows = yield* sql<OutboxRow>`select id::text, topic, key, payload, headers from taskfiber.outbox_take(${batchSize})`
       if (rows.length === 0) return 0
       const byTopic = new Map<string, Array<OutboxRow>>()
-      for (const row of rows) byTopic.set(row.topic, [...(byTopic.get(row.topic) ?? []), row])
+      for (const row of rows) {
+        const list = byTopic.get(row.topic)
+        if (list === undefined) byTopic.set(row.topic, [row])
+        else list.push(row)
+      }
       yield* Effect.tryPromise({
         try: () => producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, rs]) => ({ topic, messages: rs.map(messageOf) })) }),
         catch: (cause) => new OutboxPublishFailed({ cause })

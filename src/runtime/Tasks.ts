@@ -50,17 +50,37 @@ const queueOf = (job: Job<string, any>, o: EnqueueOptions) => {
   return refused === undefined ? Effect.succeed(o.queue ?? job.queue) : Effect.fail(refused)
 }
 
-const encodePayload = <P>(job: Job<string, P>, payload: unknown, decodeFirst: boolean) =>
-  Effect.gen(function*() {
-    const decoded = decodeFirst ? yield* Schema.decodeUnknownEffect(job.payload)(payload) : (payload as P)
-    return yield* Schema.encodeUnknownEffect(job.payload)(decoded)
-  }).pipe(Effect.mapError((error) => PayloadInvalid.fromSchemaError(job.name, error)))
+/** A payload's decoder and encoder of one job, made once (a parser per call was a third of the Kafka ingress's CPU). */
+const codecs = new WeakMap<Job<string, any>, { readonly decode: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>; readonly encode: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError> }>()
+const codecOf = (job: Job<string, any>) => {
+  let codec = codecs.get(job)
+  if (codec === undefined) {
+    codec = { decode: Schema.decodeUnknownExit(job.payload as Schema.Codec<unknown, unknown>), encode: Schema.encodeUnknownExit(job.payload as Schema.Codec<unknown, unknown>) }
+    codecs.set(job, codec)
+  }
+  return codec
+}
+
+/** A schema's failure as the payload error naming its field. */
+const payloadError = (job: Job<string, any>, cause: Cause.Cause<Schema.SchemaError>) => {
+  const error = Cause.findErrorOption(cause)
+  return Option.isSome(error)
+    ? PayloadInvalid.fromSchemaError(job.name, error.value)
+    : new PayloadInvalid({ taskType: job.name, path: "", message: "the payload could not be checked" })
+}
+
+/** A typed payload encoded by its job's schema (the encoder made once per job). */
+const encodePayload = (job: Job<string, any>, payload: unknown): Effect.Effect<unknown, PayloadInvalid> =>
+  Effect.suspend(() => {
+    const encoded = codecOf(job).encode(payload)
+    return Exit.isSuccess(encoded) ? Effect.succeed(encoded.value) : Effect.fail(payloadError(job, encoded.cause))
+  })
 
 /** Enqueues a task of `job` with a typed payload. */
 export const enqueue = <P>(job: Job<string, P>, payload: P, options: EnqueueOptions = {}) =>
   Effect.gen(function*() {
     const queue = yield* queueOf(job, options)
-    const encoded = yield* encodePayload(job, payload, false)
+    const encoded = yield* encodePayload(job, payload)
     const store = yield* TaskStore
     return yield* store.enqueue(request(job, encoded, queue, options))
   }).pipe(Effect.withSpan("Tasks.enqueue", { attributes: { "taskfiber.type": job.name } }))
@@ -74,21 +94,10 @@ export const enqueueMany = <P>(job: Job<string, P>, payloads: Iterable<P>, optio
   Effect.gen(function*() {
     const queue = yield* queueOf(job, options)
     const requests: Array<EnqueueRequest.Encoded> = []
-    for (const payload of payloads) requests.push(request(job, yield* encodePayload(job, payload, false), queue, options))
+    for (const payload of payloads) requests.push(request(job, yield* encodePayload(job, payload), queue, options))
     const store = yield* TaskStore
     return yield* store.enqueueMany(requests)
   }).pipe(Effect.withSpan("Tasks.enqueueMany", { attributes: { "taskfiber.type": job.name } }))
-
-/** A payload's decoder and encoder of one job, made once (a parser per call was a third of the Kafka ingress's CPU). */
-const codecs = new WeakMap<Job<string, any>, { readonly decode: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError>; readonly encode: (u: unknown) => Exit.Exit<unknown, Schema.SchemaError> }>()
-const codecOf = (job: Job<string, any>) => {
-  let codec = codecs.get(job)
-  if (codec === undefined) {
-    codec = { decode: Schema.decodeUnknownExit(job.payload as Schema.Codec<unknown, unknown>), encode: Schema.encodeUnknownExit(job.payload as Schema.Codec<unknown, unknown>) }
-    codecs.set(job, codec)
-  }
-  return codec
-}
 
 /**
  * The checked request for a task of type `type` with an untrusted payload (decoded
@@ -115,12 +124,6 @@ export const checkByName = (
   return Exit.succeed(request(job, encoded.value, options.queue ?? job.queue, options))
 }
 
-const payloadError = (job: Job<string, any>, cause: Cause.Cause<Schema.SchemaError>) => {
-  const error = Cause.findErrorOption(cause)
-  return Option.isSome(error)
-    ? PayloadInvalid.fromSchemaError(job.name, error.value)
-    : new PayloadInvalid({ taskType: job.name, path: "", message: "the payload could not be checked" })
-}
 
 /** {@link checkByName} as an effect. */
 export const requestByName = (
