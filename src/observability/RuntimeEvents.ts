@@ -11,7 +11,7 @@
 import { Context, Effect, Layer, Scope } from "effect"
 import type { LastError } from "../domain/Classification.ts"
 import type { Outcome } from "../domain/Outcome.ts"
-import type { ClaimedTask } from "../domain/Task.ts"
+import type { ClaimedTask, Task } from "../domain/Task.ts"
 import type { TaskStatus } from "../domain/TaskStatus.ts"
 
 
@@ -26,8 +26,25 @@ export interface ReapedTask {
   readonly lastError: LastError | null
 }
 
-/** Everything the runtime reports, tagged. */
+/** A task an enqueue statement returned: written now (`created`), or found by its id or dedupe key. */
+export interface EnqueuedTask {
+  readonly type: string
+  readonly queue: string
+  readonly created: boolean
+}
+
+/**
+ * Everything the runtime reports, tagged. Succeeded, retrying, failed (the
+ * dead-letter state of a task) and cancelled runs are `Settled` with that outcome.
+ */
 export type RuntimeEvent =
+  /**
+   * An enqueue statement returned (every enqueue path passes through the task
+   * store: typed, by name, bulk, Kafka ingress): one entry per task, in order. Told
+   * when the statement returns, so a caller's transaction that then rolls back was
+   * still counted.
+   */
+  | { readonly _tag: "Enqueued"; readonly tasks: ReadonlyArray<EnqueuedTask> }
   /** A claim took `tasks` for this worker (started at once, or held in the local queue). */
   | { readonly _tag: "Claimed"; readonly workerId: string; readonly tasks: ReadonlyArray<ClaimedTask> }
   /** A task's handler is starting (its payload decoded, its start recorded). */
@@ -40,7 +57,16 @@ export type RuntimeEvent =
    * payload fail it first). A buffered task dropped (cancelled) or handed back at
    * shutdown (Released) has none.
    */
-  | { readonly _tag: "Settled"; readonly workerId: string; readonly task: ClaimedTask; readonly outcome: Outcome }
+  | {
+    readonly _tag: "Settled"
+    readonly workerId: string
+    readonly task: ClaimedTask
+    readonly outcome: Outcome
+    /** Milliseconds from the handler's start to the outcome written; 0 when no handler ran. */
+    readonly runMs: number
+  }
+  /** A run's progress was written (the flusher's write, at most one per PROGRESS_INTERVAL). */
+  | { readonly _tag: "Progress"; readonly workerId: string; readonly taskId: string; readonly progress: Task["progress"] }
   /**
    * Tasks held here unstarted (prefetched) went back to the queue at shutdown,
    * attempt given back. A started run released at shutdown is `Settled` with the
@@ -63,7 +89,25 @@ export type RuntimeEvent =
     readonly existing: number
     readonly deadLettered: number
     readonly cancelled: number
+    /** Messages of the partition after this batch not yet consumed (its high watermark minus `nextOffset`), by this batch's fetch. */
+    readonly lag: number
   }
+  /** A Kafka message could not become a task: it is a dead letter now (written in its batch's transaction). */
+  | {
+    readonly _tag: "MessageDeadLettered"
+    readonly topic: string
+    readonly partition: number
+    readonly offset: string
+    readonly reason: string
+  }
+  /** The consumer joined its group: these partitions are this instance's now. */
+  | {
+    readonly _tag: "IngressJoined"
+    readonly groupId: string
+    readonly partitions: ReadonlyArray<{ readonly topic: string; readonly partition: number }>
+  }
+  /** The consumer lost the broker or its group (kafkajs restarts it): no partitions until it joins again. */
+  | { readonly _tag: "IngressDisconnected"; readonly reason: string }
   /**
    * A batch kept failing (the database unreachable): nothing of it committed, its
    * partition paused and sought back to `offset`, its first message.
@@ -78,7 +122,11 @@ export type RuntimeEvent =
 export type RuntimeEventTag = RuntimeEvent["_tag"]
 
 /** Every kind: the hub keeps one listener list per kind. */
-const allTags: ReadonlyArray<RuntimeEventTag> = ["Claimed", "Started", "Stopped", "Settled", "Released", "Reaped", "IngressBatchCommitted", "IngressPaused", "IngressResumed", "RelayPublished"]
+const allTags: ReadonlyArray<RuntimeEventTag> = [
+  "Enqueued", "Claimed", "Started", "Stopped", "Settled", "Progress", "Released", "Reaped",
+  "IngressBatchCommitted", "MessageDeadLettered", "IngressJoined", "IngressDisconnected", "IngressPaused", "IngressResumed",
+  "RelayPublished"
+]
 
 /** A subscriber: called synchronously for every event of the kinds it chose. */
 export type Listener = (event: RuntimeEvent) => void

@@ -28,6 +28,8 @@ export interface HeldTask extends RunControl {
    * shutdown waits for the task: a Deferred per task cost an allocation on every run.
    */
   settled: Deferred.Deferred<void> | undefined
+  /** `performance.now()` when its handler started; 0 until then (a run's duration, for its Settled event). */
+  startedAt: number
 }
 
 /** The slots: all jobs at once, and per-queue limits (QUEUE_CONCURRENCY). */
@@ -87,7 +89,7 @@ export class LocalQueue {
       this.superseded.add(previous)
       replaced = previous
     }
-    const entry: HeldTask = { task, phase: "buffered", stopReason: undefined, settled: undefined }
+    const entry: HeldTask = { task, phase: "buffered", stopReason: undefined, settled: undefined, startedAt: 0 }
     this.held.set(task.id, entry)
     this.#buffer.push(entry)
     return replaced

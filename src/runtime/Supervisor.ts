@@ -101,6 +101,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     let dispatcher!: Dispatcher.Dispatcher
     const hooks: TaskRunner.RunHooks<HeldTask> = {
       onHandlerStart: (entry) => {
+        entry.startedAt = performance.now()
         if (events.observed("Started")) emit({ _tag: "Started", workerId, task: entry.task })
       },
       onHandlerEnd: (entry) => {
@@ -111,7 +112,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
       onSettled: (entry, outcome) => {
         local.settled(entry)
         outcomes.record({ taskId: entry.task.id, outcome })
-        if (events.observed("Settled")) emit({ _tag: "Settled", workerId, task: entry.task, outcome })
+        if (events.observed("Settled")) emit({ _tag: "Settled", workerId, task: entry.task, outcome, runMs: entry.startedAt === 0 ? 0 : performance.now() - entry.startedAt })
         if (entry.settled !== undefined) Deferred.doneUnsafe(entry.settled, Exit.void)
         dispatcher.wake()
       }

@@ -14,7 +14,7 @@ const task: ClaimedTask = {
   id: "t1", queue: "q", type: "job", payload: {}, attempt: 2, maxAttempts: 3, checkpoint: null,
   removeOnComplete: false, revision: 4, startRecorded: true, recordStartFirst: false
 }
-const settled: RuntimeEvent = { _tag: "Settled", workerId: "w1", task, outcome: "succeeded" }
+const settled: RuntimeEvent = { _tag: "Settled", workerId: "w1", task, outcome: "succeeded", runMs: 1 }
 
 describe("RuntimeEvents", () => {
   it.effect("a listener hears the kinds it chose while its scope is open; a throwing one stops nobody", () =>

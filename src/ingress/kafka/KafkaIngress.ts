@@ -118,7 +118,9 @@ const handleBatch = (
       }
       const events = yield* RuntimeEvents
       if (events.observed("IngressBatchCommitted")) {
-        events.emit({ _tag: "IngressBatchCommitted", topic: batch.topic, partition: batch.partition, nextOffset, messages: messages.length, ...written.value })
+        events.emit({ _tag: "IngressBatchCommitted", topic: batch.topic, partition: batch.partition, nextOffset, messages: messages.length, ...written.value,
+          lag: Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(nextOffset)))
+        })
       }
       return
     }
