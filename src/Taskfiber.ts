@@ -50,8 +50,8 @@ export const runtimeServices = (config: Pick<Partial<RuntimeConfig.RuntimeConfig
     DeadLetters.layer,
     CancelBus.layerLocal,
     PgWakeups.layer,
-    EventLog.layer.pipe(Layer.provideMerge(RuntimeEvents.layer))
-  )
+    EventLog.layer
+  ).pipe(Layer.provideMerge(RuntimeEvents.layer))
 
 /** {@link runtimeServices} and the job registry of `jobs`. */
 export const services = (

@@ -49,8 +49,12 @@ export const make = (options: {
   readonly workerId: string
   readonly claim: Claim
   readonly active: Set<ProgressReporter>
+  /** Told each progress value written (the runtime's Progress event). */
+  readonly saved?: ((progress: unknown) => void) | undefined
 }): ProgressReporter => {
   let pending: Pending = {}
+  // The value behind pending.progress, for `saved`.
+  let progressValue: unknown
   let hasPending = false
   // Flusher and runner never write the same task at once (order of values): the
   // lock and the write exist from the first report on; before that there is
@@ -61,14 +65,15 @@ export const make = (options: {
     Effect.suspend(() => {
       if (!hasPending) return Effect.void
       const update = pending
+      const value = progressValue
       pending = {}
       hasPending = false
       return options.store.recordProgress(options.workerId, options.claim, update).pipe(
-        Effect.flatMap((held) =>
-          held
-            ? Effect.logDebug("progress saved", { taskId, checkpoint: "checkpoint" in update })
-            : Effect.logDebug("progress not saved: this run no longer holds the task", { taskId })
-        ),
+        Effect.flatMap((held) => {
+          if (!held) return Effect.logDebug("progress not saved: this run no longer holds the task", { taskId })
+          if (update.progress !== undefined && options.saved !== undefined) options.saved(value)
+          return Effect.logDebug("progress saved", { taskId, checkpoint: "checkpoint" in update })
+        }),
         Effect.catchCause((cause) => {
           const failure = Outages.classify(cause)
           if (failure._tag !== "Unreachable") return Effect.logWarning("progress not saved", { taskId }, cause)
@@ -83,6 +88,7 @@ export const make = (options: {
       const encoded = StoredJson.encode(value, key)
       if (!(encoded instanceof StoredJson.EncodedJson)) return Effect.fail(encoded)
       pending = { ...pending, [key]: encoded }
+      if (key === "progress") progressValue = value
       hasPending = true
       if (locked === undefined) {
         locked = Semaphore.makeUnsafe(1).withPermit(write())

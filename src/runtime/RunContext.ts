@@ -75,7 +75,10 @@ export class RunContext implements JobContext {
       store: this.#env.store,
       workerId: this.#env.workerId,
       claim: this.#task,
-      active: this.#env.reporters
+      active: this.#env.reporters,
+      saved: this.#env.events.observed("Progress")
+        ? (progress) => this.#env.events.emit({ _tag: "Progress", workerId: this.#env.workerId, taskId: this.taskId, progress: progress as never })
+        : undefined
     })
   }
   get progress() {

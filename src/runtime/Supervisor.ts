@@ -91,7 +91,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     const completer = yield* Completer.make({ store, workerId, maxBatch: Math.max(config.claimBatch, 1), scope })
     const env: TaskRunner.RunnerEnv = {
       store, registry, config, workerId, reporters, completer, context,
-      deadlines: new Deadlines(),
+      deadlines: new Deadlines(), events,
       tracing: TaskRunner.tracingIn(context)
     }
 

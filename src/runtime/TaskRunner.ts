@@ -25,6 +25,7 @@
  * to a few microseconds, so a worker can run tens of thousands of short tasks a
  * second.
  */
+import type { RuntimeEvents } from "../observability/RuntimeEvents.ts"
 import { Cause, Context, Duration, Effect, Exit, type Fiber, References, Schema, Tracer } from "effect"
 import { toLastError } from "../domain/Classification.ts"
 import { PayloadInvalid, TaskTimeout, UnknownTaskType, UnstorableValue } from "../domain/Errors.ts"
@@ -80,6 +81,8 @@ export interface RunnerEnv {
   readonly context: Context.Context<never>
   /** The handlers' timeouts. */
   readonly deadlines: Deadlines
+  /** The runtime's event hub (a run's progress is told there). */
+  readonly events: RuntimeEvents["Service"]
   /** A tracing backend is installed in `context` (see {@link tracingIn}): each run gets a span. */
   readonly tracing: boolean
 }

@@ -16,6 +16,7 @@ import { newTaskId } from "./TaskId.ts"
 import { encodeRows, InvalidEnqueueRequest, toRows } from "./EnqueueRequest.ts"
 import type { DatabaseError } from "./DatabaseError.ts"
 import { type EnqueueResult, type JsonValue, maxAttemptsConfig, TaskStore } from "./TaskStore.ts"
+import { RuntimeEvents } from "../observability/RuntimeEvents.ts"
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
@@ -39,6 +40,15 @@ export interface StoreOptions {
 
 const make = (options: StoreOptions) => Effect.gen(function*() {
   const sql = yield* SqlClient
+  // Every enqueue passes through here: with the runtime's event hub present, each
+  // statement that returned is told as Enqueued (metrics count by type and queue).
+  const events = Option.getOrUndefined(yield* Effect.serviceOption(RuntimeEvents))
+  const told = (rows: ReadonlyArray<{ readonly type: string; readonly queue: string }>, results: ReadonlyArray<EnqueueResult>) => {
+    if (events !== undefined && events.observed("Enqueued")) {
+      events.emit({ _tag: "Enqueued", tasks: rows.map((r, i) => ({ type: r.type, queue: r.queue, created: results[i]!.created })) })
+    }
+    return results
+  }
   const defaults = { newId: newTaskId, maxAttempts: options.maxAttempts }
   const json = (value: unknown) => JSON.stringify(value === undefined ? null : value)
   /** The jsonb text of a value a run stores, or why it cannot be stored; never throws. */
@@ -65,10 +75,10 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
       // common case, answered without a row per task to send and decode.
       const result = yield* sql<{ ord: number; id: string | null; created: boolean }>`
         select ord, id, created from taskfiber.enqueue_quiet(${text}::jsonb)`
-      if (result.length === 0) return rows.map((r) => ({ id: r.id, created: true }))
+      if (result.length === 0) return told(rows, rows.map((r) => ({ id: r.id, created: true })))
       const missing = result.find((r) => r.id === null)
       if (missing) return yield* Effect.die(new Error(`taskfiber.enqueue_quiet found no task for request #${missing.ord - 1}`))
-      return result.map((r) => ({ id: r.id as string, created: r.created === true }))
+      return told(rows, result.map((r) => ({ id: r.id as string, created: r.created === true })))
     }).pipe(mapSqlError, Effect.withSpan("TaskStore.enqueueMany", { attributes: { count: requests.length } }))
 
   return TaskStore.of({

@@ -35,6 +35,8 @@ export interface IngestResult {
   readonly deadLettered: number
   /** Tasks cancelled by cancel commands. */
   readonly cancelled: number
+  /** The messages that made no task, as written to the dead letters (a redelivered one too). */
+  readonly letters: ReadonlyArray<DeadLetterInput>
 }
 
 /** The reason of a cancel by Kafka command. */
@@ -107,7 +109,7 @@ export const ingest = (registry: JobRegistry["Service"], messages: ReadonlyArray
         const enqueued = yield* store.enqueueMany(p.requests)
         const deadLettered = yield* deadLetters.record(p.letters)
         const cancelled = yield* store.cancel(p.cancels, cancelReason)
-        return { enqueued, deadLettered, cancelled }
+        return { enqueued, deadLettered, cancelled, letters: p.letters }
       }))
     const attempt = (p: Plan): ReturnType<typeof write> =>
       write(p).pipe(Effect.catchTag("InvalidEnqueueRequest", (e) => attempt(refuse(p, e.index, `the store refused the request at ${e.field || "its root"}: ${e.message}`))))
@@ -133,6 +135,7 @@ export const ingest = (registry: JobRegistry["Service"], messages: ReadonlyArray
       created,
       existing: written.enqueued.length - created,
       deadLettered: written.deadLettered,
-      cancelled: written.cancelled.length
+      cancelled: written.cancelled.length,
+      letters: written.letters
     } satisfies IngestResult
   }).pipe(Effect.withSpan("KafkaIngress.ingest", { attributes: { "taskfiber.messages": messages.length } }))

@@ -117,10 +117,18 @@ const handleBatch = (
         return
       }
       const events = yield* RuntimeEvents
+      const { created, existing, deadLettered, cancelled, letters } = written.value
       if (events.observed("IngressBatchCommitted")) {
-        events.emit({ _tag: "IngressBatchCommitted", topic: batch.topic, partition: batch.partition, nextOffset, messages: messages.length, ...written.value,
+        events.emit({
+          _tag: "IngressBatchCommitted", topic: batch.topic, partition: batch.partition, nextOffset, messages: messages.length,
+          created, existing, deadLettered, cancelled,
           lag: Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(nextOffset)))
         })
+      }
+      if (letters.length > 0 && events.observed("MessageDeadLettered")) {
+        for (const l of letters) {
+          events.emit({ _tag: "MessageDeadLettered", topic: batch.topic, partition: batch.partition, offset: String(l.offset ?? ""), reason: l.reason })
+        }
       }
       return
     }
@@ -169,6 +177,26 @@ export const layer = (config: KafkaConfig, options: IngressOptions = {}): Layer.
       Effect.tryPromise({ try: () => consumer.connect(), catch: unavailable }),
       () => Effect.promise(() => consumer.disconnect()).pipe(Effect.ignore)
     )
+    // Membership, for health and readiness: kafkajs tells joins and crashes on its
+    // instrumentation events (a crash it retries restarts the consumer, which joins again).
+    const events = yield* RuntimeEvents
+    const removers = [
+      consumer.on(consumer.events.GROUP_JOIN, (e) => {
+        const assignment = e.payload.memberAssignment as Record<string, ReadonlyArray<number>>
+        events.emit({
+          _tag: "IngressJoined",
+          groupId: e.payload.groupId,
+          partitions: Object.entries(assignment).flatMap(([topic, ps]) => ps.map((partition) => ({ topic, partition })))
+        })
+      }),
+      consumer.on(consumer.events.CRASH, (e) => {
+        events.emit({ _tag: "IngressDisconnected", reason: redactSecrets(String(e.payload.error?.message ?? e.payload.error)) })
+      }),
+      consumer.on(consumer.events.DISCONNECT, () => {
+        events.emit({ _tag: "IngressDisconnected", reason: "disconnected from the brokers" })
+      })
+    ]
+    yield* Effect.addFinalizer(() => Effect.sync(() => removers.forEach((remove) => remove())))
     yield* Effect.tryPromise({ try: () => consumer.subscribe({ topics: [...config.topics], fromBeginning: true }), catch: unavailable })
     yield* Effect.tryPromise({ try: () =>
       consumer.run({

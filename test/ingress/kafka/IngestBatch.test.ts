@@ -51,8 +51,9 @@ it.layer(Runtime.base([Email]), { timeout: 60_000 })("IngestBatch", (it) => {
         message({ "task-id": ids[2]!, "task-type": "send-email" }, JSON.stringify({ to: "grace@example.com" })),
         message({ "task-id": ids[2]!, command: "cancel" }, null)
       ]
-      const first = yield* IngestBatch.ingest(registry, batch, limits)
+      const { letters: told, ...first } = yield* IngestBatch.ingest(registry, batch, limits)
       expect(first).toEqual({ created: 2, existing: 0, deadLettered: 2, cancelled: 1 })
+      expect(told.map((l) => l.offset)).toEqual([batch[1]!.offset, batch[2]!.offset])
 
       const store = yield* TaskStore
       const task = Option.getOrThrow(yield* store.get(ids[0]!)).task
@@ -75,7 +76,7 @@ it.layer(Runtime.base([Email]), { timeout: 60_000 })("IngestBatch", (it) => {
 
       // Delivered again (its offsets were never committed): found, not written again.
       const again = yield* IngestBatch.ingest(registry, batch, limits)
-      expect(again).toEqual({ created: 0, existing: 2, deadLettered: 0, cancelled: 0 })
+      expect(again).toMatchObject({ created: 0, existing: 2, deadLettered: 0, cancelled: 0 })
       const count = yield* sql<{ n: number }>`select count(*)::int as n from taskfiber.dead_letters where source = 'kafka'`
       expect(count[0]!.n).toBe(2)
     }))
@@ -109,7 +110,9 @@ it.layer(Runtime.base([Email]), { timeout: 60_000 })("IngestBatch", (it) => {
         // Valid JSON and a valid string for the schema, but jsonb refuses U+0000.
         message({ "task-id": bad, "task-type": "send-email" }, JSON.stringify({ to: "a\u0000b" }))
       ]
-      expect(yield* IngestBatch.ingest(registry, batch, limits)).toEqual({ created: 1, existing: 0, deadLettered: 1, cancelled: 0 })
+      const { letters: told, ...written } = yield* IngestBatch.ingest(registry, batch, limits)
+      expect(written).toEqual({ created: 1, existing: 0, deadLettered: 1, cancelled: 0 })
+      expect(told.map((l) => [l.offset, l.taskId])).toEqual([[batch[1]!.offset, bad]])
       const store = yield* TaskStore
       expect(Option.isSome(yield* store.get(good))).toBe(true)
       expect(Option.isNone(yield* store.get(bad))).toBe(true)
