@@ -14,7 +14,10 @@ import * as KafkaIngress from "./ingress/kafka/KafkaIngress.ts"
 import * as OutboxRelay from "./outbox/OutboxRelay.ts"
 import * as CancelBus from "./coordination/CancelBus.ts"
 import * as PgWakeups from "./coordination/PgWakeups.ts"
+import * as HttpServer from "./http/HttpServer.ts"
 import * as EventLog from "./observability/EventLog.ts"
+import * as Metrics from "./observability/Metrics.ts"
+import * as Readiness from "./observability/Readiness.ts"
 import * as RuntimeEvents from "./observability/RuntimeEvents.ts"
 import type { AnyJob } from "./runtime/Job.ts"
 import * as JobRegistry from "./runtime/JobRegistry.ts"
@@ -35,6 +38,13 @@ export interface TaskfiberOptions {
    * (`KAFKA_BROKERS` and the rest; unset, no Kafka).
    */
   readonly kafka?: KafkaConfig.KafkaConfig | false
+  /**
+   * The HTTP server (health probes, `/metrics`): `true` for `HTTP_PORT`/`HTTP_HOST`
+   * (default 127.0.0.1:8080), or an address; absent or `false`, none (an embedding
+   * application may serve {@link HttpServer.routes} on its own server instead).
+   * The binary's `start` serves it.
+   */
+  readonly http?: boolean | Partial<HttpServer.HttpConfig>
 }
 
 /**
@@ -50,7 +60,8 @@ export const runtimeServices = (config: Pick<Partial<RuntimeConfig.RuntimeConfig
     DeadLetters.layer,
     CancelBus.layerLocal,
     PgWakeups.layer,
-    EventLog.layer
+    EventLog.layer,
+    Metrics.layer
   ).pipe(Layer.provideMerge(RuntimeEvents.layer))
 
 /** {@link runtimeServices} and the job registry of `jobs`. */
@@ -77,19 +88,39 @@ const settings = (options: TaskfiberOptions) =>
       : options.kafka === undefined
       ? yield* KafkaConfig.config
       : Option.some(options.kafka)
-    return { config, kafka }
+    const http = options.http === undefined || options.http === false
+      ? Option.none()
+      : Option.some({ ...(yield* HttpServer.config), ...(options.http === true ? {} : options.http) })
+    return { config, kafka, http }
   })
 
+/** What {@link settings} read. */
+interface Settings {
+  readonly config: RuntimeConfig.RuntimeConfig
+  readonly kafka: Option.Option<KafkaConfig.KafkaConfig>
+  readonly http: Option.Option<HttpServer.HttpConfig>
+}
+
 /**
- * The supervisor over its services, with settings already checked; with Kafka,
- * the ingress and the status relay beside it, built after it so that they stop first.
+ * The runtime over its services, with settings already checked, built in this
+ * order (and closed in the reverse one): the services and observers; the HTTP
+ * server (answering `/health/ready` with "starting"); the supervisor; with Kafka,
+ * the ingress and the status relay; last, the mark that the supervisor is up —
+ * so that at shutdown the instance reads "shutting down" first, its ingress stops
+ * before its supervisor, and its probes answer until the jobs have finished.
  */
-const runtime = (options: TaskfiberOptions, { config, kafka }: { readonly config: RuntimeConfig.RuntimeConfig; readonly kafka: Option.Option<KafkaConfig.KafkaConfig> }) => {
-  const core = Supervisor.layerWith(config).pipe(Layer.provideMerge(services(options.jobs, config)))
-  return Option.match(kafka, {
+const runtime = (options: TaskfiberOptions, { config, kafka, http }: Settings) => {
+  const observed = Readiness.layer({ kafka: Option.isSome(kafka) }).pipe(Layer.provideMerge(services(options.jobs, config)))
+  const served = Option.match(http, {
+    onNone: () => observed,
+    onSome: (address) => HttpServer.layerWith(address).pipe(Layer.provideMerge(observed))
+  })
+  const core = Supervisor.layerWith(config).pipe(Layer.provideMerge(served))
+  const consuming = Option.match(kafka, {
     onNone: () => core,
     onSome: (k) => Layer.merge(KafkaIngress.layer(k), OutboxRelay.layerFor(k)).pipe(Layer.provideMerge(core))
   })
+  return Readiness.supervisorUp.pipe(Layer.provideMerge(consuming))
 }
 
 /**

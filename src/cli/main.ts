@@ -170,7 +170,7 @@ const start = Command.make("start", { jobs: jobsFlag }, ({ jobs: jobsPath }) =>
       )
       return yield* Effect.never
     }).pipe(
-      Effect.provide(Taskfiber.layer({ jobs })),
+      Effect.provide(Taskfiber.layer({ jobs, http: true })),
       // The layer's failures (QUEUE_CONCURRENCY against the loaded jobs' queues, an
       // embedded server that cannot start, a database that cannot be reached) are
       // one line each: the messages say what to change, a stack trace would not.

@@ -133,6 +133,10 @@ export interface ClaimedTask
    * `traceparent`), the parent of its run's span; none when it came without one.
    */
   readonly traceparent?: string | null
+  /** Its priority, for the run's span. */
+  readonly priority?: number
+  /** Milliseconds from when it came due (run_at) to this claim, by the database clock: its wait in the queue. */
+  readonly waitedMs?: number
 }
 
 /**

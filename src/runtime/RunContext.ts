@@ -18,7 +18,9 @@ export const spanName = (job: AnyJob): string => {
 /** The run span's attributes, the same on a backend's span and on the stand-in. */
 export const runAttributes = (task: ClaimedTask) => ({
   "taskfiber.task_id": task.id,
+  "taskfiber.type": task.type,
   "taskfiber.attempt": task.attempt,
+  "taskfiber.priority": task.priority,
   "taskfiber.queue": task.queue
 })
 

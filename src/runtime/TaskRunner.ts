@@ -26,7 +26,7 @@
  * second.
  */
 import type { RuntimeEvents } from "../observability/RuntimeEvents.ts"
-import { Cause, Context, Duration, Effect, Exit, type Fiber, References, Schema, Tracer } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, type Fiber, References, Schema, Tracer } from "effect"
 import { toLastError } from "../domain/Classification.ts"
 import { PayloadInvalid, TaskTimeout, UnknownTaskType, UnstorableValue } from "../domain/Errors.ts"
 import * as StoredJson from "../domain/StoredJson.ts"
@@ -192,11 +192,15 @@ const runHandler = <C extends RunControl>(
       Effect.suspend(() => job.run(payload, ctx = new RunContext(env, task, name, span))),
       { taskId: task.id, taskType: task.type, attempt: task.attempt }
     )
-  // With a tracing backend: the span as Effect.withSpan makes it, without looking
-  // it up again to hand it to the handler; its name is made once per job.
+  // With a tracing backend: the run's span, from the handler's start to its outcome
+  // written (the outcome is one of its attributes), the parent of the handler's own
+  // spans; its name is made once per job. Without one, nothing is made per run.
+  let span: Tracer.Span | undefined
   const handler = env.tracing
-    ? Effect.useSpan(name, { attributes: runAttributes(task), parent: parentOf(task) }, (span) =>
-      Effect.withParentSpan(annotated(span), span, noStackTrace))
+    ? Effect.flatMap(Effect.makeSpan(name, { attributes: runAttributes(task), parent: parentOf(task), kind: "consumer" }), (made) => {
+      span = made
+      return Effect.withParentSpan(annotated(made), made, noStackTrace)
+    })
     : annotated(undefined)
   // A root fiber with the supervisor's services, started here and now (the
   // supervisor's shutdown stops and awaits every run through `control`). Forked
@@ -223,6 +227,10 @@ const runHandler = <C extends RunControl>(
     const reporter = ctx?.reporter
     const done = (outcome: Outcome) => {
       if (reporter !== undefined) env.reporters.delete(reporter)
+      if (span !== undefined) {
+        span.attribute("taskfiber.outcome", outcome)
+        span.end(Context.get(env.context, Clock.Clock).currentTimeNanosUnsafe(), exit)
+      }
       hooks.onSettled(control, outcome)
     }
     if (Exit.isSuccess(exit)) {

@@ -132,13 +132,14 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
       )
     },
 
-    // Eleven columns instead of twenty-six: the six timestamps were most of the
+    // Fourteen columns instead of twenty-six: the six timestamps were most of the
     // client's parsing work per claimed task (and of the server's formatting).
     claimToRun: (o) => {
       const ageing = o.ageing ?? defaultAgeing
       return sql<ClaimedRow>`
         select id, queue, type, payload, attempt, max_attempts, checkpoint, remove_on_complete, revision,
-               handler_started, not handler_started and returned_unstarted > 0 as record_start_first, traceparent
+               handler_started, not handler_started and returned_unstarted > 0 as record_start_first, traceparent,
+               priority, (extract(epoch from started_at - run_at) * 1000)::float8 as waited_ms
           from taskfiber.claim(${o.workerId}, ${o.queues ? [...o.queues] : null}::text[], ${o.limit},
             ${Math.round(o.leaseMs)}, ${ageing.stepSeconds}, ${ageing.maxBoost}, ${o.asyncCommit === true},
             ${o.types ? [...o.types] : null}::text[], ${o.runNow ?? null}::integer)`.pipe(

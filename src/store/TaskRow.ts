@@ -44,6 +44,8 @@ export interface ClaimedRow
   readonly handler_started: boolean
   readonly record_start_first: boolean
   readonly traceparent: string | null
+  readonly priority: number
+  readonly waited_ms: number
 }
 
 /** A row of `taskfiber.task_events`. */
@@ -98,7 +100,9 @@ export const toClaimedTask = (r: ClaimedRow): ClaimedTask => ({
   revision: r.revision,
   startRecorded: r.handler_started,
   recordStartFirst: r.record_start_first,
-  traceparent: r.traceparent
+  traceparent: r.traceparent,
+  priority: r.priority,
+  waitedMs: r.waited_ms
 })
 
 /** The domain event of a row. */

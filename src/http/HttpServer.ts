@@ -1,0 +1,80 @@
+/**
+ * The HTTP server (effect/http on Node): health and metrics for probes and
+ * scrapers; the admin API adds its routes to the same router.
+ *
+ *   GET /health/live    200 while the process answers
+ *   GET /health/ready   200 when it should be sent work, else 503 with the reasons (Readiness)
+ *   GET /metrics        the metric registry in Prometheus text format
+ *
+ * `HTTP_PORT` (default 8080; 0: no server) and `HTTP_HOST` (default 127.0.0.1:
+ * loopback only until an operator opens it). Requests are not logged one by one
+ * (a scraper every 15 s would fill the log); the server's start is.
+ */
+import { createServer } from "node:http"
+import { Config, Data, Effect, Layer, Schema } from "effect"
+import { HttpRouter, HttpServerResponse } from "effect/http"
+import { PrometheusMetrics } from "effect/observability"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { Readiness } from "../observability/Readiness.ts"
+
+/** Where the server listens. */
+export interface HttpConfig {
+  /** `HTTP_PORT`; 0: no server. */
+  readonly port: number
+  /** `HTTP_HOST`. */
+  readonly host: string
+}
+
+/** `HTTP_PORT` and `HTTP_HOST`. */
+export const config: Config.Config<HttpConfig> = Config.all({
+  port: Config.schema(Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 })), "HTTP_PORT").pipe(Config.withDefault(8080)),
+  host: Config.String("HTTP_HOST").pipe(
+    Config.map((h) => h.trim()),
+    Config.withDefault("127.0.0.1"),
+    Config.map((h) => h === "" ? "127.0.0.1" : h)
+  )
+})
+
+/** The server could not listen (the port is taken, the host is not this machine's). */
+export class HttpServerUnavailable extends Data.TaggedError("HttpServerUnavailable")<{
+  readonly host: string
+  readonly port: number
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    const code = (this.cause as { code?: unknown } | undefined)?.code ?? (this.cause as { cause?: { code?: unknown } } | undefined)?.cause?.code
+    const why = code === "EADDRINUSE"
+      ? "the port is in use by another program; set HTTP_PORT to a free port, or 0 for no server"
+      : code === "EADDRNOTAVAIL"
+      ? "the address is not this machine's; set HTTP_HOST"
+      : String((this.cause as { message?: unknown } | undefined)?.message ?? this.cause)
+    return `cannot serve HTTP on ${this.host}:${this.port}: ${why}`
+  }
+}
+
+const json = (body: unknown, status = 200) => HttpServerResponse.jsonUnsafe(body, { status })
+
+/** The probes' routes. */
+export const healthRoutes = Layer.mergeAll(
+  HttpRouter.add("GET", "/health/live", json({ status: "live" })),
+  HttpRouter.add("GET", "/health/ready", Effect.gen(function*() {
+    const report = yield* (yield* Readiness).check
+    return json(report, report.ready ? 200 : 503)
+  }))
+)
+
+/** Every route of this module. */
+export const routes = Layer.mergeAll(healthRoutes, PrometheusMetrics.layerHttp({ path: "/metrics" }))
+
+/** The server on `config`'s address with `routes`; no server when the port is 0. */
+export const layerWith = (cfg: HttpConfig) =>
+  cfg.port === 0
+    ? Layer.empty
+    : HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
+      Layer.provide(NodeHttpServer.layer(createServer, { port: cfg.port, host: cfg.host })),
+      Layer.catchTag("ServeError", (error) => Layer.effectDiscard(Effect.fail(new HttpServerUnavailable({ host: cfg.host, port: cfg.port, cause: error.cause })))),
+      Layer.tap(() => Effect.logInfo("http server listening", { url: `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${cfg.port}` }))
+    )
+
+/** The server on `HTTP_PORT`/`HTTP_HOST`. */
+export const layer = Layer.unwrap(Effect.map(config, layerWith))
