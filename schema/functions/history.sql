@@ -21,8 +21,14 @@ returns jsonb language sql stable as $$
     'error', t.last_error, 'result', case when t.status = 'succeeded' then t.result end)
 $$;
 
+-- A status event's trace headers: an outcome's (succeeded, retrying, failed,
+-- cancelled) follow its run's span when the run had one, the others the enqueue's.
 create function taskfiber.trace_headers(t taskfiber.tasks) returns jsonb language sql stable as $$
-  select case when t.traceparent is null then null else jsonb_build_object('traceparent', t.traceparent) end
+  select case
+    when t.run_traceparent is not null and t.status in ('succeeded', 'retrying', 'failed', 'cancelled')
+      then jsonb_build_object('traceparent', t.run_traceparent)
+    when t.traceparent is null then null
+    else jsonb_build_object('traceparent', t.traceparent) end
 $$;
 
 -- The hot path cannot be forged: any client can raise `taskfiber.hot_path`, and a

@@ -10,12 +10,14 @@
 
 -- A transient failure: retrying at now() + p_delay_ms, or failed (dead letter) when
 -- the task has used all its attempts.
-create function taskfiber.retry_task(p_worker text, p_id uuid, p_revision integer, p_error jsonb, p_delay_ms bigint)
+-- p_traceparent: the run's span (null without a tracing backend), for its status event.
+create function taskfiber.retry_task(p_worker text, p_id uuid, p_revision integer, p_error jsonb, p_delay_ms bigint,
+                                     p_traceparent text)
 returns setof taskfiber.tasks language sql as $$
   update taskfiber.tasks
      set status = case when attempt >= max_attempts then 'failed'::taskfiber.task_status
                        else 'retrying'::taskfiber.task_status end,
-         last_error = p_error,
+         last_error = p_error, run_traceparent = p_traceparent,
          run_at = case when attempt >= max_attempts then run_at
                        else clock_timestamp() + p_delay_ms * interval '1 millisecond' end
    where id = p_id and revision = p_revision and status = 'running' and worker_id = p_worker
@@ -23,9 +25,9 @@ returns setof taskfiber.tasks language sql as $$
 $$;
 
 -- A permanent failure: failed, and a dead letter (history.sql).
-create function taskfiber.fail_task(p_worker text, p_id uuid, p_revision integer, p_error jsonb)
+create function taskfiber.fail_task(p_worker text, p_id uuid, p_revision integer, p_error jsonb, p_traceparent text)
 returns setof taskfiber.tasks language sql as $$
-  update taskfiber.tasks set status = 'failed', last_error = p_error
+  update taskfiber.tasks set status = 'failed', last_error = p_error, run_traceparent = p_traceparent
    where id = p_id and revision = p_revision and status = 'running' and worker_id = p_worker
   returning *
 $$;

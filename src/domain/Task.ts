@@ -106,6 +106,8 @@ export type Task = typeof Task.Type
 export interface Claim {
   readonly id: string
   readonly revision: number
+  /** The run's span as a `traceparent` (with a tracing backend): the parent of the status event its outcome relays. */
+  readonly runTraceparent?: string | undefined
 }
 
 /**
@@ -133,6 +135,8 @@ export interface ClaimedTask
    * `traceparent`), the parent of its run's span; none when it came without one.
    */
   readonly traceparent?: string | null
+  /** Set by a run with a span (see {@link Claim}). */
+  readonly runTraceparent?: string | undefined
   /** Its priority, for the run's span. */
   readonly priority?: number
   /** Milliseconds from when it came due (run_at) to this claim, by the database clock: its wait in the queue. */

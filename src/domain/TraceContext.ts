@@ -23,3 +23,6 @@ export const parse = (text: string | null | undefined): TraceParent | undefined 
   if (m === null || m[1] === "ff" || /^0+$/.test(m[2]!) || /^0+$/.test(m[3]!)) return undefined
   return { traceId: m[2]!, spanId: m[3]!, sampled: (Number.parseInt(m[4]!, 16) & 1) === 1 }
 }
+
+/** The `traceparent` naming a span (version 00) as the parent of what follows it. */
+export const format = (span: TraceParent): string => `00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`

@@ -3,7 +3,8 @@
  * `taskfiber.outbox` in its own transaction (while the outbox is on); this loop
  * publishes them to `KAFKA_STATUS_TOPIC`, keyed by task id (one task's events stay
  * in one partition, in order), with headers `task-id`, `status`, `attempt` and, when
- * the task has one, `traceparent`; the body is the event's JSON (the task's public
+ * the task has one, `traceparent` (its run's span for an outcome, else its
+ * enqueue's; with a tracing backend, the event's own produce span); the body is the event's JSON (the task's public
  * fields, its result on success, its error on failure).
  *
  * One round, in one transaction (schema/functions/outbox.sql): take the oldest
@@ -16,7 +17,9 @@
  * The loop wakes when events are written (LISTEN taskfiber_outbox), and checks every
  * 30 s besides (a notification sent while it reconnected is gone).
  */
-import { Data, Duration, Effect, Layer, Option, Queue, Schedule } from "effect"
+import { Clock, Data, Duration, Effect, Layer, Option, Queue, Schedule, Tracer } from "effect"
+import * as TraceContext from "../domain/TraceContext.ts"
+import { tracingIn } from "../runtime/TaskRunner.ts"
 import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { Producer } from "kafkajs"
@@ -73,10 +76,35 @@ export const round = (producer: Producer) =>
         if (list === undefined) byTopic.set(row.topic, [row])
         else list.push(row)
       }
-      yield* Effect.tryPromise({
-        try: () => producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, rs]) => ({ topic, messages: rs.map(messageOf) })) }),
+      // With a tracing backend, each event that carries a trace gets its produce
+      // span (a child of the run whose outcome it tells), and the message carries
+      // that span onwards: a consumer of the status topic continues below it.
+      const spans = new Map<OutboxRow, Tracer.Span>()
+      if (tracingIn(yield* Effect.context<never>())) {
+        for (const row of rows) {
+          const parent = TraceContext.parse(row.headers?.traceparent)
+          if (parent === undefined) continue
+          spans.set(row, yield* Effect.makeSpan(`taskfiber.publish ${row.topic}`, {
+            parent: Tracer.externalSpan(parent),
+            kind: "producer",
+            attributes: { "messaging.system": "kafka", "messaging.destination.name": row.topic, "taskfiber.task_id": row.key, "taskfiber.status": row.payload.to }
+          }))
+        }
+      }
+      const message = (row: OutboxRow) => {
+        const m = messageOf(row)
+        const span = spans.get(row)
+        return span === undefined ? m : { ...m, headers: { ...m.headers, traceparent: TraceContext.format(span) } }
+      }
+      const sent = yield* Effect.exit(Effect.tryPromise({
+        try: () => producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, rs]) => ({ topic, messages: rs.map(message) })) }),
         catch: (cause) => new OutboxPublishFailed({ cause })
-      })
+      }))
+      if (spans.size > 0) {
+        const now = yield* Clock.currentTimeNanos
+        for (const span of spans.values()) span.end(now, sent)
+      }
+      yield* sent
       yield* sql`select taskfiber.outbox_published(${rows.map((r) => r.id)}::bigint[], ${keepMs})`.pipe(mapSqlError)
       return rows.length
     }))

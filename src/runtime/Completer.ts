@@ -106,7 +106,10 @@ export const make = (options: {
       Effect.exit(Effect.suspend(() =>
         options.store.complete(
           options.workerId,
-          batch.map((item) => ({ id: item.claim.id, revision: item.claim.revision, result: item.result, remove: item.remove }))
+          batch.map((item) => ({
+            id: item.claim.id, revision: item.claim.revision, result: item.result, remove: item.remove,
+            ...(item.claim.runTraceparent === undefined ? {} : { runTraceparent: item.claim.runTraceparent })
+          }))
         )
       ))
     const write = (batch: ReadonlyArray<Item>, retries = 0): Effect.Effect<void> =>

@@ -233,24 +233,26 @@ const runHandler = <C extends RunControl>(
       }
       hooks.onSettled(control, outcome)
     }
+    // With a span, the outcome's writes name it: the status event they relay is its child.
+    const claim: ClaimedTask = span === undefined ? task : { ...task, runTraceparent: TraceContext.format(span) }
     if (Exit.isSuccess(exit)) {
       // Encoded here, by its own run: a result jsonb cannot store fails this task
       // alone, never the batch it would have joined.
       const result = StoredJson.encode(exit.value, "result")
       if (result instanceof UnstorableValue) {
-        return settleInBackground(env, task, done, settle(env, job, task, Exit.fail(result) as Exit.Failure<unknown, unknown>, reporter, control))
+        return settleInBackground(env, claim, done, settle(env, job, claim, Exit.fail(result) as Exit.Failure<unknown, unknown>, reporter, control))
       }
       if (!(reporter?.used ?? false)) {
         // The common case, without a fiber: straight into the next completion batch.
-        env.completer.push(task, result, task.removeOnComplete, (error) => {
+        env.completer.push(claim, result, task.removeOnComplete, (error) => {
           if (error === undefined) return done("succeeded")
-          settleInBackground(env, task, done, completionFailed(env, task, error))
+          settleInBackground(env, claim, done, completionFailed(env, claim, error))
         })
         return
       }
-      return settleInBackground(env, task, done, settleSuccess(env, task, result, reporter))
+      return settleInBackground(env, claim, done, settleSuccess(env, claim, result, reporter))
     }
-    settleInBackground(env, task, done, settle(env, job, task, exit, reporter, control))
+    settleInBackground(env, claim, done, settle(env, job, claim, exit, reporter, control))
   })
 }
 

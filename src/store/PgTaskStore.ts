@@ -176,17 +176,18 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
             const item = items[i]!
             const result = textOf(item.result, "result")
             if (typeof result !== "string") return Effect.fail(result)
-            text += `${i === 0 ? "" : ","}{"id":${JSON.stringify(item.id)},"revision":${revisionOf(item)},"result":${result},"remove":${item.remove === true}}`
+            const trace = item.runTraceparent === undefined ? "" : `,"traceparent":${JSON.stringify(item.runTraceparent)}`
+            text += `${i === 0 ? "" : ","}{"id":${JSON.stringify(item.id)},"revision":${revisionOf(item)},"result":${result},"remove":${item.remove === true}${trace}}`
           }
           return sql<Claim>`select id, revision from taskfiber.complete_tasks(${workerId}, ${text + "]"}::jsonb)`.pipe(mapSqlError)
         }).pipe(Effect.withSpan("TaskStore.complete", { attributes: { count: items.length } })),
 
     retry: (workerId, claim, error, delayMs) =>
-      Effect.suspend(() => sql<TaskRow>`select * from taskfiber.retry_task(${workerId}, ${claim.id}::uuid, ${revisionOf(claim)}, ${json(error)}::jsonb, ${Math.max(0, Math.round(delayMs))})`)
+      Effect.suspend(() => sql<TaskRow>`select * from taskfiber.retry_task(${workerId}, ${claim.id}::uuid, ${revisionOf(claim)}, ${json(error)}::jsonb, ${Math.max(0, Math.round(delayMs))}, ${claim.runTraceparent ?? null})`)
         .pipe(Effect.map(first), mapSqlError, Effect.withSpan("TaskStore.retry")),
 
     fail: (workerId, claim, error) =>
-      Effect.suspend(() => sql<TaskRow>`select * from taskfiber.fail_task(${workerId}, ${claim.id}::uuid, ${revisionOf(claim)}, ${json(error)}::jsonb)`)
+      Effect.suspend(() => sql<TaskRow>`select * from taskfiber.fail_task(${workerId}, ${claim.id}::uuid, ${revisionOf(claim)}, ${json(error)}::jsonb, ${claim.runTraceparent ?? null})`)
         .pipe(Effect.map(first), mapSqlError, Effect.withSpan("TaskStore.fail")),
 
     cancel: (ids, reason) =>

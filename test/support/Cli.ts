@@ -155,7 +155,7 @@ export class Proc {
 
 /** The environment of the children: the test's, minus DATABASE_URL, plus `extra`. */
 export const childEnv = (extra: Env): Env => {
-  const env: Env = { ...process.env, LOG_FORMAT: "json", LOG_LEVEL: "info", SHUTDOWN_GRACE: "500 millis", ...extra }
+  const env: Env = { ...process.env, LOG_FORMAT: "json", LOG_LEVEL: "info", SHUTDOWN_GRACE: "500 millis", HTTP_PORT: "0", ...extra }
   if (extra.DATABASE_URL === undefined) delete env.DATABASE_URL
   return env
 }

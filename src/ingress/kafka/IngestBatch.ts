@@ -113,17 +113,29 @@ export const ingest = (registry: JobRegistry["Service"], messages: ReadonlyArray
       }))
     const attempt = (p: Plan): ReturnType<typeof write> =>
       write(p).pipe(Effect.catchTag("InvalidEnqueueRequest", (e) => attempt(refuse(p, e.index, `the store refused the request at ${e.field || "its root"}: ${e.message}`))))
-    const planned = plan(registry, messages, limits)
+    const found = plan(registry, messages, limits)
     // With a tracing backend, each message that came with a trace gets its enqueue
-    // span in it, from before the transaction to its end.
-    const spans = tracingIn(yield* Effect.context<never>())
-      ? yield* Effect.forEach(planned.requests.filter((r) => r.traceparent !== undefined), (r) =>
-        Effect.makeSpan("Tasks.enqueue", {
-          parent: Tracer.externalSpan(TraceContext.parse(r.traceparent)!),
-          kind: "consumer",
-          attributes: { "taskfiber.task_id": r.id, "taskfiber.type": r.type, "messaging.system": "kafka" }
-        }))
-      : []
+    // span in it, from before the transaction to its end; the task keeps that span
+    // as its trace parent, so its runs follow the ingress in the trace.
+    const spans: Array<Tracer.Span> = []
+    const planned: Plan = !tracingIn(yield* Effect.context<never>()) ? found : {
+      ...found,
+      requests: yield* Effect.forEach(found.requests, (r) => {
+        const parent = TraceContext.parse(r.traceparent)
+        if (parent === undefined) return Effect.succeed(r)
+        return Effect.map(
+          Effect.makeSpan("Tasks.enqueue", {
+            parent: Tracer.externalSpan(parent),
+            kind: "consumer",
+            attributes: { "taskfiber.task_id": r.id, "taskfiber.type": r.type, "messaging.system": "kafka" }
+          }),
+          (span) => {
+            spans.push(span)
+            return { ...r, traceparent: TraceContext.format(span) }
+          }
+        )
+      })
+    }
     const writtenExit = yield* Effect.exit(attempt(planned))
     const now = yield* Clock.currentTimeNanos
     for (const span of spans) span.end(now, writtenExit)

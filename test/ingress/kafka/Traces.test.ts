@@ -1,6 +1,6 @@
 /**
  * A trace across Kafka, with a recording tracer: a message's `traceparent` is the
- * parent of its task's enqueue span and of its run span, which parents the
+ * parent of its task's enqueue span, which parents its run span, which parents the
  * handler's own spans; the status events carry the trace onwards.
  */
 import { expect, it } from "@effect/vitest"
@@ -24,7 +24,7 @@ const traceId = "0af7651916cd43dd8448eb211c80319c"
 const producerSpan = "b7ad6b7169203331"
 
 it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("traces across Kafka", (it) => {
-  it.effect("the message's traceparent parents the enqueue and run spans; the run parents the handler's; status events carry it", () =>
+  it.effect("the message's traceparent parents the enqueue span, the enqueue the run, the run the handler's; status events carry it", () =>
     Effect.gen(function*() {
       const { ended, tracer } = recordingTracer()
       const id = newTaskId()
@@ -50,7 +50,9 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("tra
       expect(Option.map(enqueue.parent, (p) => p.spanId)).toEqual(Option.some(producerSpan))
       expect(enqueue.attributes.get("taskfiber.task_id")).toBe(id)
       expect(run.traceId).toBe(traceId)
-      expect(Option.map(run.parent, (p) => p.spanId)).toEqual(Option.some(producerSpan))
+      // The task keeps the enqueue span as its trace parent: its run follows the ingress.
+      expect(Option.map(run.parent, (p) => p.spanId)).toEqual(Option.some(enqueue.spanId))
+      expect(run.attributes.get("taskfiber.outcome")).toBe("succeeded")
       expect(Option.map(own.parent, (p) => p.spanId)).toEqual(Option.some(run.spanId))
       // The status events go out in the same trace.
       const headers = yield* sql<{ headers: Record<string, string> }>`select headers from taskfiber.outbox where key = ${id} order by id`
