@@ -79,6 +79,7 @@ export type Check =
   | "kafka_connection"
   | "kafka_lag"
   | "sample_age"
+  | "database"
 
 /**
  * The thresholds of every check that has them (`pool_probe` and `sample_age` are
@@ -109,6 +110,28 @@ export interface Thresholds {
   readonly kafkaLag: Levels
   /** How long the consumer has not been in its group, ms. */
   readonly kafkaDisconnected: Levels
+}
+
+/**
+ * The unit of each check's value, as a report prints it.
+ *
+ * @since 0.1.0
+ */
+export const units: { readonly [C in Check]: "%" | "ms" | "" } = {
+  pool_usage: "%",
+  pool_probe: "ms",
+  query_time: "ms",
+  cache_hit: "%",
+  ready_depth: "",
+  oldest_ready: "ms",
+  expired_leases: "",
+  dead_letters: "",
+  outbox_backlog: "",
+  server_connections: "%",
+  kafka_connection: "ms",
+  kafka_lag: "",
+  sample_age: "ms",
+  database: ""
 }
 
 /** Which way a check's value gets worse. */
@@ -434,7 +457,7 @@ export const assess = (sample: HealthSample, thresholds: Thresholds = defaults):
 export const unreachable = (reason: string): HealthReport => ({
   status: "CRITICAL",
   findings: [{
-    check: "sample_age",
+    check: "database",
     status: "CRITICAL",
     value: 0,
     message: `the database cannot be read: ${reason}`,
