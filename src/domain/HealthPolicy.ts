@@ -299,6 +299,22 @@ export interface HealthSample {
   readonly age?: { readonly ms: number; readonly intervalMs: number; readonly lastError?: string }
 }
 
+/**
+ * The probe's round trip, or its timeout when it got no answer (a lower bound).
+ *
+ * @since 0.1.0
+ */
+export const probeMs = (pool: PoolSample): number => (pool.probe._tag === "Answered" ? pool.probe.ms : pool.probe.timeoutMs)
+
+/**
+ * The pool's "query time": the mean of how long each statement running on it has
+ * run so far and of the probe's round trip, so an idle pool is judged by its probe.
+ *
+ * @since 0.1.0
+ */
+export const queryTimeMs = (pool: PoolSample): number =>
+  (pool.active.meanMs * pool.active.statements + probeMs(pool)) / (pool.active.statements + 1)
+
 // ---------------------------------------------------------------------------
 // the report
 
@@ -373,8 +389,7 @@ export const assess = (sample: HealthSample, thresholds: Thresholds = defaults):
       : finding("pool_probe", "CRITICAL", probe.timeoutMs,
         `no pool connection answered select 1 within ${formatMs(probe.timeoutMs)}: statements are waiting for connections`,
         "raise DB_POOL_MAX or lower MAX_CONCURRENT_JOBS; look in pg_stat_activity for statements or transactions holding this pool's connections"))
-    const probeMs = probe._tag === "Answered" ? probe.ms : probe.timeoutMs
-    const meanMs = (pool.active.meanMs * pool.active.statements + probeMs) / (pool.active.statements + 1)
+    const meanMs = queryTimeMs(pool)
     const queryStatus = levelOf(meanMs, t.queryTime)
     findings.push(finding("query_time", queryStatus, meanMs,
       `statements take ${probe._tag === "TimedOut" ? "at least " : ""}${formatMs(meanMs)} on average (${pool.active.statements} running on the pool, and the probe)`,

@@ -29,7 +29,7 @@ import { Cause, Clock, type Config, Context, Data, Deferred, Duration, Effect, E
 import { PgClient } from "@effect/sql-pg"
 import type { SqlClient } from "effect/sql/SqlClient"
 import * as Reactivity from "effect/reactivity/Reactivity"
-import type { HealthSample, PoolSample, QueueDepth } from "../domain/HealthPolicy.ts"
+import { type HealthSample, type PoolSample, probeMs, type QueueDepth, queryTimeMs } from "../domain/HealthPolicy.ts"
 import type { PriorityBand } from "../domain/Priority.ts"
 import { redactSecrets } from "../domain/Redact.ts"
 import * as BackgroundLoop from "../runtime/BackgroundLoop.ts"
@@ -64,8 +64,9 @@ export const defaults: SamplerConfig = { interval: Duration.seconds(10), probeTi
 export const intervalConfig = RuntimeConfig.duration("SAMPLE_INTERVAL", defaults.interval)
 
 /**
- * The longest a sample's statements may take: longer, and the sample fails (the
- * statement is cancelled on the server) and the next starts on a new connection.
+ * The longest a sample's statements (or opening its connection) may take: longer,
+ * and the sample fails (the statement is cancelled on the server) and the next
+ * starts on a new connection.
  */
 const statementTimeout = Duration.seconds(5)
 
@@ -151,7 +152,7 @@ const reasonOf = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)
   const classified = fromUnknown(error)
   if (classified !== undefined) return classified.message
-  if (Cause.isTimeoutError(error)) return `the sampler's statements took longer than ${Duration.format(statementTimeout)}`
+  if (Cause.isTimeoutError(error)) return `the database did not answer the sampler within ${Duration.format(statementTimeout)}`
   return redactSecrets(error instanceof Error ? error.message : String(error))
 }
 
@@ -276,13 +277,12 @@ const setGauges = (sample: HealthSample, seen: Map<string, Metric.Gauge<number>>
     if (accesses > 0) updates.push(Metric.update(gauges.cacheHitRatio, sample.cache.hits / accesses))
     const pool = sample.pool
     if (pool !== undefined) {
-      const probeMs = pool.probe._tag === "Answered" ? pool.probe.ms : pool.probe.timeoutMs
       updates.push(
         Metric.update(Metric.withAttributes(gauges.poolConnections, { state: "in_use" }), pool.inUse),
         Metric.update(Metric.withAttributes(gauges.poolConnections, { state: "idle" }), pool.idle),
         Metric.update(gauges.poolConnectionsMax, pool.max),
-        Metric.update(gauges.poolProbe, probeMs / 1000),
-        Metric.update(gauges.queryTime, (pool.active.meanMs * pool.active.statements + probeMs) / (pool.active.statements + 1) / 1000)
+        Metric.update(gauges.poolProbe, probeMs(pool) / 1000),
+        Metric.update(gauges.queryTime, queryTimeMs(pool) / 1000)
       )
     }
     return Effect.all(updates, { discard: true })
@@ -353,7 +353,7 @@ export const layer = (options: Partial<SamplerConfig> = {}): Layer.Layer<Sampler
         )
         own = { client, scope: connScope }
         return client
-      }).pipe(Effect.catchCause((cause) => Effect.fail(new SampleFailed({ message: reasonOf(cause), cause: Cause.squash(cause) }))))
+      }).pipe(Effect.timeout(statementTimeout), Effect.catchCause((cause) => Effect.fail(new SampleFailed({ message: reasonOf(cause), cause: Cause.squash(cause) }))))
     })
     const dropConnection = Effect.suspend(() => {
       const current = own
