@@ -7,10 +7,13 @@
  * - the job runtime: `Job.define`, the registry, typed `Tasks.enqueue`, the
  *   supervisor, and `Taskfiber.layer`, which puts it all in one Layer;
  * - the runtime's events (`RuntimeEvents`), for logs, metrics or an application's
- *   own observers.
+ *   own observers;
+ * - health: the scoring policy (`HealthPolicy`), the one SQL sampler behind the
+ *   gauges (`Sampler`) and the `Health` service that judges its samples.
  */
 export * as Classification from "./domain/Classification.ts"
 export * as Errors from "./domain/Errors.ts"
+export * as HealthPolicy from "./domain/HealthPolicy.ts"
 export type { Outcome } from "./domain/Outcome.ts"
 export * as Priority from "./domain/Priority.ts"
 export * as RetryPolicy from "./domain/RetryPolicy.ts"
@@ -37,3 +40,5 @@ export * as Tasks from "./runtime/Tasks.ts"
 export * as Taskfiber from "./Taskfiber.ts"
 
 export * as RuntimeEvents from "./observability/RuntimeEvents.ts"
+export * as Health from "./observability/Health.ts"
+export * as Sampler from "./observability/Sampler.ts"

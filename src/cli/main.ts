@@ -5,6 +5,7 @@
  *   taskfiber enqueue <type> <json> [...]    enqueue a task; prints its id
  *   taskfiber status <id> [--json]           a task and its history
  *   taskfiber migrate                        bring the schema up to date and exit
+ *   taskfiber health [--json]                one health sample of the database; exit 0–3 by status
  *
  * The database is `DATABASE_URL`, or the embedded PostgreSQL in `EMBEDDED_PG_DIR`
  * (shared: `enqueue` and `status` in another terminal connect to the server a
@@ -31,6 +32,12 @@ import * as Database from "../store/Database.ts"
 import * as TaskStore from "../store/TaskStore.ts"
 import * as PgTaskStore from "../store/PgTaskStore.ts"
 import * as Workers from "../store/Workers.ts"
+import { fromUnknown } from "../store/DatabaseError.ts"
+import { SqlClient } from "effect/sql/SqlClient"
+import * as HealthPolicy from "../domain/HealthPolicy.ts"
+import * as Health from "../observability/Health.ts"
+import * as Sampler from "../observability/Sampler.ts"
+import * as HealthReport from "./healthReport.ts"
 import * as Taskfiber from "../Taskfiber.ts"
 import * as KafkaConfig from "../ingress/kafka/KafkaConfig.ts"
 import * as JobsModule from "./jobsModule.ts"
@@ -287,9 +294,52 @@ const migrate = Command.make("migrate", {}, () =>
   Command.withDescription("Apply pending migrations from schema/ and exit")
 )
 
+// ---------------------------------------------------------------------------
+// health
+
+/** A report that is not healthy, already printed: its severity is the exit code (1 DEGRADED … 3 CRITICAL). */
+class NotHealthy extends Data.TaggedError("NotHealthy")<{ readonly status: HealthPolicy.HealthStatus }> {
+  override readonly [Runtime.errorReported] = false
+  override readonly [Runtime.errorExitCode]: number
+  constructor(props: { readonly status: HealthPolicy.HealthStatus }) {
+    super(props)
+    this[Runtime.errorExitCode] = HealthPolicy.severity(props.status)
+  }
+}
+
+/** Checks the command cannot measure: the pool's (its own means nothing) and the consumer's. */
+const measuredByTheService = new Set<HealthPolicy.Check>(["pool_usage", "pool_probe", "query_time", "kafka_connection", "kafka_lag"])
+
+/** One sample of the database, judged; a database that cannot be read is a critical report with its reason. */
+const healthReport = (thresholds: HealthPolicy.Thresholds): Effect.Effect<HealthReport.CliReport> =>
+  Effect.gen(function*() {
+    const { sampled } = yield* Sampler.read(yield* SqlClient)
+    const assessed = HealthPolicy.assess(sampled.sample, thresholds)
+    return {
+      ...assessed,
+      unmeasured: assessed.unmeasured.map((u) => (measuredByTheService.has(u.check) ? { ...u, reason: HealthReport.notHere } : u)),
+      sampledAt: sampled.sampledAt
+    }
+  }).pipe(
+    Effect.provide(OneShotDatabase),
+    Effect.catch((error: { readonly message: string }) =>
+      Effect.succeed({ ...HealthPolicy.unreachable(fromUnknown(error)?.message ?? redactSecrets(error.message)), sampledAt: null }))
+  )
+
+const health = Command.make("health", {
+  json: Flag.Boolean("json").pipe(Flag.withDescription("Print the report as one JSON object"), Flag.withDefault(false))
+}, ({ json }) =>
+  handler("health")(quiet(Effect.gen(function*() {
+    const report = yield* healthReport(yield* Health.thresholdsConfig)
+    yield* Console.log(json ? JSON.stringify(HealthReport.toJson(report)) : HealthReport.toText(report))
+    if (report.status !== "HEALTHY") return yield* new NotHealthy({ status: report.status })
+  }).pipe(Effect.catchTags({ InvalidSetting: report(""), ConfigError: report("") }))))).pipe(
+  Command.withDescription("Sample the database once and print its health; exit 0 HEALTHY, 1 DEGRADED, 2 UNHEALTHY, 3 CRITICAL")
+)
+
 const cli = Command.make("taskfiber").pipe(
   Command.withDescription("A durable, observable task runtime on PostgreSQL"),
-  Command.withSubcommands([start, enqueue, status, migrate])
+  Command.withSubcommands([start, enqueue, status, migrate, health])
 )
 
 // ---------------------------------------------------------------------------

@@ -91,3 +91,28 @@ export const starvationBound = (ageing: Ageing, highPriority: number, lowPriorit
   if (ageing.maxBoost < gap) return Infinity
   return gap * ageing.stepSeconds
 }
+
+/**
+ * A coarse class of priorities, for gauges and reports: a depth per priority
+ * value would be up to 2001 series a queue, and operators ask whether the
+ * important work waits, not which of its priorities does.
+ *
+ * @since 0.1.0
+ */
+export type PriorityBand = "high" | "normal" | "low"
+
+/**
+ * The bands, most important first.
+ *
+ * @since 0.1.0
+ */
+export const priorityBands: ReadonlyArray<PriorityBand> = ["high", "normal", "low"]
+
+/**
+ * The band of `priority`: `high` above the default 0, `normal` at it, `low` below.
+ * The sampler's SQL computes the same (`case when priority > 0 …`); change both or
+ * neither.
+ *
+ * @since 0.1.0
+ */
+export const bandOf = (priority: number): PriorityBand => (priority > 0 ? "high" : priority < 0 ? "low" : "normal")

@@ -94,7 +94,7 @@ const intBetween = (name: string, minimum: number, maximum: number, fallback: nu
 export const maxDurationMs = 2_147_483_647
 
 /** A duration setting ({@link DurationText}) in (0, 24.8 days], or [0, 24.8 days] with `zero` (a zero lease or interval would be a busy loop). */
-const duration = (name: string, fallback: Duration.Duration, zero: "zero allowed" | "longer than 0" = "longer than 0") =>
+export const duration = (name: string, fallback: Duration.Duration, zero: "zero allowed" | "longer than 0" = "longer than 0") =>
   Config.schema(
     Schema.String.check(
       Schema.makeFilter((text: string) => {

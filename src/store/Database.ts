@@ -4,6 +4,7 @@
  * the layer's lifetime. Migrations run before the layer is handed out.
  */
 import { existsSync } from "node:fs"
+import { hostname } from "node:os"
 import { dirname, isAbsolute, join, resolve } from "node:path"
 import { Config, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { PgClient } from "@effect/sql-pg"
@@ -71,6 +72,12 @@ export interface ClientOptions {
    * negative value means the default.
    */
   readonly poolMin?: number
+  /**
+   * The pool's `application_name`; default {@link nextApplicationName}'s
+   * `taskfiber <hostname> <pid>`, unique to the pool, so that the health sampler
+   * finds this pool's connections in `pg_stat_activity` (and an operator finds the
+   * process behind a connection).
+   */
   readonly applicationName?: string
   /**
    * When the kept connections are warmed: `"eager"` (the default) before the layer
@@ -87,6 +94,29 @@ export interface ClientOptions {
 export const poolSizes = (options: Pick<ClientOptions, "poolMax" | "poolMin">): { readonly poolMax: number; readonly poolMin: number } => {
   const poolMax = options.poolMax ?? 10
   return { poolMax, poolMin: Math.min(poolMax, options.poolMin === undefined || options.poolMin < 0 ? 4 : options.poolMin) }
+}
+
+/** Pools given a default name by this process so far. */
+let namedPools = 0
+
+/** PostgreSQL keeps the first 63 bytes of an `application_name` (NAMEDATALEN - 1). */
+const applicationNameBytes = 63
+
+/**
+ * A new pool's default `application_name`: `taskfiber <hostname> <pid>`, and
+ * `/<n>` after the pid for the n-th pool of the same process (tests, an
+ * application embedding two runtimes), the hostname shortened so the whole fits in
+ * 63 bytes with the pid whole (a longer name would be cut by the server and no
+ * longer match).
+ */
+export const nextApplicationName = (host: string = hostname(), pid: number = process.pid): string => {
+  namedPools++
+  const prefix = "taskfiber "
+  const suffix = ` ${pid}${namedPools > 1 ? `/${namedPools}` : ""}`
+  const room = applicationNameBytes - Buffer.byteLength(prefix) - Buffer.byteLength(suffix)
+  let shortHost = host.replace(/[^\x20-\x7e]/g, "?")
+  if (shortHost.length > room) shortHost = shortHost.slice(0, room)
+  return `${prefix}${shortHost}${suffix}`
 }
 
 /** A migrated client for a server at `url`, its kept connections warmed (or to be, see `warmUp`). */
@@ -106,14 +136,14 @@ export const layerUrl = (
         : Effect.as(warm, IdleWork.of({ run: Effect.void }))
     )
   ).pipe(
-    Layer.provideMerge(
+    Layer.provideMerge(Layer.unwrap(Effect.sync(() =>
       PgClient.layer({
         url,
         maxConnections: poolMax,
         minConnections: poolMin,
-        applicationName: options.applicationName ?? "taskfiber"
+        applicationName: options.applicationName ?? nextApplicationName()
       })
-    )
+    )))
   )
 }
 

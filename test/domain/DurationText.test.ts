@@ -22,4 +22,10 @@ describe("DurationText", () => {
     expect(ms("1500")).toBe(1500)
     expect(ms("2 minutes")).toBe(120_000)
   })
+
+  it("reads the short form with a unit letter", () => {
+    expect([ms("250ms"), ms("1.5s"), ms("30 s"), ms("5m"), ms("1h"), ms("2d"), ms("-2s")]).toEqual(
+      [250, 1500, 30_000, 300_000, 3_600_000, 172_800_000, -2000])
+    for (const text of ["5x", "ms", "5 mss", "s5"]) expect(ms(text), text).toBeUndefined()
+  })
 })

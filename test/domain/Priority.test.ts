@@ -2,11 +2,13 @@ import { describe, expect, it } from "@effect/vitest"
 import { Schema } from "effect"
 import {
   type Ageing,
+  bandOf,
   defaultAgeing,
   effectivePriority,
   Priority,
   PRIORITY_MAX,
   PRIORITY_MIN,
+  priorityBands,
   starvationBound
 } from "../../src/domain/Priority.ts"
 
@@ -92,4 +94,11 @@ describe("Priority", () => {
       expect(effectivePriority(low, waited, ageing)).toBeLessThan(effectivePriority(high, 0, ageing))
     }
   )
+})
+
+describe("priority bands", () => {
+  it("high above the default 0, normal at it, low below", () => {
+    expect([PRIORITY_MAX, 1, 0, -1, PRIORITY_MIN].map(bandOf)).toEqual(["high", "high", "normal", "low", "low"])
+    expect(priorityBands).toEqual(["high", "normal", "low"])
+  })
 })

@@ -32,3 +32,16 @@ describe("database settings", () => {
       expect(Option.isNone((yield* read({ DATABASE_URL: " " })).url)).toBe(true)
     }))
 })
+
+describe("the pool's application_name", () => {
+  it("is taskfiber, the host and the pid, unique to each pool of the process, within PostgreSQL's 63 bytes", () => {
+    const first = Database.nextApplicationName("worker-1", 4242)
+    const second = Database.nextApplicationName("worker-1", 4242)
+    expect(first).toMatch(/^taskfiber worker-1 4242(\/\d+)?$/)
+    expect(second).not.toBe(first)
+    const long = Database.nextApplicationName("h".repeat(200) + ".example.com", 4194304)
+    expect(Buffer.byteLength(long)).toBeLessThanOrEqual(63)
+    expect(long).toMatch(/^taskfiber h+ 4194304\/\d+$/)
+    expect(Database.nextApplicationName("hôte", 1)).toMatch(/^taskfiber h\?te 1\/\d+$/)
+  })
+})
