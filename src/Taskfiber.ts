@@ -16,6 +16,7 @@ import * as CancelBus from "./coordination/CancelBus.ts"
 import * as PgWakeups from "./coordination/PgWakeups.ts"
 import * as HttpServer from "./http/HttpServer.ts"
 import * as EventLog from "./observability/EventLog.ts"
+import * as Health from "./observability/Health.ts"
 import * as Metrics from "./observability/Metrics.ts"
 import * as Readiness from "./observability/Readiness.ts"
 import * as RuntimeEvents from "./observability/RuntimeEvents.ts"
@@ -45,6 +46,8 @@ export interface TaskfiberOptions {
    * The binary's `start` serves it.
    */
   readonly http?: boolean | Partial<HttpServer.HttpConfig>
+  /** Health thresholds over the environment's (`HEALTH_*`). */
+  readonly health?: Partial<Health.HealthOptions["thresholds"]>
 }
 
 /**
@@ -103,14 +106,17 @@ interface Settings {
 
 /**
  * The runtime over its services, with settings already checked, built in this
- * order (and closed in the reverse one): the services and observers; the HTTP
+ * order (and closed in the reverse one): the services and observers (event log,
+ * metrics, the sampler, health, readiness); the HTTP
  * server (answering `/health/ready` with "starting"); the supervisor; with Kafka,
  * the ingress and the status relay; last, the mark that the supervisor is up —
  * so that at shutdown the instance reads "shutting down" first, its ingress stops
  * before its supervisor, and its probes answer until the jobs have finished.
  */
 const runtime = (options: TaskfiberOptions, { config, kafka, http }: Settings) => {
-  const observed = Readiness.layer({ kafka: Option.isSome(kafka) }).pipe(Layer.provideMerge(services(options.jobs, config)))
+  const observed = Layer.merge(Readiness.layer({ kafka: Option.isSome(kafka) }), Health.layer({ kafka: Option.isSome(kafka), ...(options.health === undefined ? {} : { thresholds: options.health }) })).pipe(
+    Layer.provideMerge(services(options.jobs, config))
+  )
   const served = Option.match(http, {
     onNone: () => observed,
     onSome: (address) => HttpServer.layerWith(address).pipe(Layer.provideMerge(observed))

@@ -4,6 +4,7 @@
  *
  *   GET /health/live    200 while the process answers
  *   GET /health/ready   200 when it should be sent work, else 503 with the reasons (Readiness)
+ *   GET /health         the health report (200 when HEALTHY or DEGRADED, else 503)
  *   GET /metrics        the metric registry in Prometheus text format
  *
  * `HTTP_PORT` (default 8080; 0: no server) and `HTTP_HOST` (default 127.0.0.1:
@@ -15,6 +16,7 @@ import { Config, Data, Effect, Layer, Schema } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { Health } from "../observability/Health.ts"
 import { Readiness } from "../observability/Readiness.ts"
 
 /** Where the server listens. */
@@ -63,8 +65,14 @@ export const healthRoutes = Layer.mergeAll(
   }))
 )
 
+/** The health report (Health): the latest sample judged, with its findings and recommendations. */
+export const healthReportRoute = HttpRouter.add("GET", "/health", Effect.gen(function*() {
+  const report = yield* (yield* Health).report
+  return json(report, report.status === "HEALTHY" || report.status === "DEGRADED" ? 200 : 503)
+}))
+
 /** Every route of this module. */
-export const routes = Layer.mergeAll(healthRoutes, PrometheusMetrics.layerHttp({ path: "/metrics" }))
+export const routes = Layer.mergeAll(healthRoutes, healthReportRoute, PrometheusMetrics.layerHttp({ path: "/metrics" }))
 
 /** The server on `config`'s address with `routes`; no server when the port is 0. */
 export const layerWith = (cfg: HttpConfig) =>

@@ -1,6 +1,6 @@
 /**
  * The HTTP server of `Taskfiber.layerWithoutDatabase({ http })` on a real port:
- * probes, readiness through start and shutdown, Prometheus metrics of real runs,
+ * probes, readiness through start and shutdown, the health report, Prometheus metrics of real runs,
  * and a port already taken refused in one line.
  */
 import { createServer } from "node:net"
@@ -46,6 +46,11 @@ describe("HttpServer", () => {
         const ready = yield* get(port, "/health/ready")
         expect(ready.status).toBe(200)
         expect(JSON.parse(ready.text)).toEqual({ ready: true, supervisor: "running", reasons: [] })
+
+        // The health report of the sampler's latest sample: nothing has happened yet.
+        const health = yield* get(port, "/health")
+        expect(health.status).toBe(200)
+        expect(JSON.parse(health.text)).toMatchObject({ status: "HEALTHY", findings: expect.any(Array) })
 
         const supervisor = Layer.succeedContext(context)
         yield* Effect.gen(function*() {

@@ -55,9 +55,12 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("tra
       expect(run.attributes.get("taskfiber.outcome")).toBe("succeeded")
       expect(Option.map(own.parent, (p) => p.spanId)).toEqual(Option.some(run.spanId))
       // The status events go out in the same trace.
-      const headers = yield* sql<{ headers: Record<string, string> }>`select headers from taskfiber.outbox where key = ${id} order by id`
-      expect(headers.length).toBeGreaterThanOrEqual(3)
+      const headers = yield* sql<{ headers: Record<string, string>; to: string }>`
+        select headers, payload ->> 'to' as to from taskfiber.outbox where key = ${id} order by id`
+      expect(headers.map((h) => h.to)).toEqual(["queued", "running", "succeeded"])
       for (const h of headers) expect(h.headers.traceparent).toContain(traceId)
+      // The outcome's event is the run's child; the others follow the enqueue.
+      expect(headers.map((h) => h.headers.traceparent!.split("-")[2])).toEqual([enqueue.spanId, enqueue.spanId, run.spanId])
       yield* sql`update taskfiber.settings set outbox_topic = null`
     }))
 })
