@@ -240,23 +240,24 @@ const redactedCause = (cause: Cause.Cause<unknown>): Cause.Cause<unknown> =>
     : Cause.fromReasons(Cause.prettyErrors(cause).map((e) => Cause.die(redactedError(e)).reasons[0]!))
 
 /**
- * The entry as `logger` must see it: message, cause and annotations redacted.
+ * The entry as `logger` must see it, in the shape of the formats above: the
+ * message is its words, its objects' fields join the annotations, all redacted.
  * Loggers such as effect's OtlpLogger read the annotations from the fiber, so the
- * fiber they get is a view whose annotations are the redacted ones.
+ * fiber they get is a view whose annotations are these.
  */
 const redactedOptions = (options: Logger.Options<unknown>): Logger.Options<unknown> => {
   const fiber = options.fiber
-  const annotations: Record<string, unknown> = {}
-  for (const [key, value] of Object.entries(fiber.getRef(References.CurrentLogAnnotations))) {
-    annotations[key] = redactEntry(key, value)
-  }
+  const entry = entryOf(options)
   const view = Object.create(fiber, {
-    getRef: { value: (ref: unknown) => ref === References.CurrentLogAnnotations ? annotations : fiber.getRef(ref as never) }
+    getRef: { value: (ref: unknown) => ref === References.CurrentLogAnnotations ? entry.fields : fiber.getRef(ref as never) }
   }) as typeof fiber
-  return { ...options, message: redactValue(options.message), cause: redactedCause(options.cause), fiber: view }
+  return { ...options, message: entry.text, cause: redactedCause(options.cause), fiber: view }
 }
 
-/** `logger` fed only redacted entries: for any logger the formats above do not cover. */
+/**
+ * `logger` fed only redacted entries (message words as the message, its objects'
+ * fields as annotations): for any logger the formats above do not cover.
+ */
 export const redacting = <A>(logger: Logger.Logger<unknown, A>): Logger.Logger<unknown, A> =>
   Logger.make((options) => logger.log(redactedOptions(options)))
 

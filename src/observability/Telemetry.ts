@@ -110,6 +110,10 @@ export const layerWith = (
   }
   const url = (signal: string) => `${config.endpoint}/v1/${signal}`
   const interval = config.exportInterval === undefined ? {} : { exportInterval: config.exportInterval }
+  // The exporters log their own failures where they are built: inside the
+  // logging layer, so those lines take its format and level (and in `otel` go to
+  // stderr only, never to the OTLP logger).
+  const console = Logging.layerWith(logging, output)
   const logs = logging.format === "otel"
     ? Layer.mergeAll(
       Logger.layer([
@@ -120,13 +124,13 @@ export const layerWith = (
         )
       ]),
       Layer.succeed(References.MinimumLogLevel, logging.level)
-    )
-    : Logging.layerWith(logging, output)
+    ).pipe(Layer.provide(console))
+    : console
   const exporters = config.enabled
     ? Layer.mergeAll(
       OtlpTracer.layer({ url: url("traces"), resource, ...interval }),
       OtlpMetrics.layer({ url: url("metrics"), resource, ...interval })
-    )
+    ).pipe(Layer.provide(logs))
     : Layer.empty
   return Layer.mergeAll(logs, exporters).pipe(
     Layer.provideMerge(OtlpExporter.layerFlusher),

@@ -52,6 +52,9 @@ export interface OtlpReceiver {
 const maxBodies = 10_000
 const maxBodyBytes = 16 * 1024 * 1024
 
+/** What a collector serves; any other path is a 404, as an endpoint with a wrong prefix meets. */
+const signalPaths = new Set(["/v1/logs", "/v1/traces", "/v1/metrics"])
+
 /** The value of attribute `key`, as its JSON value (`stringValue` …), if present. */
 export const attribute = (attributes: ReadonlyArray<KeyValue>, key: string): unknown => {
   const value = attributes.find((a) => a.key === key)?.value
@@ -84,6 +87,10 @@ export const make: Effect.Effect<OtlpReceiver, Error, Scope.Scope> = Effect.gen(
     })
     req.on("end", () => {
       const path = (req.url ?? "/").split("?")[0]!
+      if (!signalPaths.has(path)) {
+        res.writeHead(404).end()
+        return
+      }
       const list = received.get(path) ?? []
       received.set(path, list)
       if (size > maxBodyBytes || list.length >= maxBodies) {
