@@ -7,7 +7,9 @@
  * - the job runtime: `Job.define`, the registry, typed `Tasks.enqueue`, the
  *   supervisor, and `Taskfiber.layer`, which puts it all in one Layer;
  * - the runtime's events (`RuntimeEvents`), for logs, metrics or an application's
- *   own observers.
+ *   own observers;
+ * - `Logging` (log formats on stderr, secrets masked) and `Telemetry` (the OTLP
+ *   export of traces, metrics and logs), the binary's observability as layers.
  */
 export * as Classification from "./domain/Classification.ts"
 export * as Errors from "./domain/Errors.ts"
@@ -36,4 +38,6 @@ export * as Supervisor from "./runtime/Supervisor.ts"
 export * as Tasks from "./runtime/Tasks.ts"
 export * as Taskfiber from "./Taskfiber.ts"
 
+export * as Logging from "./observability/Logging.ts"
 export * as RuntimeEvents from "./observability/RuntimeEvents.ts"
+export * as Telemetry from "./observability/Telemetry.ts"

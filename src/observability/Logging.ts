@@ -162,10 +162,13 @@ const levelColors: Partial<Record<LogLevel.LogLevel, (s: string) => string>> = {
   Trace: gray, Debug: ansi("34"), Info: ansi("32"), Warn: ansi("33"), Error: ansi("31"), Fatal: ansi("1;37;101")
 }
 
-/** A value of a `key=value` pair, quoted when it has spaces, quotes or `=` (or is empty). */
+/**
+ * A value of a `key=value` pair: a string quoted when it has spaces, quotes or `=`
+ * (or is empty); anything else as its JSON, which is one line.
+ */
 const pairValue = (u: unknown): string => {
-  const s = typeof u === "string" ? u : u instanceof Date ? u.toISOString() : json(u)
-  return s === "" || /[\s"=]/.test(s) ? JSON.stringify(s) : s
+  if (typeof u !== "string") return u instanceof Date ? u.toISOString() : json(u)
+  return u === "" || /[\s"=]/.test(u) ? JSON.stringify(u) : u
 }
 const pairKey = (key: string) => key.replace(/[\s="]/g, "_")
 
