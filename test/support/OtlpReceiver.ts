@@ -46,6 +46,10 @@ export interface OtlpReceiver {
   readonly awaitLogRecords: (n: number, timeout?: Duration.Input) => Effect.Effect<ReadonlyArray<LogRecord>, Error>
   /** The spans once at least `n` have arrived; fails after `timeout` (default 10 s). */
   readonly awaitSpans: (n: number, timeout?: Duration.Input) => Effect.Effect<ReadonlyArray<Span>, Error>
+  /** The first log record `where` accepts, once it has arrived; fails after `timeout` (default 10 s). */
+  readonly awaitLogRecord: (where: (record: LogRecord) => boolean, timeout?: Duration.Input) => Effect.Effect<LogRecord, Error>
+  /** The first span `where` accepts, once it has arrived; fails after `timeout` (default 10 s). */
+  readonly awaitSpan: (where: (span: Span) => boolean, timeout?: Duration.Input) => Effect.Effect<Span, Error>
 }
 
 /** Bodies kept per path, and the largest body read: a runaway exporter fails the test, not the machine. */
@@ -152,6 +156,9 @@ export const make: Effect.Effect<OtlpReceiver, Error, Scope.Scope> = Effect.gen(
     logRecords,
     spans,
     awaitLogRecords: awaitCount("log records", logRecords),
-    awaitSpans: awaitCount("spans", spans)
+    awaitSpans: awaitCount("spans", spans),
+    awaitLogRecord: (where, timeout) =>
+      Effect.map(awaitCount("matching log record", () => logRecords().filter(where))(1, timeout), (found) => found[0]!),
+    awaitSpan: (where, timeout) => Effect.map(awaitCount("matching span", () => spans().filter(where))(1, timeout), (found) => found[0]!)
   }
 })
