@@ -14,7 +14,7 @@ const scope = Scope.makeUnsafe()
 afterAll(() => Effect.runPromise(Scope.close(scope, Exit.void)))
 
 describe("taskfiber start with OTLP export", () => {
-  it("a task's "task settled" is a record naming it, with the service's resource; its run is a span; nothing is logged on stderr", async () => {
+  it("a task's 'task settled' is a record naming it, with the service's resource; its run is a span; nothing is logged on stderr", async () => {
     const receiver = await Effect.runPromise(Scope.provide(scope)(OtlpReceiver.make))
     const start = spawnCli(["start"], {
       ...env,
