@@ -19,6 +19,7 @@ import * as EventLog from "./observability/EventLog.ts"
 import * as Health from "./observability/Health.ts"
 import * as Metrics from "./observability/Metrics.ts"
 import * as Readiness from "./observability/Readiness.ts"
+import * as Telemetry from "./observability/Telemetry.ts"
 import * as RuntimeEvents from "./observability/RuntimeEvents.ts"
 import type { AnyJob } from "./runtime/Job.ts"
 import * as JobRegistry from "./runtime/JobRegistry.ts"
@@ -46,6 +47,13 @@ export interface TaskfiberOptions {
    * The binary's `start` serves it.
    */
   readonly http?: boolean | Partial<HttpServer.HttpConfig>
+  /**
+   * {@link layer}'s logs and OTLP export for the runtime's fibers: the
+   * environment's (`LOG_FORMAT`, `LOG_LEVEL`, `OTEL_ENABLED`, … — Telemetry.layer),
+   * the same as the binary's; `false` leaves them to the application's own logger
+   * and tracer. {@link layerWithoutDatabase} always leaves them to the application.
+   */
+  readonly telemetry?: boolean
   /** Health thresholds over the environment's (`HEALTH_*`). */
   readonly health?: Partial<Health.HealthOptions["thresholds"]>
 }
@@ -140,6 +148,8 @@ export const layerWithoutDatabase = (options: TaskfiberOptions) =>
  * The whole runtime on the configured database (embedded when DATABASE_URL is
  * unset); settings are checked before the database is opened.
  */
-export const layer = (options: TaskfiberOptions) =>
-  Layer.unwrap(Effect.map(settings(options), (checked) =>
+export const layer = (options: TaskfiberOptions) => {
+  const whole = Layer.unwrap(Effect.map(settings(options), (checked) =>
     runtime(options, checked).pipe(Layer.provideMerge(Database.layerWith({ warmUp: "when-idle" })))))
+  return options.telemetry === false ? whole : whole.pipe(Layer.provide(Telemetry.layer))
+}

@@ -8,8 +8,13 @@
  *   supervisor, and `Taskfiber.layer`, which puts it all in one Layer;
  * - the runtime's events (`RuntimeEvents`), for logs, metrics or an application's
  *   own observers;
+<<<<<<< HEAD
  * - health: the scoring policy (`HealthPolicy`), the one SQL sampler behind the
  *   gauges (`Sampler`) and the `Health` service that judges its samples.
+=======
+ * - `Logging` (log formats on stderr, secrets masked) and `Telemetry` (the OTLP
+ *   export of traces, metrics and logs), the binary's observability as layers.
+>>>>>>> i18-logging
  */
 export * as Classification from "./domain/Classification.ts"
 export * as Errors from "./domain/Errors.ts"
@@ -39,6 +44,11 @@ export * as Supervisor from "./runtime/Supervisor.ts"
 export * as Tasks from "./runtime/Tasks.ts"
 export * as Taskfiber from "./Taskfiber.ts"
 
+export * as Logging from "./observability/Logging.ts"
 export * as RuntimeEvents from "./observability/RuntimeEvents.ts"
 export * as Health from "./observability/Health.ts"
 export * as Sampler from "./observability/Sampler.ts"
+export * as Telemetry from "./observability/Telemetry.ts"
+export * as Metrics from "./observability/Metrics.ts"
+export * as Readiness from "./observability/Readiness.ts"
+export * as HttpServer from "./http/HttpServer.ts"

@@ -9,8 +9,10 @@
  *
  * The database is `DATABASE_URL`, or the embedded PostgreSQL in `EMBEDDED_PG_DIR`
  * (shared: `enqueue` and `status` in another terminal connect to the server a
- * running `start` owns). Logs go to stderr (`LOG_LEVEL`, `LOG_FORMAT=json`), so
- * stdout carries only what a command prints: `enqueue`'s stdout is the task id.
+ * running `start` owns). Logs go to stderr (`LOG_LEVEL`, `LOG_FORMAT`: see
+ * observability/Logging.ts), so stdout carries only what a command prints:
+ * `enqueue`'s stdout is the task id. `start` exports traces and metrics over OTLP
+ * when `OTEL_ENABLED` (observability/Telemetry.ts).
  *
  * Shutdown: the first SIGINT/SIGTERM stops claiming, lets running jobs finish for
  * `SHUTDOWN_GRACE`, releases the rest to the queue and exits 0; a second signal
@@ -18,8 +20,7 @@
  * signal before it finished exits 128 + the signal's number (143, 130).
  */
 import { constants } from "node:os"
-import { Cause, Config, ConfigProvider, Console, Data, Duration, Effect, Exit, Layer, Logger, Option, Redacted, References, Runtime, Schema } from "effect"
-import type { LogLevel } from "effect"
+import { Cause, Config, ConfigProvider, Console, Data, Duration, Effect, Exit, Layer, Option, Redacted, References, Runtime } from "effect"
 import { Argument, CliOutput, Command, Flag, GlobalFlag } from "effect/cli"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
@@ -40,6 +41,9 @@ import * as Sampler from "../observability/Sampler.ts"
 import * as HealthReport from "./healthReport.ts"
 import * as Taskfiber from "../Taskfiber.ts"
 import * as KafkaConfig from "../ingress/kafka/KafkaConfig.ts"
+import * as Logging from "../observability/Logging.ts"
+import * as Telemetry from "../observability/Telemetry.ts"
+import * as HttpServer from "../http/HttpServer.ts"
 import * as JobsModule from "./jobsModule.ts"
 import * as Render from "./render.ts"
 
@@ -62,27 +66,6 @@ const report = (prefix: string) => (error: { readonly message: string }) =>
     Effect.andThen(Effect.fail(new Reported({ message: error.message })))
   )
 
-// ---------------------------------------------------------------------------
-// logging
-
-const levels: Record<string, LogLevel.LogLevel> = {
-  all: "All", trace: "Trace", debug: "Debug", info: "Info", warn: "Warn", warning: "Warn",
-  error: "Error", fatal: "Fatal", none: "None"
-}
-
-/** A setting spelled one of `words` (any case); empty counts as unset. */
-const oneOf = (name: string, words: ReadonlyArray<string>) =>
-  Config.schema(
-    Schema.String.check(Schema.makeFilter((s: string) =>
-      s.trim() === "" || words.includes(s.trim().toLowerCase()) || `expected one of ${words.join(", ")}`
-    )),
-    name
-  ).pipe(
-    Config.map((s) => s.trim().toLowerCase()),
-    Config.option,
-    Config.map(Option.filter((s) => s !== ""))
-  )
-
 /**
  * Every setting the binary reads, checked before anything starts (`--help`
  * included): a wrong value is one line on stderr naming the variable, and exit 1,
@@ -90,8 +73,10 @@ const oneOf = (name: string, words: ReadonlyArray<string>) =>
  */
 const settings = (() => {
   const exit = Effect.runSyncExit(Config.all({
-    logLevel: oneOf("LOG_LEVEL", Object.keys(levels)),
-    logFormat: oneOf("LOG_FORMAT", ["text", "json"]),
+    logging: Logging.config,
+    logLevel: Logging.levelSetting,
+    telemetry: Telemetry.config,
+    http: HttpServer.config,
     runtime: RuntimeConfig.config,
     database: Database.config,
     kafka: KafkaConfig.config
@@ -108,8 +93,6 @@ const settings = (() => {
   process.exit(1)
 })()
 
-/** `LOG_LEVEL`, if set. */
-const envLogLevel = (): LogLevel.LogLevel | undefined => Option.getOrUndefined(Option.map(settings.logLevel, (l) => levels[l]!))
 
 /**
  * `enqueue` and `status` are quiet (warnings and errors only) unless `LOG_LEVEL`
@@ -118,17 +101,25 @@ const envLogLevel = (): LogLevel.LogLevel | undefined => Option.getOrUndefined(O
 const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
     const flag = yield* GlobalFlag.LogLevel
-    if (Option.isSome(flag) || envLogLevel() !== undefined) return yield* effect
+    if (Option.isSome(flag) || Option.isSome(settings.logLevel)) return yield* effect
     return yield* Effect.provideService(effect, References.MinimumLogLevel, "Warn")
   })
 
-const LoggingLive = Layer.mergeAll(
-  Option.contains(settings.logFormat, "json")
-    ? Logger.layer([Logger.withConsoleError(Logger.formatJson)])
-    : Logger.layer([Logger.defaultLogger]),
-  Layer.succeed(Logger.LogToStderr, true),
-  Layer.succeed(References.MinimumLogLevel, envLogLevel() ?? "Info")
-)
+/**
+ * Every command's logs (LOG_FORMAT, LOG_LEVEL, LOG_COLORS) on stderr, or over
+ * OTLP with LOG_FORMAT=otel; traces and metrics are `start`'s alone: a one-shot
+ * command would only wait at exit for its flush.
+ */
+const LoggingLive = Telemetry.layerWith({ ...settings.telemetry, enabled: false }, settings.logging)
+
+/**
+ * `start`'s logging and OTLP export (OTEL_ENABLED), at the level in force
+ * (`--log-level` wins over LOG_LEVEL).
+ */
+const TelemetryLive = Layer.unwrap(Effect.map(
+  Effect.service(References.MinimumLogLevel),
+  (level) => Telemetry.layerWith(settings.telemetry, { ...settings.logging, level })
+))
 
 // ---------------------------------------------------------------------------
 // flags
@@ -177,11 +168,13 @@ const start = Command.make("start", { jobs: jobsFlag }, ({ jobs: jobsPath }) =>
       )
       return yield* Effect.never
     }).pipe(
-      Effect.provide(Taskfiber.layer({ jobs, http: true })),
+      // The binary's own logging and export (TelemetryLive, `--log-level` included), not the layer's.
+      Effect.provide(Taskfiber.layer({ jobs, http: true, telemetry: false })),
       // The layer's failures (QUEUE_CONCURRENCY against the loaded jobs' queues, an
       // embedded server that cannot start, a database that cannot be reached) are
       // one line each: the messages say what to change, a stack trace would not.
-      Effect.catch(report(""))
+      Effect.catch(report("")),
+      Effect.provide(TelemetryLive)
     )
   }))).pipe(
   Command.withDescription("Run the job runtime (supervisor and job fibers) until SIGINT/SIGTERM")

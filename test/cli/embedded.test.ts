@@ -45,10 +45,10 @@ describe("the embedded server shared by several processes", () => {
     expect(start.stdout.join("\n")).toContain(`embedded PostgreSQL, data in ${dataDir} (port ${port}`)
     await start.waitForLog("task settled", { taskId: id, outcome: "succeeded" }, 30_000)
     // One of the two started the server; the other connected to it.
-    const said = [...start.logs(), ...enqueue.logs()].map((l) => String(l.message[0])).filter((m) => m.startsWith("using embedded"))
+    const said = [...start.logs(), ...enqueue.logs()].map((l) => l.message).filter((m) => m.startsWith("using embedded"))
     expect(said.filter((m) => m.includes("already running"))).toHaveLength(said.length - 1)
     // The new database is said once, even by the quiet enqueue.
-    const created = [...start.logs(), ...enqueue.logs()].filter((l) => String(l.message[0]).startsWith("created a new embedded PostgreSQL database"))
+    const created = [...start.logs(), ...enqueue.logs()].filter((l) => l.message.startsWith("created a new embedded PostgreSQL database"))
     expect(created).toHaveLength(1)
     start.child.kill("SIGTERM")
     expect(await start.exitWithin(15_000)).toBe(0)

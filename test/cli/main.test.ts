@@ -143,7 +143,7 @@ describe("taskfiber binary on DATABASE_URL", () => {
     const cases: ReadonlyArray<readonly [Env, RegExp]> = [
       [{ MAX_CONCURRENT_JOBS: "0" }, /^taskfiber: invalid setting MAX_CONCURRENT_JOBS="0": expected a value between 1 and 10000$/],
       [{ LOG_LEVEL: "loud" }, /^taskfiber: invalid setting LOG_LEVEL="loud": expected one of all, trace, debug, info, warn/],
-      [{ LOG_FORMAT: "xml" }, /^taskfiber: invalid setting LOG_FORMAT="xml": expected one of text, json$/],
+      [{ LOG_FORMAT: "xml" }, /^taskfiber: invalid setting LOG_FORMAT="xml": expected one of simple, structured, otel, text, json$/],
       [{ QUEUE_CONCURRENCY: "emails" }, /^taskfiber: invalid setting QUEUE_CONCURRENCY="emails": expected queue=limit/],
       [{ CLAIM_BATCH: "0" }, /^taskfiber: invalid setting CLAIM_BATCH="0": expected a value between 1 and 10000$/],
       [{ DB_POOL_MAX: "0" }, /^taskfiber: invalid setting DB_POOL_MAX="0": expected a value between 1 and 1000$/],
@@ -232,7 +232,7 @@ describe("taskfiber binary on DATABASE_URL", () => {
     const released = await statusJson(env, releasedId)
     const again = spawnCli(["start"], { ...env, SHUTDOWN_GRACE: "60 seconds" })
     const started = await again.waitForLog("sleep: started", { taskId: releasedId })
-    expect(started.message[1]).toMatchObject({ resumedFrom: released.checkpoint.sleptMs, attempt: 1 })
+    expect(started).toMatchObject({ resumedFrom: released.checkpoint.sleptMs, attempt: 1 })
 
     const first = Date.now()
     again.child.kill("SIGTERM")

@@ -19,11 +19,11 @@ export const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 /** A child's environment. */
 export type Env = Record<string, string | undefined>
 
-/** One JSON log line (LOG_FORMAT=json). */
+/** One JSON log line (LOG_FORMAT=json): its named fields, then the annotations and the message's fields. */
 export interface LogLine {
-  readonly message: ReadonlyArray<unknown>
+  readonly message: string
   readonly level: string
-  readonly annotations: Record<string, unknown>
+  readonly [field: string]: unknown
 }
 
 /** How to spawn a {@link Proc}. */
@@ -132,11 +132,7 @@ export class Proc {
   /** The log entry whose message is `message` and whose fields (data or annotations) include `fields`. */
   waitForLog(message: string, fields: Record<string, unknown>, timeoutMs?: number) {
     return this.waitFor(`log "${message}" ${JSON.stringify(fields)}`, () =>
-      this.logs().find((l) => {
-        if (l.message[0] !== message) return false
-        const data = { ...l.annotations, ...Object.assign({}, ...l.message.slice(1).filter((m) => typeof m === "object")) }
-        return Object.entries(fields).every(([k, v]) => data[k] === v)
-      }), timeoutMs)
+      this.logs().find((l) => l.message === message && Object.entries(fields).every(([k, v]) => l[k] === v)), timeoutMs)
   }
 
   /** Exit code within `timeoutMs` (rejects if still running). */
