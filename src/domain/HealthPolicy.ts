@@ -273,6 +273,8 @@ export interface KafkaSample {
   readonly disconnectedMs: number
   /** Why it left, when it did. */
   readonly reason?: string
+  /** Started, not joined yet, within its first join's grace: neither check is judged. */
+  readonly joining?: boolean
 }
 
 /**
@@ -429,7 +431,7 @@ export const assess = (sample: HealthSample, thresholds: Thresholds = defaults):
     `${num(sample.expiredLeases)} running tasks have expired leases`,
     "workers crashed or stalled (a blocked event loop misses its heartbeat): the reaper retries them each REAP_INTERVAL; if they stay, no reaper runs, or LEASE_DURATION is shorter than a heartbeat can keep up with"))
   findings.push(finding("dead_letters", levelOf(sample.deadLettersLastHour, t.deadLetters), sample.deadLettersLastHour,
-    `${num(sample.deadLettersLastHour)} dead letters in the last hour`,
+    `${num(sample.deadLettersLastHour)} dead ${sample.deadLettersLastHour === 1 ? "letter" : "letters"} in the last hour`,
     "tasks failed for good or messages could not be read: see their reasons in taskfiber.dead_letters, fix the job or the producer, then replay the tasks (taskfiber.replay_task)"))
   findings.push(finding("outbox_backlog", levelOf(sample.outboxBacklog, t.outboxBacklog), sample.outboxBacklog,
     `${num(sample.outboxBacklog)} status events waiting to be relayed to Kafka`,
@@ -439,6 +441,8 @@ export const assess = (sample: HealthSample, thresholds: Thresholds = defaults):
   const kafka = sample.kafka
   if (kafka === undefined) {
     unmeasured.push({ check: "kafka_connection", reason: "Kafka not configured" }, { check: "kafka_lag", reason: "Kafka not configured" })
+  } else if (kafka.joining === true) {
+    unmeasured.push({ check: "kafka_connection", reason: "the consumer is joining its group" }, { check: "kafka_lag", reason: "the consumer is joining its group" })
   } else {
     findings.push(kafka.joined
       ? finding("kafka_connection", "HEALTHY", 0, `the consumer is in its group with ${kafka.partitions} partitions`, "")

@@ -83,6 +83,9 @@ const partitionKey = (topic: string, partition: number) => `${topic}:${partition
 const named = (report: HealthReport): string =>
   report.findings.filter((f) => f.status !== "HEALTHY").map((f) => `${f.check} ${f.status}: ${f.message}`).join("; ")
 
+/** How long a starting consumer may take to join its group before it counts as out of it: kafkajs's rebalance timeout. */
+const firstJoinGraceMs = 60_000
+
 /**
  * Health over a sampler the context provides (shared with whatever else reads it).
  */
@@ -95,6 +98,10 @@ export const layerFrom = (options: HealthOptions = {}): Layer.Layer<Health, Inva
     const scope = yield* Effect.scope
     const signal = yield* Queue.sliding<void>(1)
     const kafka: KafkaState = { joined: false, lag: new Map(), partitions: 0, outSince: Date.now(), reason: undefined }
+    // A consumer that never joined yet is joining, not out of its group, for a
+    // first join's time (kafkajs's rebalance timeout): no alarm at every start.
+    const startedAt = Date.now()
+    let everJoined = false
 
     if (kafkaOn) {
       yield* events.subscribe(["IngressJoined", "IngressDisconnected", "IngressBatchCommitted"], (event: RuntimeEvent) => {
@@ -102,6 +109,7 @@ export const layerFrom = (options: HealthOptions = {}): Layer.Layer<Health, Inva
           case "IngressJoined": {
             const assigned = new Set(event.partitions.map((p) => partitionKey(p.topic, p.partition)))
             kafka.joined = true
+            everJoined = true
             kafka.partitions = assigned.size
             kafka.reason = undefined
             for (const key of kafka.lag.keys()) if (!assigned.has(key)) kafka.lag.delete(key)
@@ -123,6 +131,7 @@ export const layerFrom = (options: HealthOptions = {}): Layer.Layer<Health, Inva
     }
 
     const kafkaSample = (now: number): KafkaSample => ({
+      ...(!everJoined && !kafka.joined && now - startedAt < firstJoinGraceMs ? { joining: true } : {}),
       joined: kafka.joined,
       partitions: kafka.partitions,
       lag: [...kafka.lag.values()].reduce((n, l) => n + l, 0),

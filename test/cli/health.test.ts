@@ -37,7 +37,7 @@ describe("taskfiber health", () => {
     await admin(env, "insert into taskfiber.dead_letters (source, reason) values ('kafka', 'not JSON')")
     const degraded = await run(["health"], { ...env, ...ownChecks })
     expect(degraded.code, degraded.proc.output()).toBe(1)
-    const row = degraded.stdout.findIndex((l) => /^DEGRADED\s+dead_letters\s+1\s+1 dead letters in the last hour$/.test(l))
+    const row = degraded.stdout.findIndex((l) => /^DEGRADED\s+dead_letters\s+1\s+1 dead letter in the last hour$/.test(l))
     expect(row, degraded.proc.output()).toBeGreaterThan(1)
     expect(degraded.stdout[row + 1]).toMatch(/^\s+→ tasks failed for good .*replay/)
 

@@ -194,6 +194,17 @@ describe("HealthPolicy", () => {
     expect(report.unmeasured.find((u) => u.check === "cache_hit")!.reason).toMatch(/too few block accesses/)
   })
 
+  it("a consumer joining its group for the first time is not judged yet; out of it, it is", () => {
+    const kafka = { joined: false, partitions: 0, lag: 0, disconnectedMs: 40 }
+    const joining = HealthPolicy.assess({ ...calm, kafka: { ...kafka, joining: true } })
+    expect(joining.status).toBe("HEALTHY")
+    expect(joining.unmeasured.filter((u) => u.check.startsWith("kafka_"))).toEqual([
+      { check: "kafka_connection", reason: "the consumer is joining its group" },
+      { check: "kafka_lag", reason: "the consumer is joining its group" }
+    ])
+    expect(HealthPolicy.assess({ ...calm, kafka }).status).toBe("UNHEALTHY")
+  })
+
   it("a probe without an answer is critical; an old sample is a finding, critical when the database failed it", () => {
     const timedOut = HealthPolicy.assess({ ...calm, pool: { ...pool(1), probe: { _tag: "TimedOut", timeoutMs: 2000 } } })
     expect(statusOf(timedOut, "pool_probe")).toBe("CRITICAL")
