@@ -11,6 +11,9 @@ import * as Database from "../../src/store/Database.ts"
 import { TaskStore } from "../../src/store/TaskStore.ts"
 import * as Taskfiber from "../../src/Taskfiber.ts"
 import type { RuntimeConfig } from "../../src/runtime/RuntimeConfig.ts"
+import { spawn } from "node:child_process"
+import * as Logging from "../../src/observability/Logging.ts"
+import * as Telemetry from "../../src/observability/Telemetry.ts"
 import { recreateDatabase } from "./pgAdmin.ts"
 import type { Payload, System, SystemFactory } from "./System.ts"
 
@@ -26,13 +29,33 @@ const database = (url: string, poolMax: number, warmUp: "eager" | "when-idle" = 
 // the old generation reach four times the live heap before collecting it.
 const workerNodeOptions = ["--max-semi-space-size=16", "--heap-growing-percent=30"]
 
+/**
+ * An OTLP/HTTP collector that takes every body and keeps nothing, in a process of
+ * its own (its CPU is not the worker's): where the traced worker exports.
+ */
+const otlpSink = async () => {
+  const child = spawn(process.execPath, ["-e", `require("node:http").createServer((q, s) => {
+    q.resume(); q.on("end", () => { s.writeHead(200, { "content-type": "application/json" }); s.end("{}") })
+  }).listen(0, "127.0.0.1", function() { process.send(this.address().port) })`], { stdio: ["ignore", "ignore", "inherit", "ipc"] })
+  const port = await new Promise<number>((resolve) => child.once("message", (m) => resolve(m as number)))
+  return { url: `http://127.0.0.1:${port}`, close: () => void child.kill() }
+}
+
+/** Spans of every run, claim and statement exported over OTLP (OTEL_ENABLED=true) to `url`. */
+const traced = (url: string) =>
+  Telemetry.layerWith(
+    { enabled: true, endpoint: url, serviceName: "taskfiber-bench", serviceVersion: undefined, resourceAttributes: {} },
+    { ...Logging.defaults, level: "Warn" }
+  )
+
 const system = (
   name: string,
   settings: string,
   url: string,
   config: (concurrency: number) => Partial<RuntimeConfig>,
   // Tasks enqueued with removeOnComplete: deleted on success, no happy-path history.
-  removeOnComplete = false
+  removeOnComplete = false,
+  tracing = false
 ): System => ({
   name,
   settings: `${settings}, node ${workerNodeOptions.join(" ")}`,
@@ -67,16 +90,22 @@ const system = (
       removeOnComplete,
       run: (payload) => Effect.sync(() => onJob(payload))
     })
+    const sink = tracing ? await otlpSink() : undefined
     const runtime = ManagedRuntime.make(
       Taskfiber.layerWithoutDatabase({ jobs: [noop], config: config(concurrency) }).pipe(
         // As Taskfiber.layer: the supervisor warms the connections once it is idle.
         Layer.provideMerge(database(url, 10, "when-idle")),
-        Layer.provide(quiet)
+        Layer.provide(sink === undefined ? quiet : traced(sink.url))
       )
     )
     // Resolves once the supervisor listens and its dispatcher runs.
     await runtime.runPromise(Effect.void)
-    return { stop: () => runtime.dispose() }
+    return {
+      stop: async () => {
+        await runtime.dispose()
+        sink?.close()
+      }
+    }
   },
   remaining: async () => {
     const runtime = ManagedRuntime.make(database(url, 1))
@@ -107,5 +136,12 @@ export const factory: SystemFactory = (targets) => [
     maxConcurrentJobs: concurrency,
     prefetch: 1000,
     claimBatch: 500
-  }), true)
+  }), true),
+  // Not in the README's table: the cost of tracing, every run, claim and statement a
+  // span exported over OTLP/HTTP to a collector on loopback.
+  system("taskfiber-fast-traced", "taskfiber-fast + OTEL_ENABLED=true (OTLP/HTTP to a loopback sink)", targets.databaseUrl, (concurrency) => ({
+    maxConcurrentJobs: concurrency,
+    prefetch: 1000,
+    claimBatch: 500
+  }), false, true)
 ]
