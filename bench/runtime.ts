@@ -23,6 +23,7 @@ import { parseArgs } from "node:util"
 import { Effect, Layer, ManagedRuntime, Option, References, Schema } from "effect"
 import * as CancelBus from "../src/coordination/CancelBus.ts"
 import * as Wakeups from "../src/coordination/Wakeups.ts"
+import * as Metrics from "../src/observability/Metrics.ts"
 import * as RuntimeEvents from "../src/observability/RuntimeEvents.ts"
 import * as Job from "../src/runtime/Job.ts"
 import * as JobRegistry from "../src/runtime/JobRegistry.ts"
@@ -34,7 +35,12 @@ import { TaskStore } from "../src/store/TaskStore.ts"
 import { Workers } from "../src/store/Workers.ts"
 
 const { values: args } = parseArgs({
-  options: { tasks: { type: "string", default: "200000" }, runs: { type: "string", default: "3" } }
+  options: {
+    tasks: { type: "string", default: "200000" },
+    runs: { type: "string", default: "3" },
+    // The runtime's metrics are on by default, as in Taskfiber.layer; off, their cost shows.
+    "without-metrics": { type: "boolean", default: false }
+  }
 })
 const total = Number(args.tasks)
 const runs = Number(args.runs)
@@ -52,7 +58,8 @@ const memoryStore = (count: number) => {
         for (let i = 0; i < n; i++) {
           claimed.push({
             id: newTaskId(), queue: "default", type: "noop", payload: { t: next + i }, attempt: 1, maxAttempts: 25,
-            checkpoint: null, removeOnComplete: false, revision: 2, startRecorded: true, recordStartFirst: false
+            checkpoint: null, removeOnComplete: false, revision: 2, startRecorded: true, recordStartFirst: false,
+            priority: 0, waitedMs: 1
           })
         }
         next += n
@@ -103,9 +110,8 @@ const runOnce = async (): Promise<{ readonly cpuUs: number; readonly wallUs: num
       })),
       CancelBus.layerLocal,
       Wakeups.layerNone,
-      RuntimeEvents.layer,
       JobRegistry.layer([noop])
-    )),
+    ).pipe(Layer.provideMerge(args["without-metrics"] ? RuntimeEvents.layer : Metrics.layer.pipe(Layer.provideMerge(RuntimeEvents.layer))))),
     Layer.provide(Layer.succeed(References.MinimumLogLevel, "Warn"))
   )
   const cpu0 = process.cpuUsage()
@@ -123,7 +129,7 @@ const results: Array<{ readonly cpuUs: number; readonly wallUs: number }> = []
 for (let i = 0; i < runs; i++) results.push(await runOnce())
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 console.log(
-  `runtime, ${total} no-op tasks, in-memory store, ${runs} runs: ` +
+  `runtime${args["without-metrics"] ? " without metrics" : ""}, ${total} no-op tasks, in-memory store, ${runs} runs: ` +
     `CPU ${median(results.map((r) => r.cpuUs)).toFixed(1)} µs/task (${results.map((r) => r.cpuUs.toFixed(1)).join(", ")}), ` +
     `wall ${median(results.map((r) => r.wallUs)).toFixed(1)} µs/task`
 )

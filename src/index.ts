@@ -8,13 +8,12 @@
  *   supervisor, and `Taskfiber.layer`, which puts it all in one Layer;
  * - the runtime's events (`RuntimeEvents`), for logs, metrics or an application's
  *   own observers;
-<<<<<<< HEAD
+ * - the runtime's metrics (`Metrics`), readiness (`Readiness`) and the HTTP server
+ *   of probes and `/metrics` (`HttpServer`);
  * - health: the scoring policy (`HealthPolicy`), the one SQL sampler behind the
- *   gauges (`Sampler`) and the `Health` service that judges its samples.
-=======
+ *   gauges (`Sampler`) and the `Health` service that judges its samples;
  * - `Logging` (log formats on stderr, secrets masked) and `Telemetry` (the OTLP
  *   export of traces, metrics and logs), the binary's observability as layers.
->>>>>>> i18-logging
  */
 export * as Classification from "./domain/Classification.ts"
 export * as Errors from "./domain/Errors.ts"

@@ -9,7 +9,7 @@ returns table (id uuid, previous_status taskfiber.task_status) language sql
 -- (history.sql).
 set jit = off as $$
   update taskfiber.tasks t
-     set status = 'cancelled',
+     set status = 'cancelled', run_traceparent = null, -- a cancel from outside: no run's outcome
          last_error = jsonb_build_object('tag', 'TaskCancelled', 'message', p_reason,
                                          'classification', 'cancelled')
     from (select x.id, x.status from taskfiber.tasks x

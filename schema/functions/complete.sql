@@ -1,5 +1,6 @@
 -- The completion: success for many claims at once. p_items: [{id, revision, result,
--- remove, traceparent?}] (traceparent: the run's span, for its status event), each naming its claim (fencing, run.sql); only claims that still hold
+-- remove, run_traceparent?}] (run_traceparent: the run's span, for its status event),
+-- each naming its claim (fencing, run.sql); only claims that still hold
 -- their task, running for this worker, complete it. Returns those claims (id and the
 -- claim's revision): a batch may name a task twice, its stale claim and its current
 -- one.
@@ -86,7 +87,7 @@ begin
         perform set_config('taskfiber.hot_path', 'on', true);
         return query
           update taskfiber.tasks t
-             set status = 'succeeded', result = i.value -> 'result', run_traceparent = i.value ->> 'traceparent',
+             set status = 'succeeded', result = i.value -> 'result', run_traceparent = i.value ->> 'run_traceparent',
                  revision = t.revision + 1, lease_expires_at = null,
                  finished_at = greatest(c.ts, t.started_at, t.created_at),
                  updated_at = greatest(c.ts, t.updated_at)
@@ -120,8 +121,8 @@ begin
                    'result', i.value -> 'result',
                    'finished_at', greatest(ts, d.started_at, d.created_at),
                    'updated_at', greatest(ts, d.updated_at))), 'running'),
-                 case when coalesce(i.value ->> 'traceparent', d.traceparent) is null then null
-                      else jsonb_build_object('traceparent', coalesce(i.value ->> 'traceparent', d.traceparent)) end
+                 case when coalesce(i.value ->> 'run_traceparent', d.traceparent) is null then null
+                      else jsonb_build_object('traceparent', coalesce(i.value ->> 'run_traceparent', d.traceparent)) end
             from deleted d
             join jsonb_array_elements(p_items) i
               on (i.value ->> 'id')::uuid = d.id and (i.value ->> 'revision')::integer = d.revision

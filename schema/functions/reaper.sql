@@ -34,6 +34,8 @@ set jit = off as $$
                        when t.attempt >= t.max_attempts then 'failed'::taskfiber.task_status
                        else 'retrying'::taskfiber.task_status end,
          returned_unstarted = t.returned_unstarted + case when t.handler_started then 0 else 1 end,
+         -- No run wrote this outcome: its event follows the enqueue's trace, not an earlier run's.
+         run_traceparent = null,
          run_at = case when t.handler_started then now() else t.run_at end,
          last_error = case when not t.handler_started then t.last_error
                       else jsonb_build_object('tag', 'LeaseExpired', 'classification', 'transient',

@@ -34,11 +34,11 @@ $$;
 
 -- The handler gave up (it failed with TaskCancelled): cancelled, if this claim
 -- still holds the task. Cancellations from outside a run are cancel.sql's.
-create function taskfiber.cancel_claimed(p_worker text, p_id uuid, p_revision integer, p_reason text)
+create function taskfiber.cancel_claimed(p_worker text, p_id uuid, p_revision integer, p_reason text, p_traceparent text)
 returns boolean language sql as $$
   with u as (
     update taskfiber.tasks
-       set status = 'cancelled',
+       set status = 'cancelled', run_traceparent = p_traceparent,
            last_error = jsonb_build_object('tag', 'TaskCancelled', 'message', p_reason, 'classification', 'cancelled')
      where id = p_id and revision = p_revision and status = 'running' and worker_id = p_worker
     returning 1)

@@ -15,7 +15,6 @@ import { createServer } from "node:http"
 import { Config, Data, Effect, Layer, Schema } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Health } from "../observability/Health.ts"
 import { Readiness } from "../observability/Readiness.ts"
 
@@ -78,11 +77,14 @@ export const routes = Layer.mergeAll(healthRoutes, healthReportRoute, Prometheus
 export const layerWith = (cfg: HttpConfig) =>
   cfg.port === 0
     ? Layer.empty
-    : HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
-      Layer.provide(NodeHttpServer.layer(createServer, { port: cfg.port, host: cfg.host })),
-      Layer.catchTag("ServeError", (error) => Layer.effectDiscard(Effect.fail(new HttpServerUnavailable({ host: cfg.host, port: cfg.port, cause: error.cause })))),
-      Layer.tap(() => Effect.logInfo("http server listening", { url: `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${cfg.port}` }))
-    )
+    // Node's server platform is loaded only for a server: 16 MB of RSS a worker
+    // without one does not carry.
+    : Layer.unwrap(Effect.map(Effect.promise(() => import("@effect/platform-node/NodeHttpServer")), (NodeHttpServer) =>
+      HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
+        Layer.provide(NodeHttpServer.layer(createServer, { port: cfg.port, host: cfg.host })),
+        Layer.catchTag("ServeError", (error) => Layer.effectDiscard(Effect.fail(new HttpServerUnavailable({ host: cfg.host, port: cfg.port, cause: error.cause })))),
+        Layer.tap(() => Effect.logInfo("http server listening", { url: `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${cfg.port}` }))
+      )))
 
 /** The server on `HTTP_PORT`/`HTTP_HOST`. */
 export const layer = Layer.unwrap(Effect.map(config, layerWith))

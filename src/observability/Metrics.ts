@@ -13,9 +13,9 @@
  *   taskfiber_task_wait_seconds{type,queue}           due (run_at) → claimed, by the database clock
  *   taskfiber_claim_batch_size                        tasks per claim
  *   taskfiber_tasks_reaped_total                      tasks taken back from expired leases
- *   taskfiber_kafka_messages_total{topic}             messages written by the ingress
+ *   taskfiber_kafka_messages_total{topic}             messages that became tasks (created or found)
  *   taskfiber_kafka_messages_dead_lettered_total{topic}
- *   taskfiber_kafka_consumer_lag{topic,partition}     messages after the last committed batch
+ *   taskfiber_kafka_consumer_lag{topic,partition}     messages after the last committed batch (0 once the partition is another's)
  *   taskfiber_status_events_published_total           status events the relay published
  *
  * The gauges that need SQL (depth, oldest age, pool, …) are the sampler's.
@@ -73,11 +73,13 @@ const published = Metric.counter("taskfiber_status_events_published_total", { de
 const start = Effect.gen(function*() {
   const events = yield* RuntimeEvents
   const context = yield* Effect.context<never>()
-  const series = new Map<string, Series>()
+  // By type, then queue: two lookups and no key string made per event.
+  const series = new Map<string, Map<string, Series>>()
   const of = (type: string, queue: string): Series => {
-    const key = `${type}\u0000${queue}`
-    let s = series.get(key)
-    if (s === undefined) series.set(key, s = seriesOf(type, queue))
+    let byQueue = series.get(type)
+    if (byQueue === undefined) series.set(type, byQueue = new Map())
+    let s = byQueue.get(queue)
+    if (s === undefined) byQueue.set(queue, s = seriesOf(type, queue))
     return s
   }
   const topics = new Map<string, { readonly messages: Metric.Counter<number>; readonly deadLettered: Metric.Counter<number> }>()
@@ -86,7 +88,7 @@ const start = Effect.gen(function*() {
     if (t === undefined) {
       const attributes = { topic }
       topics.set(topic, t = {
-        messages: Metric.counter("taskfiber_kafka_messages_total", { description: "Kafka messages the ingress wrote", attributes, incremental: true }),
+        messages: Metric.counter("taskfiber_kafka_messages_total", { description: "Kafka messages that became tasks (created or found)", attributes, incremental: true }),
         deadLettered: Metric.counter("taskfiber_kafka_messages_dead_lettered_total", {
           description: "Kafka messages that made no task (dead letters)", attributes, incremental: true
         })
@@ -142,6 +144,12 @@ const start = Effect.gen(function*() {
         lag.updateUnsafe(event.lag, context)
         return
       }
+      case "IngressJoined": {
+        // A partition given to another instance is its to report now: this one's reads 0.
+        const assigned = new Set(event.partitions.map((p) => `${p.topic}\u0000${p.partition}`))
+        for (const [key, lag] of lags) if (!assigned.has(key)) lag.updateUnsafe(0, context)
+        return
+      }
       case "MessageDeadLettered":
         topicOf(event.topic).deadLettered.updateUnsafe(1, context)
         return
@@ -153,7 +161,7 @@ const start = Effect.gen(function*() {
     }
   }
   yield* events.subscribe(
-    ["Enqueued", "Claimed", "Settled", "Reaped", "IngressBatchCommitted", "MessageDeadLettered", "RelayPublished"],
+    ["Enqueued", "Claimed", "Settled", "Reaped", "IngressBatchCommitted", "IngressJoined", "MessageDeadLettered", "RelayPublished"],
     listener
   )
 })

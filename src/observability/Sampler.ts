@@ -140,8 +140,12 @@ const totalsStatement = (sql: SqlClient, pool: string) =>
            (select count(*) from pg_stat_activity where backend_type = 'client backend')::int as connections,
            current_setting('max_connections')::int as max_connections,
            p.in_use, p.idle, p.active, p.active_mean_ms
-      from (select (count(*) filter (where state in ('active', 'idle in transaction', 'idle in transaction (aborted)')))::int as in_use,
-                   (count(*) filter (where state = 'idle'))::int as idle,
+      -- A LISTEN connection (the wake-ups', the relay's) is taken from the pool for
+      -- good and idles between notifications: in use, or a pool with all its other
+      -- connections busy would read 90 %.
+      from (select (count(*) filter (where state in ('active', 'idle in transaction', 'idle in transaction (aborted)')
+                                        or (state = 'idle' and query ilike 'listen %')))::int as in_use,
+                   (count(*) filter (where state = 'idle' and query not ilike 'listen %'))::int as idle,
                    (count(*) filter (where state = 'active'))::int as active,
                    coalesce(avg(extract(epoch from now() - query_start) * 1000) filter (where state = 'active'), 0)::float8 as active_mean_ms
               from pg_stat_activity

@@ -107,8 +107,7 @@ export const make = (options: {
         options.store.complete(
           options.workerId,
           batch.map((item) => ({
-            id: item.claim.id, revision: item.claim.revision, result: item.result, remove: item.remove,
-            ...(item.claim.runTraceparent === undefined ? {} : { runTraceparent: item.claim.runTraceparent })
+            id: item.claim.id, revision: item.claim.revision, result: item.result, remove: item.remove, runTraceparent: item.claim.runTraceparent
           }))
         )
       ))

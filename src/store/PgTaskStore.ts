@@ -139,7 +139,7 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
       return sql<ClaimedRow>`
         select id, queue, type, payload, attempt, max_attempts, checkpoint, remove_on_complete, revision,
                handler_started, not handler_started and returned_unstarted > 0 as record_start_first, traceparent,
-               priority, (extract(epoch from started_at - run_at) * 1000)::float8 as waited_ms
+               priority, date_part('epoch', started_at - run_at) * 1000 as waited_ms
           from taskfiber.claim(${o.workerId}, ${o.queues ? [...o.queues] : null}::text[], ${o.limit},
             ${Math.round(o.leaseMs)}, ${ageing.stepSeconds}, ${ageing.maxBoost}, ${o.asyncCommit === true},
             ${o.types ? [...o.types] : null}::text[], ${o.runNow ?? null}::integer)`.pipe(
@@ -176,7 +176,7 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
             const item = items[i]!
             const result = textOf(item.result, "result")
             if (typeof result !== "string") return Effect.fail(result)
-            const trace = item.runTraceparent === undefined ? "" : `,"traceparent":${JSON.stringify(item.runTraceparent)}`
+            const trace = item.runTraceparent === undefined ? "" : `,"run_traceparent":${JSON.stringify(item.runTraceparent)}`
             text += `${i === 0 ? "" : ","}{"id":${JSON.stringify(item.id)},"revision":${revisionOf(item)},"result":${result},"remove":${item.remove === true}${trace}}`
           }
           return sql<Claim>`select id, revision from taskfiber.complete_tasks(${workerId}, ${text + "]"}::jsonb)`.pipe(mapSqlError)
@@ -201,7 +201,7 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
         ),
 
     cancelClaimed: (workerId, claim, reason) =>
-      sql<{ ok: boolean }>`select taskfiber.cancel_claimed(${workerId}, ${claim.id}::uuid, ${revisionOf(claim)}, ${reason}) as ok`.pipe(
+      sql<{ ok: boolean }>`select taskfiber.cancel_claimed(${workerId}, ${claim.id}::uuid, ${revisionOf(claim)}, ${reason}, ${claim.runTraceparent ?? null}) as ok`.pipe(
         Effect.map((rows) => rows[0]?.ok === true),
         mapSqlError,
         Effect.withSpan("TaskStore.cancelClaimed")
