@@ -344,12 +344,16 @@ export const layer = (options: Partial<SamplerConfig> = {}): Layer.Layer<Sampler
     const seen = new Map<string, Metric.Gauge<number>>()
 
     // The sampler's connection: opened when first needed, closed after a failed
-    // sample (the next opens a new one, so a lost connection heals).
+    // sample (the next opens a new one, so a lost connection heals). Its scopes are
+    // children of one made before the loop starts, so that at the layer's close the
+    // loop is stopped before its connection goes (a sample in flight at shutdown
+    // would otherwise fail and be logged as an error).
+    const connections = yield* Scope.fork(scope)
     let own: { readonly client: SqlClient; readonly scope: Scope.Closeable } | undefined
     const connection: Effect.Effect<SqlClient, SampleFailed> = Effect.suspend(() => {
       if (own !== undefined) return Effect.succeed(own.client)
       return Effect.gen(function*() {
-        const connScope = yield* Scope.fork(scope)
+        const connScope = yield* Scope.fork(connections)
         const client = yield* PgClient.makeClient({ ...pg.config, applicationName }).pipe(
           Scope.provide(connScope),
           Effect.provide(Reactivity.layer),
