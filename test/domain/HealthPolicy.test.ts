@@ -160,7 +160,7 @@ describe("HealthPolicy", () => {
     const cache = (pct: number) => at({ cache: { hits: pct * 100, reads: (100 - pct) * 100 } }, "cache_hit")
     expect([91, 90, 81, 80, 71, 70].map(cache)).toEqual(["HEALTHY", "DEGRADED", "DEGRADED", "UNHEALTHY", "UNHEALTHY", "CRITICAL"])
     const ready = (n: number) => at({ depth: [{ queue: "q", status: "queued", band: "normal", tasks: n, ready: n }] }, "ready_depth")
-    expect([999, 1000, 10_000, 100_000].map(ready)).toEqual(["HEALTHY", "DEGRADED", "UNHEALTHY", "CRITICAL"])
+    expect([9_999, 10_000, 100_000, 1_000_000].map(ready)).toEqual(["HEALTHY", "DEGRADED", "UNHEALTHY", "CRITICAL"])
     const oldest = (ms: number) => at({ oldestReady: [{ queue: "q", ageMs: ms }] }, "oldest_ready")
     expect([59_999, 60_000, 300_000, 900_000].map(oldest)).toEqual(["HEALTHY", "DEGRADED", "UNHEALTHY", "CRITICAL"])
     expect([0, 1, 19, 20, 100].map((n) => at({ expiredLeases: n }, "expired_leases"))).toEqual(
