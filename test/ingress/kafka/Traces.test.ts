@@ -35,26 +35,45 @@ const FlakyTraced = Job.define({
 const traceId = "0af7651916cd43dd8448eb211c80319c"
 const producerSpan = "b7ad6b7169203331"
 
+/**
+ * One traced message of `job` through the ingress and a supervisor of its own,
+ * under a recording tracer, with the outbox on: the outcomes of its runs, in order,
+ * and the spans ended; the outbox is turned off again after.
+ */
+const traced = (job: Job.AnyJob, id: string, offset: string, runs: number) =>
+  Effect.gen(function*() {
+    const { ended, tracer } = recordingTracer()
+    const sql = yield* SqlClient
+    yield* sql`update taskfiber.settings set outbox_topic = 'task-status'`
+    const scope = yield* Scope.make()
+    const outcomes = yield* Effect.gen(function*() {
+      const s = yield* Runtime.startSupervisor([job])
+      const queue = yield* s.outcomes
+      yield* IngestBatch.ingest(JobRegistry.make([job]), [{
+        topic: "tasks", partition: 0, offset, timestamp: "1764748800000",
+        headers: { "task-id": id, "task-type": job.name, traceparent: `00-${traceId}-${producerSpan}-01` },
+        value: Buffer.from("{}")
+      }], { maxValueBytes: 1000 })
+      const seen: Array<string> = []
+      while (seen.length < runs) {
+        const next = yield* Queue.take(queue)
+        if (next.taskId === id) seen.push(next.outcome)
+      }
+      return seen
+    }).pipe(Effect.withTracer(tracer), Scope.provide(scope))
+    yield* Scope.close(scope, Exit.void)
+    const events = yield* sql<{ headers: Record<string, string>; to: string }>`
+      select headers, payload ->> 'to' as to from taskfiber.outbox where key = ${id} order by id`
+    yield* sql`update taskfiber.settings set outbox_topic = null`
+    return { outcomes, ended, events }
+  })
+
 it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("traces across Kafka", (it) => {
   it.effect("the message's traceparent parents the enqueue span, the enqueue the run, the run the handler's; status events carry it", () =>
     Effect.gen(function*() {
-      const { ended, tracer } = recordingTracer()
       const id = newTaskId()
-      const sql = yield* SqlClient
-      yield* sql`update taskfiber.settings set outbox_topic = 'task-status'`
-      const scope = yield* Scope.make()
-      yield* Effect.gen(function*() {
-        const s = yield* Runtime.startSupervisor([Traced])
-        const outcomes = yield* s.outcomes
-        yield* IngestBatch.ingest(JobRegistry.make([Traced]), [{
-          topic: "tasks", partition: 0, offset: "0", timestamp: "1764748800000",
-          headers: { "task-id": id, "task-type": "traced", traceparent: `00-${traceId}-${producerSpan}-01` },
-          value: Buffer.from("{}")
-        }], { maxValueBytes: 1000 })
-        expect((yield* Queue.take(outcomes)).taskId).toBe(id)
-      }).pipe(Effect.withTracer(tracer), Scope.provide(scope))
-      yield* Scope.close(scope, Exit.void)
-
+      const { outcomes, ended, events: headers } = yield* traced(Traced, id, "0", 1)
+      expect(outcomes).toEqual(["succeeded"])
       const enqueue = ended.find((s) => s.name === "Tasks.enqueue")!
       const run = ended.find((s) => s.name === "taskfiber.run traced")!
       const own = ended.find((s) => s.name === "handler's own")!
@@ -67,41 +86,21 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("tra
       expect(run.attributes.get("taskfiber.outcome")).toBe("succeeded")
       expect(Option.map(own.parent, (p) => p.spanId)).toEqual(Option.some(run.spanId))
       // The status events go out in the same trace.
-      const headers = yield* sql<{ headers: Record<string, string>; to: string }>`
-        select headers, payload ->> 'to' as to from taskfiber.outbox where key = ${id} order by id`
       expect(headers.map((h) => h.to)).toEqual(["queued", "running", "succeeded"])
       for (const h of headers) expect(h.headers.traceparent).toContain(traceId)
       // The outcome's event is the run's child; the others follow the enqueue.
       expect(headers.map((h) => h.headers.traceparent!.split("-")[2])).toEqual([enqueue.spanId, enqueue.spanId, run.spanId])
-      yield* sql`update taskfiber.settings set outbox_topic = null`
     }))
 
   it.effect("each outcome's event follows its own run: a retry's the first run's span, the success the second's", () =>
     Effect.gen(function*() {
-      const { ended, tracer } = recordingTracer()
       const id = newTaskId()
-      const sql = yield* SqlClient
-      yield* sql`update taskfiber.settings set outbox_topic = 'task-status'`
-      const scope = yield* Scope.make()
-      yield* Effect.gen(function*() {
-        const s = yield* Runtime.startSupervisor([FlakyTraced])
-        const outcomes = yield* s.outcomes
-        yield* IngestBatch.ingest(JobRegistry.make([FlakyTraced]), [{
-          topic: "tasks", partition: 0, offset: "1", timestamp: "1764748800000",
-          headers: { "task-id": id, "task-type": "flaky-traced", traceparent: `00-${traceId}-${producerSpan}-01` },
-          value: Buffer.from("{}")
-        }], { maxValueBytes: 1000 })
-        expect((yield* Queue.take(outcomes)).outcome).toBe("retrying")
-        expect((yield* Queue.take(outcomes)).outcome).toBe("succeeded")
-      }).pipe(Effect.withTracer(tracer), Scope.provide(scope))
-      yield* Scope.close(scope, Exit.void)
-
+      const { outcomes, ended, events } = yield* traced(FlakyTraced, id, "1", 2)
+      expect(outcomes).toEqual(["retrying", "succeeded"])
       const enqueue = ended.find((s) => s.name === "Tasks.enqueue" && s.attributes.get("taskfiber.task_id") === id)!
       const runs = ended.filter((s) => s.name === "taskfiber.run flaky-traced")
       expect(runs.map((r) => r.attributes.get("taskfiber.outcome"))).toEqual(["retrying", "succeeded"])
       for (const run of runs) expect(Option.map(run.parent, (p) => p.spanId)).toEqual(Option.some(enqueue.spanId))
-      const events = yield* sql<{ headers: Record<string, string>; to: string }>`
-        select headers, payload ->> 'to' as to from taskfiber.outbox where key = ${id} order by id`
       expect(events.map((e) => [e.to, e.headers.traceparent!.split("-")[2]])).toEqual([
         ["queued", enqueue.spanId],
         ["running", enqueue.spanId],
@@ -109,6 +108,5 @@ it.layer(Runtime.storeOnly, { timeout: 60_000, excludeTestServices: true })("tra
         ["running", enqueue.spanId],
         ["succeeded", runs[1]!.spanId]
       ])
-      yield* sql`update taskfiber.settings set outbox_topic = null`
     }))
 })
