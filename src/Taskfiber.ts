@@ -29,6 +29,7 @@ import * as Database from "./store/Database.ts"
 import * as PgTaskStore from "./store/PgTaskStore.ts"
 import * as Workers from "./store/Workers.ts"
 import * as DeadLetters from "./store/DeadLetters.ts"
+import * as QueuePauses from "./store/QueuePauses.ts"
 
 /** What the layer takes. */
 export interface TaskfiberOptions {
@@ -60,7 +61,7 @@ export interface TaskfiberOptions {
 
 /**
  * What a supervisor needs besides its jobs, over a database the application
- * provides: store, worker registry, dead letters, cancel bus, wake-ups, the event hub and its
+ * provides: store, worker registry, dead letters, queue pauses, cancel bus, wake-ups, the event hub and its
  * log lines (EventLog, closed after the supervisors built on it). The
  * store's attempt limit is `config.retryMaxAttempts`, else `RETRY_MAX_ATTEMPTS`.
  */
@@ -69,6 +70,7 @@ export const runtimeServices = (config: Pick<Partial<RuntimeConfig.RuntimeConfig
     config.retryMaxAttempts === undefined ? PgTaskStore.layer : PgTaskStore.layerWith({ maxAttempts: config.retryMaxAttempts }),
     Workers.layer,
     DeadLetters.layer,
+    QueuePauses.layer,
     CancelBus.layerLocal,
     PgWakeups.layer,
     EventLog.layer,

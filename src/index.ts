@@ -31,6 +31,7 @@ export * as EmbeddedPostgres from "./store/EmbeddedPostgres.ts"
 export * as Migrations from "./store/Migrations.ts"
 export * as TaskStore from "./store/TaskStore.ts"
 export * as PgTaskStore from "./store/PgTaskStore.ts"
+export * as QueuePauses from "./store/QueuePauses.ts"
 export * as Transaction from "./store/Transaction.ts"
 export * as Workers from "./store/Workers.ts"
 

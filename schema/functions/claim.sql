@@ -1,8 +1,8 @@
 -- The claim: up to p_limit due tasks for p_worker, of the given queues (null: every
--- queue) and types (null: any), by effective priority, then run_at, then id. Each
--- moves to running under a new revision, which names this claim (fencing,
--- run.sql). FOR UPDATE SKIP LOCKED lets any number of claimers run at once without
--- waiting on each other or taking a task twice.
+-- queue) that are not paused, and types (null: any), by effective priority, then
+-- run_at, then id. Each moves to running under a new revision, which names this
+-- claim (fencing, run.sql). FOR UPDATE SKIP LOCKED lets any number of claimers run
+-- at once without waiting on each other or taking a task twice.
 --
 -- Effective priority is `priority + least(max_boost, waited / step)` (ageing, see
 -- src/domain/Priority.ts). Within one (queue, priority) level the boost only grows
@@ -60,6 +60,7 @@ declare
   k integer := p_limit * 2 + 16;
   ts timestamptz := now();
   queues text[] := p_queues;
+  paused text[];
   q text;
   level integer;
   due_queues text[] := '{}';
@@ -91,6 +92,26 @@ begin
                  order by t.queue limit 1)
           from qs where qs.queue is not null)
       select qs.queue from qs where qs.queue is not null);
+  end if;
+  -- Paused queues (queues.sql) are left out of the queues considered, here, once, so
+  -- that every statement below (the levels walk, the exact fallback) sees only
+  -- queues that may be claimed. The paused set is read whole: it is a few rows at
+  -- most, and no queue paused (the usual case) is the scan of an empty table.
+  -- Measured (PostgreSQL 15, 2 shared cores; µs a call, medians; the claim alone,
+  -- without it: 27 for 1 queue holding nothing, 54 for 10; 1,350 for 100 of 20,000
+  -- due tasks, 5,900 for 500):
+  --   this: the set read into an array, the queues filtered by it
+  --     +1–2 with no queue paused, +5 with one (the filter); batch claims unchanged
+  --     within the noise (1,360–1,410 for 100, 5,830–5,910 for 500)
+  --   a probe of paused_queues' primary key per queue, in the levels walk
+  --     +2.5 a queue (10 queues: +24), paused or not
+  --   the set read, each queue skipped in the walk and the fallback filtered
+  --     (`continue when q = any(paused)`): as this within 2 µs, in two places
+  -- A flag on the tasks would make a pause an update of every task of the queue, and
+  -- a filter in the locking select a test per row read.
+  paused := array(select p.queue from taskfiber.paused_queues p);
+  if cardinality(paused) > 0 then
+    queues := array(select u.q from unnest(queues) u(q) where u.q <> all(paused));
   end if;
 
   -- The levels holding due tasks: two index probes per level present.

@@ -257,6 +257,9 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
           Effect.withSpan("TaskStore.statuses")
         ),
 
+    // A paused queue's tasks are never next: due ones would wake the dispatcher at
+    // once, for a claim that skips them, again and again (schema/functions/queues.sql).
+    // The paused set is read once (an initplan), as the claim reads it.
     msUntilNextDue: ({ dueWithinMs = 0, queues, types } = {}) =>
       sql<{ ms: number | null }>`
         select (extract(epoch from min(run_at) - clock_timestamp()) * 1000)::float8 as ms
@@ -264,6 +267,7 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
         where status in ('queued', 'retrying')
           and run_at > now() - ${Math.max(0, dueWithinMs)}::float8 * interval '1 millisecond'
           and (${queues ? [...queues] : null}::text[] is null or queue = any(${queues ? [...queues] : null}::text[]))
+          and queue <> all(array(select p.queue from taskfiber.paused_queues p))
           and (${types ? [...types] : null}::text[] is null or type = any(${types ? [...types] : null}::text[]))`.pipe(
         Effect.map((rows) => Option.fromNullishOr(rows[0]?.ms)),
         mapSqlError,

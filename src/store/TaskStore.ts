@@ -184,7 +184,8 @@ export class TaskStore extends Context.Service<TaskStore, {
    * it would wake too early). With `dueWithinMs`, tasks that came due in the last
    * `dueWithinMs` ms count too (the answer is then ≤ 0): a claimer passes the time
    * since its last claim began, so that a task that came due after that claim
-   * looked is not left waiting.
+   * looked is not left waiting. Paused queues' tasks do not count (QueuePauses): a
+   * resume wakes the dispatchers itself.
    */
   readonly msUntilNextDue: (options?: {
     readonly queues?: ReadonlyArray<string> | undefined
