@@ -6,18 +6,20 @@
  *   taskfiber status <id> [--json]           a task and its history
  *   taskfiber migrate                        bring the schema up to date and exit
  *   taskfiber health [--json]                one health sample of the database; exit 0–3 by status
+ *   taskfiber pause <queue> [--reason R]     stop claiming the queue's tasks (they wait) until resumed
+ *   taskfiber resume <queue>                 claim the queue's tasks again, waking the workers at once
  *
  * The database is `DATABASE_URL`, or the embedded PostgreSQL in `EMBEDDED_PG_DIR`
- * (shared: `enqueue` and `status` in another terminal connect to the server a
- * running `start` owns). Logs go to stderr (`LOG_LEVEL`, `LOG_FORMAT`: see
- * observability/Logging.ts), so stdout carries only what a command prints:
+ * (shared: `enqueue`, `status`, `pause` and `resume` in another terminal connect to
+ * the server a running `start` owns). Logs go to stderr (`LOG_LEVEL`, `LOG_FORMAT`:
+ * see observability/Logging.ts), so stdout carries only what a command prints:
  * `enqueue`'s stdout is the task id. `start` exports traces and metrics over OTLP
  * when `OTEL_ENABLED` (observability/Telemetry.ts).
  *
  * Shutdown: the first SIGINT/SIGTERM stops claiming, lets running jobs finish for
  * `SHUTDOWN_GRACE`, releases the rest to the queue and exits 0; a second signal
- * exits at once (130). A one-shot command (enqueue, status, migrate) stopped by a
- * signal before it finished exits 128 + the signal's number (143, 130).
+ * exits at once (130). A one-shot command (enqueue, status, migrate, pause, resume)
+ * stopped by a signal before it finished exits 128 + the signal's number (143, 130).
  */
 import { constants } from "node:os"
 import { Cause, Config, ConfigProvider, Console, Data, Duration, Effect, Exit, Layer, Option, Redacted, References, Runtime } from "effect"
@@ -33,6 +35,7 @@ import * as Database from "../store/Database.ts"
 import * as TaskStore from "../store/TaskStore.ts"
 import * as PgTaskStore from "../store/PgTaskStore.ts"
 import * as Workers from "../store/Workers.ts"
+import * as QueuePauses from "../store/QueuePauses.ts"
 import { fromUnknown } from "../store/DatabaseError.ts"
 import { SqlClient } from "effect/sql/SqlClient"
 import * as HealthPolicy from "../domain/HealthPolicy.ts"
@@ -95,8 +98,8 @@ const settings = (() => {
 
 
 /**
- * `enqueue` and `status` are quiet (warnings and errors only) unless `LOG_LEVEL`
- * or `--log-level` says otherwise.
+ * `enqueue`, `status`, `pause` and `resume` are quiet (warnings and errors only)
+ * unless `LOG_LEVEL` or `--log-level` says otherwise.
  */
 const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
@@ -330,9 +333,44 @@ const health = Command.make("health", {
   Command.withDescription("Sample the database once and print its health; exit 0 HEALTHY, 1 DEGRADED, 2 UNHEALTHY, 3 CRITICAL")
 )
 
+// ---------------------------------------------------------------------------
+// pause, resume: on the database directly, like status (no running service
+// needed); every instance serving the queue follows.
+
+const Pauses = QueuePauses.layer.pipe(Layer.provideMerge(OneShotDatabase))
+
+const queueArgument = Argument.String("queue").pipe(Argument.withDescription("Queue name, e.g. default"))
+
+/** The queue argument, within the length a queue name has (1 to 128 characters). */
+const checkedQueue = (queue: string) =>
+  queue.length >= 1 && queue.length <= 128
+    ? Effect.succeed(queue)
+    : Effect.fail(new UsageError({ message: `a queue name is 1 to 128 characters: "${queue}"` }))
+
+const pause = Command.make("pause", {
+  queue: queueArgument,
+  reason: Flag.String("reason").pipe(Flag.withDescription("Why, kept with the pause (at most 1,000 characters)"), Flag.optional)
+}, ({ queue, reason }) =>
+  handler("pause")(quiet(Effect.gen(function*() {
+    const name = yield* checkedQueue(queue)
+    const changed = yield* QueuePauses.QueuePauses.use((p) => p.pause(name, Option.getOrUndefined(reason)))
+    yield* Console.log(changed ? `queue ${name} paused` : `queue ${name} was already paused`)
+  }).pipe(Effect.provide(Pauses))).pipe(Effect.catch(report(""))))).pipe(
+  Command.withDescription("Pause a queue: its tasks are not claimed (they wait; enqueues still succeed; running ones finish) until resumed")
+)
+
+const resume = Command.make("resume", { queue: queueArgument }, ({ queue }) =>
+  handler("resume")(quiet(Effect.gen(function*() {
+    const name = yield* checkedQueue(queue)
+    const changed = yield* QueuePauses.QueuePauses.use((p) => p.resume(name))
+    yield* Console.log(changed ? `queue ${name} resumed` : `queue ${name} was not paused`)
+  }).pipe(Effect.provide(Pauses))).pipe(Effect.catch(report(""))))).pipe(
+  Command.withDescription("Resume a paused queue: its due tasks are claimed at once")
+)
+
 const cli = Command.make("taskfiber").pipe(
   Command.withDescription("A durable, observable task runtime on PostgreSQL"),
-  Command.withSubcommands([start, enqueue, status, migrate, health])
+  Command.withSubcommands([start, enqueue, status, migrate, health, pause, resume])
 )
 
 // ---------------------------------------------------------------------------
