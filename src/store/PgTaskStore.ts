@@ -257,9 +257,13 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
           Effect.withSpan("TaskStore.statuses")
         ),
 
-    // A paused queue's tasks are never next: due ones would wake the dispatcher at
-    // once, for a claim that skips them, again and again (schema/functions/queues.sql).
-    // The paused set is read once (an initplan), as the claim reads it.
+    // A paused queue's tasks are never next (schema/functions/queues.sql): each would
+    // wake the dispatcher at its run_at, then again at once, claim after claim, while
+    // the look-back window still reaches it (dueWithinMs: 50 ms and more), each claim
+    // skipping it. The paused set is read once (an initplan), and only when a task
+    // passes the other conditions: with no queue paused the plan and its cost are the
+    // same (1.2–1.3 ms over 22,000 queued tasks of two queues, the index range of both
+    // read either way).
     msUntilNextDue: ({ dueWithinMs = 0, queues, types } = {}) =>
       sql<{ ms: number | null }>`
         select (extract(epoch from min(run_at) - clock_timestamp()) * 1000)::float8 as ms

@@ -3,8 +3,8 @@
  * every other queue's; a resume wakes the supervisor (the notification, well within
  * the dispatcher's 30 s re-check) and they run. Pausing and resuming are idempotent;
  * a task already running in a paused queue finishes; an enqueue into one succeeds;
- * the dispatcher's next due time does not count a paused queue's tasks (else its
- * due tasks would wake it over and over for claims that skip them).
+ * the dispatcher's next due time does not count a paused queue's tasks (else each
+ * would wake it when it comes due, for claims that skip it).
  *
  * Nothing is ordered by sleeping: each step awaits an outcome, a handler's start or
  * a notification, each bounded.
