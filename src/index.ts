@@ -13,7 +13,9 @@
  * - health: the scoring policy (`HealthPolicy`), the one SQL sampler behind the
  *   gauges (`Sampler`) and the `Health` service that judges its samples;
  * - `Logging` (log formats on stderr, secrets masked) and `Telemetry` (the OTLP
- *   export of traces, metrics and logs), the binary's observability as layers.
+ *   export of traces, metrics and logs), the binary's observability as layers;
+ * - `Admin`: the operator's operations (list, cancel and retry tasks, dead letters
+ *   and their replay, queue depths, the registered jobs), as the CLI uses them.
  */
 export * as Classification from "./domain/Classification.ts"
 export * as Errors from "./domain/Errors.ts"
@@ -51,3 +53,5 @@ export * as Telemetry from "./observability/Telemetry.ts"
 export * as Metrics from "./observability/Metrics.ts"
 export * as Readiness from "./observability/Readiness.ts"
 export * as HttpServer from "./http/HttpServer.ts"
+export * as Admin from "./admin/Admin.ts"
+export * as DeadLetters from "./store/DeadLetters.ts"
