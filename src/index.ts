@@ -3,7 +3,7 @@
  *
  * - the pure domain: statuses, priority ageing, error classification, retry policies;
  * - the PostgreSQL store: database layer, migrations, TaskStore, transactions,
- *   classified database errors;
+ *   classified database errors, pausing and resuming queues (`QueuePauses`);
  * - the job runtime: `Job.define`, the registry, typed `Tasks.enqueue`, the
  *   supervisor, and `Taskfiber.layer`, which puts it all in one Layer;
  * - the runtime's events (`RuntimeEvents`), for logs, metrics or an application's
@@ -13,7 +13,9 @@
  * - health: the scoring policy (`HealthPolicy`), the one SQL sampler behind the
  *   gauges (`Sampler`) and the `Health` service that judges its samples;
  * - `Logging` (log formats on stderr, secrets masked) and `Telemetry` (the OTLP
- *   export of traces, metrics and logs), the binary's observability as layers.
+ *   export of traces, metrics and logs), the binary's observability as layers;
+ * - `Admin`: the operator's operations (list, cancel and retry tasks, dead letters
+ *   and their replay, queue depths, the registered jobs), as the CLI uses them.
  */
 export * as Classification from "./domain/Classification.ts"
 export * as Errors from "./domain/Errors.ts"
@@ -52,3 +54,5 @@ export * as Telemetry from "./observability/Telemetry.ts"
 export * as Metrics from "./observability/Metrics.ts"
 export * as Readiness from "./observability/Readiness.ts"
 export * as HttpServer from "./http/HttpServer.ts"
+export * as Admin from "./admin/Admin.ts"
+export * as DeadLetters from "./store/DeadLetters.ts"

@@ -9,6 +9,20 @@
  *   taskfiber pause <queue> [--reason R]     stop claiming the queue's tasks (they wait) until resumed
  *   taskfiber resume <queue>                 claim the queue's tasks again, waking the workers at once
  *
+ * The operator's commands (src/admin/Admin.ts), each a read or one change on the
+ * database, no running service needed; a change that is not possible (a task
+ * already final, not failed, not found) is one line on stderr and exit 1:
+ *
+ *   taskfiber list [--status S] [--type T] [--queue Q] [--limit N] [--cursor C] [--json]
+ *                                            a page of tasks; `more:` names the next page's command
+ *   taskfiber cancel <id> [--reason R]       cancel a queued, retrying or running task
+ *   taskfiber retry <id>                     a failed task back to its queue
+ *   taskfiber dlq list [--type T] [--source S] [--limit N] [--cursor C] [--json]
+ *                                            dead letters, newest first
+ *   taskfiber dlq replay <id>                replay the failed task behind a dead letter
+ *   taskfiber dlq replay --all [--type T]    replay every failed task; progress on stderr, summary on stdout
+ *   taskfiber queues [--json]                each queue's depth by status and priority band
+ *
  * The database is `DATABASE_URL`, or the embedded PostgreSQL in `EMBEDDED_PG_DIR`
  * (shared: `enqueue`, `status`, `pause` and `resume` in another terminal connect to
  * the server a running `start` owns). Logs go to stderr (`LOG_LEVEL`, `LOG_FORMAT`:
@@ -22,7 +36,7 @@
  * stopped by a signal before it finished exits 128 + the signal's number (143, 130).
  */
 import { constants } from "node:os"
-import { Cause, Config, ConfigProvider, Console, Data, Duration, Effect, Exit, Layer, Option, Redacted, References, Runtime } from "effect"
+import { Cause, Config, ConfigProvider, Console, Data, Duration, Effect, Exit, Layer, Option, Redacted, References, Runtime, Stream } from "effect"
 import { Argument, CliOutput, Command, Flag, GlobalFlag } from "effect/cli"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
@@ -49,6 +63,10 @@ import * as Telemetry from "../observability/Telemetry.ts"
 import * as HttpServer from "../http/HttpServer.ts"
 import * as JobsModule from "./jobsModule.ts"
 import * as Render from "./render.ts"
+import * as Admin from "../admin/Admin.ts"
+import * as TaskStatus from "../domain/TaskStatus.ts"
+import * as DeadLetters from "../store/DeadLetters.ts"
+import * as AdminRender from "./adminRender.ts"
 
 // One-shot commands: no idle connections kept, none warmed.
 const OneShotDatabase = Database.layerWith({ poolMin: 0 })
@@ -98,8 +116,8 @@ const settings = (() => {
 
 
 /**
- * `enqueue`, `status`, `pause` and `resume` are quiet (warnings and errors only)
- * unless `LOG_LEVEL` or `--log-level` says otherwise.
+ * `enqueue`, `status`, `pause`, `resume` and the operator's commands are quiet
+ * (warnings and errors only) unless `LOG_LEVEL` or `--log-level` says otherwise.
  */
 const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
@@ -334,6 +352,161 @@ const health = Command.make("health", {
 )
 
 // ---------------------------------------------------------------------------
+// the operator's commands: list, cancel, retry, dlq, queues (src/admin/Admin.ts)
+
+/**
+ * The operator's operations on the database alone, like `status`: no running
+ * service needed. No job catalogue is loaded, so `queues` shows the queues that
+ * have work (the service's Admin also lists its jobs' empty queues).
+ */
+const AdminLive = Admin.layer.pipe(
+  Layer.provide(Layer.mergeAll(DeadLetters.layer, JobRegistry.layer([])).pipe(Layer.provideMerge(Store)))
+)
+
+/** Command `name`'s handler over the Admin service: quiet, and a failure is one line on stderr and exit 1. */
+const adminHandler = (name: string) => <A, E extends { readonly message: string }>(effect: Effect.Effect<A, E, Admin.Admin>) =>
+  handler(name)(quiet(effect.pipe(Effect.provide(AdminLive))).pipe(Effect.catch(report(""))))
+
+/** `--limit`: 1–500, as the pages allow. */
+const limitFlag = Flag.Int("limit").pipe(Flag.withDescription("Rows per page, 1–500 (default 50)"), Flag.optional)
+const cursorFlag = Flag.String("cursor").pipe(Flag.withDescription("Where the previous page ended (its `more:` line, or next_cursor)"), Flag.optional)
+const jsonFlag = (what: string) => Flag.Boolean("json").pipe(Flag.withDescription(`Print ${what} as one JSON object`), Flag.withDefault(false))
+
+const checkLimit = (limit: Option.Option<number>) =>
+  Option.isSome(limit) && (limit.value < 1 || limit.value > 500)
+    ? Effect.fail(new UsageError({ message: `--limit: ${limit.value} is not between 1 and 500` }))
+    : Effect.succeed(Option.getOrUndefined(limit))
+
+/** The command line of the next page: these flags, and the cursor. */
+const nextPage = (words: ReadonlyArray<string>, flags: Record<string, Option.Option<string | number>>) => (cursor: string) =>
+  [
+    "taskfiber",
+    ...words,
+    ...Object.entries(flags).flatMap(([k, v]) => (Option.isSome(v) ? [`--${k}`, String(v.value)] : [])),
+    "--cursor",
+    cursor
+  ].join(" ")
+
+const list = Command.make("list", {
+  status: Flag.Literals("status", TaskStatus.TaskStatuses).pipe(Flag.withDescription("Only tasks in this status"), Flag.optional),
+  type: Flag.String("type").pipe(Flag.withDescription("Only tasks of this type (job name)"), Flag.optional),
+  queue: Flag.String("queue").pipe(Flag.withDescription("Only tasks in this queue"), Flag.optional),
+  limit: limitFlag,
+  cursor: cursorFlag,
+  json: jsonFlag("the page")
+}, (args) =>
+  adminHandler("list")(Effect.gen(function*() {
+    const limit = yield* checkLimit(args.limit)
+    const page = yield* Admin.Admin.use((admin) =>
+      admin.listTasks({
+        ...(Option.isSome(args.status) ? { status: args.status.value } : {}),
+        ...(Option.isSome(args.type) ? { type: args.type.value } : {}),
+        ...(Option.isSome(args.queue) ? { queue: args.queue.value } : {}),
+        ...(limit === undefined ? {} : { limit }),
+        ...(Option.isSome(args.cursor) ? { cursor: args.cursor.value } : {})
+      })
+    )
+    const next = nextPage(["list"], { status: args.status, type: args.type, queue: args.queue, limit: args.limit })
+    yield* Console.log(args.json ? JSON.stringify(AdminRender.taskPageJson(page)) : AdminRender.taskPageText(page, next))
+  }))).pipe(
+  Command.withDescription("List tasks in id order (oldest first), filtered, a page at a time")
+)
+
+const cancel = Command.make("cancel", {
+  id: Argument.String("id").pipe(Argument.withDescription("Task id")),
+  reason: Flag.String("reason").pipe(Flag.withDescription("Why, recorded as the task's last error (default: cancelled by an operator)"), Flag.optional)
+}, ({ id, reason }) =>
+  adminHandler("cancel")(Effect.gen(function*() {
+    const admin = yield* Admin.Admin
+    const result = yield* admin.cancelTask(id.trim(), ...(Option.isSome(reason) ? [reason.value] : []))
+    if (result._tag === "AlreadyFinal") {
+      return yield* new UsageError({ message: `task ${result.id} is ${result.status} already: nothing to cancel` })
+    }
+    yield* Console.log(`cancelled ${result.id} (was ${result.previousStatus})`)
+  }))).pipe(
+  Command.withDescription("Cancel a queued, retrying or running task (a running one is interrupted at its worker)")
+)
+
+const retry = Command.make("retry", {
+  id: Argument.String("id").pipe(Argument.withDescription("Id of a failed task"))
+}, ({ id }) =>
+  adminHandler("retry")(Effect.gen(function*() {
+    const task = yield* Admin.Admin.use((admin) => admin.retryTask(id.trim()))
+    yield* Console.log(`queued ${task.id} again (attempts from 0 of ${task.maxAttempts})`)
+  }))).pipe(
+  Command.withDescription("Put a failed task back in its queue, its attempts from zero and its checkpoint kept")
+)
+
+const dlqList = Command.make("list", {
+  type: Flag.String("type").pipe(Flag.withDescription("Only dead letters of this task type"), Flag.optional),
+  source: Flag.String("source").pipe(Flag.withDescription("Only from this source: task (failed tasks), kafka (undecodable messages)"), Flag.optional),
+  limit: limitFlag,
+  cursor: cursorFlag,
+  json: jsonFlag("the page")
+}, (args) =>
+  adminHandler("dlq list")(Effect.gen(function*() {
+    const limit = yield* checkLimit(args.limit)
+    const page = yield* Admin.Admin.use((admin) =>
+      admin.listDeadLetters({
+        type: Option.getOrUndefined(args.type),
+        source: Option.getOrUndefined(args.source),
+        limit,
+        cursor: Option.getOrUndefined(args.cursor)
+      })
+    )
+    const next = nextPage(["dlq", "list"], { type: args.type, source: args.source, limit: args.limit })
+    yield* Console.log(args.json ? JSON.stringify(AdminRender.deadLetterPageJson(page)) : AdminRender.deadLetterPageText(page, next))
+  }))).pipe(
+  Command.withDescription("List dead letters, newest first: failed tasks and input that never became a task")
+)
+
+/** Draws a replay's progress on stderr: a bar redrawn in place on a terminal, a line each batch otherwise. */
+const drawProgress = (tty: boolean) => (p: Admin.ReplayProgress) =>
+  Effect.sync(() => {
+    process.stderr.write(tty ? `\r${AdminRender.progressBar(p)}` : `${AdminRender.progressLine(p)}\n`)
+  })
+
+const dlqReplay = Command.make("replay", {
+  id: Argument.String("id").pipe(Argument.withDescription("Dead letter id (dlq list), or none with --all"), Argument.optional),
+  all: Flag.Boolean("all").pipe(Flag.withDescription("Replay every failed task (of --type)"), Flag.withDefault(false)),
+  type: Flag.String("type").pipe(Flag.withDescription("With --all: only failed tasks of this type"), Flag.optional)
+}, ({ all, id, type }) =>
+  adminHandler("dlq replay")(Effect.gen(function*() {
+    const admin = yield* Admin.Admin
+    if (Option.isSome(id) && all) return yield* new UsageError({ message: "give a dead letter id or --all, not both" })
+    if (Option.isSome(id)) {
+      if (Option.isSome(type)) return yield* new UsageError({ message: "--type goes with --all" })
+      const { letter, task } = yield* admin.replayDeadLetter(id.value.trim())
+      yield* Console.log(`replayed dead letter ${letter.id}: task ${task.id} (${task.type}) queued again`)
+      return
+    }
+    if (!all) return yield* new UsageError({ message: "give a dead letter id, or --all to replay every failed task" })
+    const tty = process.stderr.isTTY === true
+    const last = yield* admin.replayAll({ type: Option.getOrUndefined(type) }).pipe(
+      Stream.tap(drawProgress(tty)),
+      Stream.runLast,
+      Effect.ensuring(Effect.sync(() => tty && process.stderr.write("\n")))
+    )
+    const summary = Option.getOrElse(last, () => ({ total: 0, replayed: 0, skipped: 0 }))
+    yield* Console.log(AdminRender.replaySummary(summary, Option.getOrUndefined(type)))
+  }))).pipe(
+  Command.withDescription("Replay the failed task behind a dead letter, or every failed task with --all [--type]")
+)
+
+const dlq = Command.make("dlq").pipe(
+  Command.withDescription("Dead letters: failed tasks, and input that never became a task"),
+  Command.withSubcommands([dlqList, dlqReplay])
+)
+
+const queues = Command.make("queues", { json: jsonFlag("the queues") }, ({ json }) =>
+  adminHandler("queues")(Effect.gen(function*() {
+    const summaries = yield* Admin.Admin.use((admin) => admin.queues)
+    yield* Console.log(json ? JSON.stringify(AdminRender.queuesJson(summaries)) : AdminRender.queuesText(summaries))
+  }))).pipe(
+  Command.withDescription("Each queue's waiting tasks by status and priority band, running tasks, and the oldest ready one's wait")
+)
+
+// ---------------------------------------------------------------------------
 // pause, resume: on the database directly, like status (no running service
 // needed); every instance serving the queue follows.
 
@@ -370,7 +543,7 @@ const resume = Command.make("resume", { queue: queueArgument }, ({ queue }) =>
 
 const cli = Command.make("taskfiber").pipe(
   Command.withDescription("A durable, observable task runtime on PostgreSQL"),
-  Command.withSubcommands([start, enqueue, status, migrate, health, pause, resume])
+  Command.withSubcommands([start, enqueue, status, migrate, health, list, cancel, retry, dlq, queues, pause, resume])
 )
 
 // ---------------------------------------------------------------------------

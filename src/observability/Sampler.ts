@@ -28,6 +28,7 @@ import { Cause, Clock, type Config, Context, Data, Deferred, Duration, Effect, E
 
 import { PgClient } from "@effect/sql-pg"
 import type { SqlClient } from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
 import * as Reactivity from "effect/reactivity/Reactivity"
 import { type HealthSample, type PoolSample, probeMs, type QueueDepth, queryTimeMs } from "../domain/HealthPolicy.ts"
 import type { PriorityBand } from "../domain/Priority.ts"
@@ -151,6 +152,22 @@ const totalsStatement = (sql: SqlClient, pool: string) =>
               from pg_stat_activity
              where application_name = ${pool} and datname = current_database() and backend_type = 'client backend') p`
 
+/**
+ * The queues' part of a sample alone ({@link depthStatement}): what an operator's
+ * `queues` shows (src/admin/Admin.ts), read by the same statement as the gauges.
+ */
+export const readDepth = (sql: SqlClient): Effect.Effect<Pick<HealthSample, "depth" | "oldestReady">, SqlError> =>
+  Effect.map(depthStatement(sql), (rows) => {
+    const oldest = new Map<string, number>()
+    for (const d of rows) {
+      if (d.oldest_ready_ms !== null) oldest.set(d.queue, Math.max(oldest.get(d.queue) ?? 0, Math.max(0, d.oldest_ready_ms)))
+    }
+    return {
+      depth: rows.map((d) => ({ queue: d.queue, status: d.status, band: d.band, tasks: d.tasks, ready: d.ready })),
+      oldestReady: [...oldest].map(([queue, ageMs]) => ({ queue, ageMs }))
+    }
+  })
+
 /** The database's reason for a failure, one line, secrets redacted. */
 const reasonOf = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)
@@ -176,7 +193,7 @@ export const read = (
   options: { readonly pool?: { readonly applicationName: string; readonly max: number; readonly probe: PoolSample["probe"] }; readonly previous?: BlockCounters } = {}
 ): Effect.Effect<{ readonly sampled: Omit<Sampled, "takenAtMillis">; readonly counters: BlockCounters }, SampleFailed> =>
   Effect.gen(function*() {
-    const depth = yield* depthStatement(sql)
+    const { depth, oldestReady } = yield* readDepth(sql)
     const [totals] = yield* totalsStatement(sql, options.pool?.applicationName ?? "")
     const t = totals!
     const counters = { hits: t.blks_hit, reads: t.blks_read }
@@ -185,13 +202,9 @@ export const read = (
     const cache = prev !== undefined && counters.hits >= prev.hits && counters.reads >= prev.reads
       ? { hits: counters.hits - prev.hits, reads: counters.reads - prev.reads }
       : counters
-    const oldest = new Map<string, number>()
-    for (const d of depth) {
-      if (d.oldest_ready_ms !== null) oldest.set(d.queue, Math.max(oldest.get(d.queue) ?? 0, Math.max(0, d.oldest_ready_ms)))
-    }
     const sample: HealthSample = {
-      depth: depth.map((d) => ({ queue: d.queue, status: d.status, band: d.band, tasks: d.tasks, ready: d.ready })),
-      oldestReady: [...oldest].map(([queue, ageMs]) => ({ queue, ageMs })),
+      depth,
+      oldestReady,
       expiredLeases: t.expired,
       deadLettersLastHour: t.dead_letters,
       outboxBacklog: t.outbox,

@@ -19,7 +19,7 @@
  */
 import { Clock, Data, Duration, Effect, Layer, Option, Queue, Schedule, Tracer } from "effect"
 import * as TraceContext from "../domain/TraceContext.ts"
-import { tracingIn } from "../runtime/TaskRunner.ts"
+import { tracingIn } from "../observability/Tracing.ts"
 import { PgClient } from "@effect/sql-pg"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { Producer } from "kafkajs"

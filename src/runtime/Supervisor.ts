@@ -42,6 +42,7 @@ import * as OutcomeLog from "./OutcomeLog.ts"
 import type { ProgressReporter } from "./ProgressReporter.ts"
 import * as RuntimeConfig from "./RuntimeConfig.ts"
 import * as Shutdown from "./Shutdown.ts"
+import { tracingIn } from "../observability/Tracing.ts"
 import * as TaskRunner from "./TaskRunner.ts"
 
 /** One settled run, as `outcomes` hands it out. */
@@ -92,7 +93,7 @@ const make = (config: RuntimeConfig.RuntimeConfig) =>
     const env: TaskRunner.RunnerEnv = {
       store, registry, config, workerId, reporters, completer, context,
       deadlines: new Deadlines(), events,
-      tracing: TaskRunner.tracingIn(context)
+      tracing: tracingIn(context)
     }
 
     // The hooks and the dispatcher need each other: the hooks call it, it starts

@@ -26,7 +26,7 @@
  * second.
  */
 import type { RuntimeEvents } from "../observability/RuntimeEvents.ts"
-import { Cause, Clock, Context, Duration, Effect, Exit, type Fiber, References, Schema, Tracer } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, type Fiber, Schema, Tracer } from "effect"
 import { toLastError } from "../domain/Classification.ts"
 import { PayloadInvalid, TaskTimeout, UnknownTaskType, UnstorableValue } from "../domain/Errors.ts"
 import * as StoredJson from "../domain/StoredJson.ts"
@@ -83,19 +83,10 @@ export interface RunnerEnv {
   readonly deadlines: Deadlines
   /** The runtime's event hub (a run's progress is told there). */
   readonly events: RuntimeEvents["Service"]
-  /** A tracing backend is installed in `context` (see {@link tracingIn}): each run gets a span. */
+  /** A tracing backend is installed in `context` (observability/Tracing.ts `tracingIn`): each run gets a span. */
   readonly tracing: boolean
 }
 
-/**
- * Whether `context` holds a tracer that exports spans. Effect's default, the
- * native tracer, keeps spans in memory and hands them to nobody; a span per run
- * for it cost about a third of the runtime's CPU per task (a 20,000-task drain:
- * 707 → 470 ms of worker CPU, medians of eight alternating runs), for nothing any
- * backend could see. Effect documents this comparison for exactly that purpose.
- */
-export const tracingIn = (context: Context.Context<never>): boolean =>
-  Context.get(context, References.TracerEnabled) && Context.get(context, Tracer.Tracer) !== Tracer.nativeTracer
 
 /**
  * What the supervisor hears of a run, told which run: one hooks object serves every

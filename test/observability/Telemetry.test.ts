@@ -10,7 +10,7 @@ import { Cause, ConfigProvider, Context, Effect, Exit, Layer, Metric, Tracer } f
 import { OtlpExporter } from "effect/observability"
 import * as Logging from "../../src/observability/Logging.ts"
 import * as Telemetry from "../../src/observability/Telemetry.ts"
-import { tracingIn } from "../../src/runtime/TaskRunner.ts"
+import { tracingIn } from "../../src/observability/Tracing.ts"
 import * as OtlpReceiver from "../support/OtlpReceiver.ts"
 
 const parse = (env: Record<string, string>) => Effect.runSyncExit(Telemetry.config.parse(ConfigProvider.fromEnv({ env })))

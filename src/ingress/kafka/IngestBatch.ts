@@ -16,7 +16,7 @@
  */
 import { Clock, Effect, Tracer } from "effect"
 import * as TraceContext from "../../domain/TraceContext.ts"
-import { tracingIn } from "../../runtime/TaskRunner.ts"
+import { tracingIn } from "../../observability/Tracing.ts"
 import type { EnqueueRequest } from "../../domain/Task.ts"
 import { CancelBus } from "../../coordination/CancelBus.ts"
 import { DeadLetters, type DeadLetterInput } from "../../store/DeadLetters.ts"

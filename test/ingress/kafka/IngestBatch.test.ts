@@ -89,7 +89,7 @@ it.layer(Runtime.base([Email]), { timeout: 60_000 })("IngestBatch", (it) => {
         message({ "task-type": "send-email" }, "{}")
       ]
       // The dead letters' write fails after the enqueue ran: the crash between the two.
-      const failing = Layer.succeed(DeadLetters, DeadLetters.of({ record: () => Effect.die(new Error("crash between the statements")) }))
+      const failing = Layer.succeed(DeadLetters, DeadLetters.of({ ...(yield* DeadLetters), record: () => Effect.die(new Error("crash between the statements")) }))
       const exit = yield* Effect.exit(IngestBatch.ingest(registry, batch, limits).pipe(Effect.provide(failing)))
       expect(exit._tag).toBe("Failure")
       const store = yield* TaskStore
