@@ -23,6 +23,7 @@ import { type DatabaseError, mapSqlError } from "../store/DatabaseError.ts"
 import { type DeadLetter, type DeadLetterListOptions, type DeadLetterPage, DeadLetters, type UnreplayedKey } from "../store/DeadLetters.ts"
 import type { Task } from "../store/TaskRow.ts"
 import { type ListOptions, type TaskPage, TaskStore, type TaskWithEvents } from "../store/TaskStore.ts"
+import { QueuePauses } from "../store/QueuePauses.ts"
 
 export type { DeadLetter, DeadLetterListOptions, DeadLetterPage } from "../store/DeadLetters.ts"
 export type { ListOptions, TaskPage, TaskWithEvents } from "../store/TaskStore.ts"
@@ -97,6 +98,8 @@ export interface QueueSummary {
   readonly running: number
   /** How long the oldest due task has waited past its run_at, by the database clock; null when none is due. */
   readonly oldestReadyMs: number | null
+  /** Paused (QueuePauses): since when and why; null while it is claimed. */
+  readonly paused: { readonly since: Date; readonly reason: string | undefined } | null
 }
 
 /** A registered job type (see {@link Admin.jobs}). */
@@ -176,6 +179,7 @@ const jobInfo = (job: AnyJob): JobInfo => ({
 const make = Effect.gen(function*() {
   const store = yield* TaskStore
   const letters = yield* DeadLetters
+  const pauses = yield* QueuePauses
   const registry = yield* JobRegistry
   const sql = yield* SqlClient
   const bus = Option.getOrUndefined(yield* Effect.serviceOption(CancelBus))
@@ -256,6 +260,8 @@ const make = Effect.gen(function*() {
     const { depth, oldestReady } = yield* mapSqlError(readDepth(sql))
     const byQueue = new Map<string, Array<QueueSummary["depth"][number]>>()
     for (const q of registry.queues) byQueue.set(q, [])
+    const paused = new Map((yield* pauses.paused).map((p) => [p.queue, p]))
+    for (const q of paused.keys()) if (!byQueue.has(q)) byQueue.set(q, [])
     for (const d of depth) {
       const rows = byQueue.get(d.queue) ?? []
       rows.push({ status: d.status, band: d.band, tasks: d.tasks, ready: d.ready })
@@ -273,7 +279,11 @@ const make = Effect.gen(function*() {
         waiting: sum((r) => (r.status === "running" ? 0 : r.tasks)),
         ready: sum((r) => r.ready),
         running: sum((r) => (r.status === "running" ? r.tasks : 0)),
-        oldestReadyMs: oldest.get(queue) ?? null
+        oldestReadyMs: oldest.get(queue) ?? null,
+        paused: Option.match(Option.fromNullishOr(paused.get(queue)), {
+          onNone: () => null,
+          onSome: (p) => ({ since: p.pausedAt, reason: p.reason })
+        })
       }
     })
   }).pipe(Effect.withSpan("Admin.queues"))
@@ -296,4 +306,4 @@ const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 const uuidLike = (id: string) => uuidPattern.test(id)
 
 /** The operations over the store services; a CancelBus in the context is told of running tasks cancelled. */
-export const layer: Layer.Layer<Admin, never, TaskStore | DeadLetters | JobRegistry | SqlClient> = Layer.effect(Admin, make)
+export const layer: Layer.Layer<Admin, never, TaskStore | DeadLetters | QueuePauses | JobRegistry | SqlClient> = Layer.effect(Admin, make)

@@ -112,6 +112,7 @@ export const queuesJson = (queues: ReadonlyArray<QueueSummary>) => ({
     ready: q.ready,
     running: q.running,
     oldest_ready_ms: q.oldestReadyMs,
+    paused: q.paused === null ? null : { since: q.paused.since.toISOString(), reason: q.paused.reason ?? null },
     depth: q.depth
   }))
 })
@@ -131,10 +132,11 @@ export const queuesText = (queues: ReadonlyArray<QueueSummary>): string => {
       ...priorityBands.map((band) => of((d) => d.status !== "running" && d.band === band)),
       String(q.ready),
       String(q.running),
-      q.oldestReadyMs === null ? "-" : age(q.oldestReadyMs)
+      q.oldestReadyMs === null ? "-" : age(q.oldestReadyMs),
+      q.paused === null ? "-" : `paused${q.paused.reason === undefined ? "" : ` (${q.paused.reason})`}`
     ]
   })
-  return table(["QUEUE", "QUEUED", "RETRYING", "HIGH", "NORMAL", "LOW", "READY", "RUNNING", "OLDEST READY"], rows)
+  return table(["QUEUE", "QUEUED", "RETRYING", "HIGH", "NORMAL", "LOW", "READY", "RUNNING", "OLDEST READY", "PAUSED"], rows)
 }
 
 // ---------------------------------------------------------------------------

@@ -360,7 +360,7 @@ const health = Command.make("health", {
  * have work (the service's Admin also lists its jobs' empty queues).
  */
 const AdminLive = Admin.layer.pipe(
-  Layer.provide(Layer.mergeAll(DeadLetters.layer, JobRegistry.layer([])).pipe(Layer.provideMerge(Store)))
+  Layer.provide(Layer.mergeAll(DeadLetters.layer, QueuePauses.layer, JobRegistry.layer([])).pipe(Layer.provideMerge(Store)))
 )
 
 /** Command `name`'s handler over the Admin service: quiet, and a failure is one line on stderr and exit 1. */

@@ -11,6 +11,7 @@ import * as RetryPolicy from "../../src/domain/RetryPolicy.ts"
 import * as Job from "../../src/runtime/Job.ts"
 import { DeadLetters } from "../../src/store/DeadLetters.ts"
 import { TaskStore } from "../../src/store/TaskStore.ts"
+import { QueuePauses } from "../../src/store/QueuePauses.ts"
 import * as Runtime from "../support/Runtime.ts"
 
 const started = Deferred.makeUnsafe<string>()
@@ -233,7 +234,12 @@ it.layer(Env, { timeout: 60_000 })("Admin", (it) => {
         { status: "running", band: "high", tasks: 1, ready: 0 }
       ])
       expect(depth.oldestReadyMs).toBeGreaterThanOrEqual(90_000)
-      expect(queues.find((q) => q.queue === "mail")).toEqual({ queue: "mail", depth: [], waiting: 0, ready: 0, running: 0, oldestReadyMs: null })
+      expect(queues.find((q) => q.queue === "mail")).toEqual({ queue: "mail", depth: [], waiting: 0, ready: 0, running: 0, oldestReadyMs: null, paused: null })
+      // A paused queue says since when and why.
+      const pauses = yield* QueuePauses
+      yield* pauses.pause("mail", "maintenance")
+      expect((yield* admin.queues).find((q) => q.queue === "mail")!.paused).toEqual({ since: expect.any(Date), reason: "maintenance" })
+      yield* pauses.resume("mail")
     }))
 
   it.effect("jobs: name, queues, priority, limits and the payload as JSON Schema", () =>

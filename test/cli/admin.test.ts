@@ -174,9 +174,9 @@ describe("the operator's commands", () => {
     await onDatabase(Effect.flatMap(TaskStore, (s) => s.claim({ workerId: "w", queues: ["cli-depth"], limit: 1, leaseMs: 60_000 })))
     const r = await run(["queues"], quiet())
     expect(r.code, r.proc.output()).toBe(0)
-    expect(r.stdout[0]).toMatch(/^QUEUE\s+QUEUED\s+RETRYING\s+HIGH\s+NORMAL\s+LOW\s+READY\s+RUNNING\s+OLDEST READY$/)
+    expect(r.stdout[0]).toMatch(/^QUEUE\s+QUEUED\s+RETRYING\s+HIGH\s+NORMAL\s+LOW\s+READY\s+RUNNING\s+OLDEST READY\s+PAUSED$/)
     const row = r.stdout.find((l) => l.startsWith("cli-depth "))
-    expect(row, r.proc.output()).toMatch(/^cli-depth\s+2\s+0\s+1\s+0\s+1\s+2\s+1\s+\d+(\.\d)?m?s$/)
+    expect(row, r.proc.output()).toMatch(/^cli-depth\s+2\s+0\s+1\s+0\s+1\s+2\s+1\s+\d+(\.\d)?m?s\s+-$/)
 
     const json = JSON.parse((await run(["queues", "--json"], quiet())).stdout[0]!)
     const depth = json.queues.find((q: { queue: string }) => q.queue === "cli-depth")
@@ -186,6 +186,16 @@ describe("the operator's commands", () => {
       { status: "queued", band: "low", tasks: 1, ready: 1 },
       { status: "running", band: "high", tasks: 1, ready: 0 }
     ])
-    expect(Object.keys(depth)).toEqual(["queue", "waiting", "ready", "running", "oldest_ready_ms", "depth"])
+    expect(Object.keys(depth)).toEqual(["queue", "waiting", "ready", "running", "oldest_ready_ms", "paused", "depth"])
+    expect(depth.paused).toBeNull()
+
+    // A paused queue says so, with its reason; an empty one is listed too.
+    expect((await run(["pause", "cli-depth", "--reason", "deploy"], quiet())).code).toBe(0)
+    expect((await run(["pause", "cli-idle"], quiet())).code).toBe(0)
+    const paused = await run(["queues"], quiet())
+    expect(paused.stdout.find((l) => l.startsWith("cli-depth "))).toMatch(/\spaused \(deploy\)$/)
+    expect(paused.stdout.find((l) => l.startsWith("cli-idle "))).toMatch(/^cli-idle\s+0\s+0\s+0\s+0\s+0\s+0\s+0\s+-\s+paused$/)
+    const pausedJson = JSON.parse((await run(["queues", "--json"], quiet())).stdout[0]!)
+    expect(pausedJson.queues.find((q: { queue: string }) => q.queue === "cli-depth").paused).toEqual({ since: expect.any(String), reason: "deploy" })
   }, 60_000)
 })
