@@ -12,6 +12,7 @@ import { Effect, Layer, Option } from "effect"
 import * as KafkaConfig from "./ingress/kafka/KafkaConfig.ts"
 import * as KafkaIngress from "./ingress/kafka/KafkaIngress.ts"
 import * as OutboxRelay from "./outbox/OutboxRelay.ts"
+import * as Admin from "./admin/Admin.ts"
 import * as CancelBus from "./coordination/CancelBus.ts"
 import * as PgWakeups from "./coordination/PgWakeups.ts"
 import * as HttpServer from "./http/HttpServer.ts"
@@ -42,9 +43,9 @@ export interface TaskfiberOptions {
    */
   readonly kafka?: KafkaConfig.KafkaConfig | false
   /**
-   * The HTTP server (health probes, `/metrics`): `true` for `HTTP_PORT`/`HTTP_HOST`
+   * The HTTP server (health probes, `/metrics`, the admin API): `true` for `HTTP_PORT`/`HTTP_HOST`
    * (default 127.0.0.1:8080), or an address; absent or `false`, none (an embedding
-   * application may serve {@link HttpServer.routes} on its own server instead).
+   * application may serve {@link HttpServer.routesWith} on its own server instead).
    * The binary's `start` serves it.
    */
   readonly http?: boolean | Partial<HttpServer.HttpConfig>
@@ -124,7 +125,7 @@ interface Settings {
  * before its supervisor, and its probes answer until the jobs have finished.
  */
 const runtime = (options: TaskfiberOptions, { config, kafka, http }: Settings) => {
-  const observed = Layer.merge(Readiness.layer({ kafka: Option.isSome(kafka) }), Health.layer({ kafka: Option.isSome(kafka), ...(options.health === undefined ? {} : { thresholds: options.health }) })).pipe(
+  const observed = Layer.mergeAll(Admin.layer, Readiness.layer({ kafka: Option.isSome(kafka) }), Health.layer({ kafka: Option.isSome(kafka), ...(options.health === undefined ? {} : { thresholds: options.health }) })).pipe(
     Layer.provideMerge(services(options.jobs, config))
   )
   const served = Option.match(http, {

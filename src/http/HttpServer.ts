@@ -7,6 +7,9 @@
  *   GET /health         the health report (200 when HEALTHY or DEGRADED, else 503)
  *   GET /metrics        the metric registry in Prometheus text format
  *
+ *   /tasks, /dead-letters, /queues, /jobs, /openapi.json   the admin API (AdminApiServer; docs/admin.md)
+ *
+ * The probes and `/metrics` need no token; the admin API's rules are AdminConfig's.
  * `HTTP_PORT` (default 8080; 0: no server) and `HTTP_HOST` (default 127.0.0.1:
  * loopback only until an operator opens it). Requests are not logged one by one
  * (a scraper every 15 s would fill the log); the server's start is.
@@ -17,6 +20,7 @@ import { HttpRouter, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import { Health } from "../observability/Health.ts"
 import { Readiness } from "../observability/Readiness.ts"
+import * as AdminApiServer from "./AdminApiServer.ts"
 
 /** Where the server listens. */
 export interface HttpConfig {
@@ -73,14 +77,17 @@ export const healthReportRoute = HttpRouter.add("GET", "/health", Effect.gen(fun
 /** Every route of this module. */
 export const routes = Layer.mergeAll(healthRoutes, healthReportRoute, PrometheusMetrics.layerHttp({ path: "/metrics" }))
 
-/** The server on `config`'s address with `routes`; no server when the port is 0. */
+/** {@link routes} and the admin API's, for a server listening on `host`. */
+export const routesWith = (cfg: Pick<HttpConfig, "host">) => Layer.merge(routes, AdminApiServer.layer({ host: cfg.host }))
+
+/** The server on `config`'s address with {@link routesWith}; no server when the port is 0. */
 export const layerWith = (cfg: HttpConfig) =>
   cfg.port === 0
     ? Layer.empty
     // Node's server platform is loaded only for a server: 16 MB of RSS a worker
     // without one does not carry.
     : Layer.unwrap(Effect.map(Effect.promise(() => import("@effect/platform-node/NodeHttpServer")), (NodeHttpServer) =>
-      HttpRouter.serve(routes, { disableLogger: true, disableListenLog: true }).pipe(
+      HttpRouter.serve(routesWith(cfg), { disableLogger: true, disableListenLog: true }).pipe(
         Layer.provide(NodeHttpServer.layer(createServer, { port: cfg.port, host: cfg.host })),
         Layer.catchTag("ServeError", (error) => Layer.effectDiscard(Effect.fail(new HttpServerUnavailable({ host: cfg.host, port: cfg.port, cause: error.cause })))),
         Layer.tap(() => Effect.logInfo("http server listening", { url: `http://${cfg.host.includes(":") ? `[${cfg.host}]` : cfg.host}:${cfg.port}` }))

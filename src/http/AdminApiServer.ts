@@ -1,0 +1,246 @@
+/**
+ * The admin HTTP API served (AdminApi's definition): handlers over `Admin`,
+ * `QueuePauses` and enqueue by name; the bearer check (AdminConfig.decide); request
+ * decoding failures as problems naming the field; and the body limit, checked on
+ * `Content-Length` before anything is read and on the bytes read for a body sent
+ * without one. The routes go on the HttpServer's router beside the probes.
+ *
+ * `POST /tasks` is idempotent: a task whose `id` or `dedupeKey` was seen already is
+ * answered 200 with the existing task, nothing written. An `Idempotency-Key` header
+ * is the dedupe key when the body gives none, so a client retrying a request it got
+ * no answer to cannot enqueue twice.
+ */
+import { ByteSize, Effect, Layer, Option, Redacted, Schema, SchemaIssue, Stream } from "effect"
+import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { HttpApiBuilder, HttpApiMiddleware } from "effect/http-api"
+import { Admin } from "../admin/Admin.ts"
+import { Task } from "../domain/Task.ts"
+import { JobRegistry } from "../runtime/JobRegistry.ts"
+import * as Tasks from "../runtime/Tasks.ts"
+import { QueuePauses } from "../store/QueuePauses.ts"
+import {
+  AdminApi,
+  AdminAuth,
+  BadRequest,
+  Conflict,
+  NotFound,
+  openapiPath,
+  RequestProblems,
+  Unavailable
+} from "./AdminApi.ts"
+import * as AdminConfig from "./AdminConfig.ts"
+
+// ---------------------------------------------------------------------------
+// problems
+
+/** A problem response built by hand (for the answers that carry headers or come before the API). */
+const problem = (body: { readonly type: string; readonly title: string; readonly status: number; readonly detail: string }, headers: Record<string, string> = {}) =>
+  HttpServerResponse.jsonUnsafe(body, { status: body.status, contentType: "application/problem+json", headers })
+
+/** The database's failures: no detail (it may name hosts), a 503 the caller may repeat. */
+const orUnavailable = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.catchIf(
+    self,
+    (e): e is Extract<E, { readonly _tag: "DatabaseError" }> => (e as { readonly _tag?: unknown })._tag === "DatabaseError",
+    (e) =>
+      Effect.logWarning("admin api: the database failed", { cause: String((e as { readonly message?: unknown }).message) }).pipe(
+        Effect.andThen(Effect.fail(new Unavailable({ detail: "the database is unavailable; try again" })))
+      )
+  )
+
+/** The first issue of a schema failure: its path (dot-separated) and message. */
+const firstIssue = (error: Schema.SchemaError) => {
+  const first = SchemaIssue.makeFormatterStandardSchemaV1()(error.issue).issues[0]
+  const path = (first?.path ?? []).map((s) => String(typeof s === "object" ? s.key : s)).join(".")
+  return { path, message: first?.message ?? error.message }
+}
+
+/** Request decoding failures as a BadRequest naming the field. */
+const requestProblems = HttpApiMiddleware.layerSchemaErrorTransform(RequestProblems, (error) => {
+  const { message, path } = firstIssue(error.cause)
+  const slot = error.kind === "Payload" || error.kind === "Body" ? "body" : error.kind.toLowerCase()
+  return Effect.fail(new BadRequest({
+    detail: path === "" ? `the ${slot} is invalid: ${message}` : `${path} (in the ${slot}): ${message}`,
+    ...(path === "" ? {} : { field: path })
+  }))
+})
+
+// ---------------------------------------------------------------------------
+// auth
+
+/** The bearer check on `host`'s server (see AdminConfig). */
+const auth = (host: string, cfg: AdminConfig.AdminConfig) =>
+  Layer.succeed(AdminAuth, AdminAuth.of({
+    bearer: (httpEffect, { credential, endpoint }) => {
+      const presented = Redacted.value(credential)
+      const decision = AdminConfig.decide({
+        write: endpoint.method !== "GET",
+        token: cfg.token,
+        presented: presented === "" ? undefined : presented,
+        readTokenRequired: cfg.readTokenRequired,
+        loopback: AdminConfig.isLoopback(host)
+      })
+      if (decision === "allow") return httpEffect
+      if (decision === "unauthorized") {
+        return Effect.succeed(problem({
+          type: "urn:taskfiber:problem:unauthorized",
+          title: "Unauthorized",
+          status: 401,
+          detail: presented === "" ? "send Authorization: Bearer <ADMIN_TOKEN>" : "the bearer token is not ADMIN_TOKEN"
+        }, { "www-authenticate": "Bearer" }))
+      }
+      return Effect.succeed(problem({
+        type: "urn:taskfiber:problem:forbidden",
+        title: "Forbidden",
+        status: 403,
+        detail: `the server listens on ${host}, beyond loopback, and no ADMIN_TOKEN is set: set ADMIN_TOKEN to a secret ` +
+          `(e.g. \`openssl rand -hex 32\`) and send it as Authorization: Bearer <token>, or listen on HTTP_HOST=127.0.0.1`
+      }))
+    }
+  }))
+
+// ---------------------------------------------------------------------------
+// body limit
+
+const tooLarge = (max: number) =>
+  problem({
+    type: "urn:taskfiber:problem:payload-too-large",
+    title: "Payload too large",
+    status: 413,
+    detail: `the body is larger than ${max} bytes (ADMIN_MAX_BODY_BYTES)`
+  }, { connection: "close" })
+
+/**
+ * Every request's body at most `max` bytes: a larger `Content-Length` is refused
+ * before the body is read; a body without one is read into memory only up to `max`
+ * (HttpIncomingMessage.MaxBodySize), and refused when it goes past.
+ */
+const bodyLimit = (max: number) =>
+  HttpRouter.middleware((app) =>
+    Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const length = request.headers["content-length"]
+      if (length !== undefined && !(Number(length) <= max)) return tooLarge(max)
+      if (length === undefined && request.headers["transfer-encoding"] !== undefined) {
+        // Read it here, bounded: the API's decoders then see the bytes already read.
+        const read = yield* Effect.result(request.arrayBuffer.pipe(Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(max))))
+        if (read._tag === "Failure") return tooLarge(max)
+      }
+      return yield* app
+    }), { global: true })
+
+// ---------------------------------------------------------------------------
+// handlers
+
+const encodeTask = Schema.encodeSync(Schema.toCodecJson(Task))
+
+const tasks = HttpApiBuilder.group(AdminApi, "tasks", (handlers) =>
+  Effect.gen(function*() {
+    const admin = yield* Admin
+    const registry = yield* JobRegistry
+    return handlers
+      .handle("enqueue", ({ headers, payload: body }) =>
+        Effect.gen(function*() {
+          const dedupeKey = body.dedupeKey ?? headers["idempotency-key"]
+          const { created, id } = yield* Tasks.enqueueByName(registry, body.type, body.payload ?? {}, {
+            ...(body.priority === undefined ? {} : { priority: body.priority }),
+            ...(body.runAt === undefined ? {} : { runAt: body.runAt }),
+            ...(body.queue === undefined ? {} : { queue: body.queue }),
+            ...(body.id === undefined ? {} : { id: body.id }),
+            ...(dedupeKey === undefined ? {} : { dedupeKey })
+          })
+          const { task } = yield* admin.getTask(id)
+          return HttpServerResponse.jsonUnsafe(encodeTask(task), { status: created ? 201 : 200 })
+        }).pipe(
+          Effect.catchTags({
+            UnknownTaskType: (e) => Effect.fail(new BadRequest({ detail: e.message, field: "type" })),
+            QueueNotAllowed: (e) => Effect.fail(new BadRequest({ detail: e.message, field: "queue" })),
+            PayloadInvalid: (e) => Effect.fail(new BadRequest({ detail: e.message, field: e.path === "" ? "payload" : `payload.${e.path}` })),
+            InvalidEnqueueRequest: (e) => Effect.fail(new BadRequest({ detail: e.message, field: e.field })),
+            // Deleted between the write and the read (removeOnComplete, a fast worker): say so plainly.
+            TaskNotFound: (e) => Effect.fail(new Unavailable({ detail: `task ${e.id} was enqueued and is gone already` }))
+          }),
+          orUnavailable,
+          Effect.provideService(JobRegistry, registry)
+        ))
+      .handle("get", ({ params }) =>
+        admin.getTask(params.id).pipe(
+          Effect.catchTag("TaskNotFound", (e) => Effect.fail(new NotFound({ detail: e.message }))),
+          orUnavailable
+        ))
+      .handle("list", ({ query }) => orUnavailable(admin.listTasks(query)))
+      .handle("cancel", ({ params }) =>
+        admin.cancelTask(params.id).pipe(
+          Effect.map((r) =>
+            r._tag === "Cancelled"
+              ? { id: r.id, cancelled: true, status: "cancelled" as const, previousStatus: r.previousStatus }
+              : { id: r.id, cancelled: false, status: r.status, previousStatus: null }
+          ),
+          Effect.catchTag("TaskNotFound", (e) => Effect.fail(new NotFound({ detail: e.message }))),
+          orUnavailable
+        ))
+      .handle("retry", ({ params }) =>
+        admin.retryTask(params.id).pipe(
+          Effect.catchTags({
+            TaskNotFound: (e) => Effect.fail(new NotFound({ detail: e.message })),
+            TaskNotFailed: (e) => Effect.fail(new Conflict({ detail: e.message }))
+          }),
+          orUnavailable
+        ))
+  }))
+
+const deadLetters = HttpApiBuilder.group(AdminApi, "deadLetters", (handlers) =>
+  Effect.gen(function*() {
+    const admin = yield* Admin
+    return handlers
+      .handle("list", ({ query }) => orUnavailable(admin.listDeadLetters(query)))
+      .handle("replay", ({ params }) =>
+        admin.replayDeadLetter(params.id).pipe(
+          Effect.catchTags({
+            DeadLetterNotFound: (e) => Effect.fail(new NotFound({ detail: e.message })),
+            TaskNotFound: (e) => Effect.fail(new NotFound({ detail: e.message })),
+            NotReplayable: (e) => Effect.fail(new Conflict({ detail: e.message })),
+            TaskNotFailed: (e) => Effect.fail(new Conflict({ detail: e.message }))
+          }),
+          orUnavailable
+        ))
+      .handle("replayAll", ({ payload }) =>
+        admin.replayAll({ type: payload.type }).pipe(
+          Stream.runLast,
+          Effect.map(Option.getOrElse(() => ({ total: 0, replayed: 0, skipped: 0 }))),
+          orUnavailable
+        ))
+  }))
+
+const queues = HttpApiBuilder.group(AdminApi, "queues", (handlers) =>
+  Effect.gen(function*() {
+    const admin = yield* Admin
+    const pauses = yield* QueuePauses
+    return handlers
+      .handle("list", () =>
+        admin.queues.pipe(
+          Effect.map((qs) => qs.map((q) => ({ ...q, paused: q.paused === null ? null : { since: q.paused.since, reason: q.paused.reason ?? null } }))),
+          orUnavailable
+        ))
+      .handle("pause", ({ params, payload }) =>
+        pauses.pause(params.name, payload.reason).pipe(Effect.map((changed) => ({ queue: params.name, paused: true, changed })), orUnavailable))
+      .handle("resume", ({ params }) =>
+        pauses.resume(params.name).pipe(Effect.map((changed) => ({ queue: params.name, paused: false, changed })), orUnavailable))
+  }))
+
+const jobs = HttpApiBuilder.group(AdminApi, "jobs", (handlers) =>
+  Effect.map(Admin, (admin) => handlers.handle("list", () => Effect.succeed(admin.jobs))))
+
+/**
+ * The admin API's routes (and `/openapi.json`) for a server listening on `host`
+ * (the no-token rule looks at it), with the settings of AdminConfig.
+ */
+export const layer = (options: { readonly host: string }) =>
+  Layer.unwrap(Effect.map(AdminConfig.config, (cfg) =>
+    Layer.merge(
+      HttpApiBuilder.layer(AdminApi, { openapiPath }).pipe(
+        Layer.provide([tasks, deadLetters, queues, jobs]),
+        Layer.provide([auth(options.host, cfg), requestProblems])
+      ),
+      bodyLimit(cfg.maxBodyBytes)
+    )))

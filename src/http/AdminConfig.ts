@@ -1,0 +1,63 @@
+/**
+ * The admin HTTP API's settings, and who may call it.
+ *
+ *   ADMIN_TOKEN                 the bearer token of every call that changes state (redacted: never logged)
+ *   ADMIN_READ_TOKEN_REQUIRED   `true`: reads need it too (default false)
+ *   ADMIN_MAX_BODY_BYTES        the largest request body, refused with 413 before it is parsed (default 1 MiB)
+ *
+ * Without `ADMIN_TOKEN`, calls that change state are allowed only when the server
+ * listens on loopback (`HTTP_HOST` 127.0.0.1, ::1 or localhost): there only this
+ * machine's users reach it. On any other address they are refused (403) until a
+ * token is set, so opening the port never opens the queue.
+ */
+import { createHash, timingSafeEqual } from "node:crypto"
+import { Config, Option, Redacted, Schema } from "effect"
+
+/** What {@link config} reads. */
+export interface AdminConfig {
+  readonly token: Option.Option<Redacted.Redacted<string>>
+  readonly readTokenRequired: boolean
+  readonly maxBodyBytes: number
+}
+
+/** `ADMIN_TOKEN`, `ADMIN_READ_TOKEN_REQUIRED`, `ADMIN_MAX_BODY_BYTES`. */
+export const config: Config.Config<AdminConfig> = Config.all({
+  token: Config.Redacted("ADMIN_TOKEN").pipe(
+    Config.option,
+    Config.map(Option.filter((t) => Redacted.value(t).trim() !== ""))
+  ),
+  readTokenRequired: Config.Boolean("ADMIN_READ_TOKEN_REQUIRED").pipe(Config.withDefault(false)),
+  maxBodyBytes: Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)), "ADMIN_MAX_BODY_BYTES").pipe(
+    Config.withDefault(1024 * 1024)
+  )
+})
+
+/** A host that only this machine reaches. */
+export const isLoopback = (host: string): boolean => {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, "$1")
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
+}
+
+/** What {@link decide} answers. */
+export type Decision = "allow" | "unauthorized" | "forbidden"
+
+/**
+ * Whether a call may go on: `write` (it changes state) or a read, the token the
+ * server has (none: see module doc), the one presented, and the address it listens on.
+ */
+export const decide = (input: {
+  readonly write: boolean
+  readonly token: Option.Option<Redacted.Redacted<string>>
+  readonly presented: string | undefined
+  readonly readTokenRequired: boolean
+  readonly loopback: boolean
+}): Decision => {
+  const guarded = input.write || input.readTokenRequired
+  if (!guarded) return "allow"
+  if (Option.isNone(input.token)) return input.loopback ? "allow" : "forbidden"
+  return input.presented !== undefined && tokensEqual(input.presented, Redacted.value(input.token.value)) ? "allow" : "unauthorized"
+}
+
+/** Constant-time comparison: the digests are of equal length whatever the tokens' lengths. */
+export const tokensEqual = (presented: string, expected: string): boolean =>
+  timingSafeEqual(createHash("sha256").update(presented).digest(), createHash("sha256").update(expected).digest())
