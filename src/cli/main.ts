@@ -61,6 +61,7 @@ import * as KafkaConfig from "../ingress/kafka/KafkaConfig.ts"
 import * as Logging from "../observability/Logging.ts"
 import * as Telemetry from "../observability/Telemetry.ts"
 import * as HttpServer from "../http/HttpServer.ts"
+import * as AdminConfig from "../http/AdminConfig.ts"
 import * as JobsModule from "./jobsModule.ts"
 import * as Render from "./render.ts"
 import * as Admin from "../admin/Admin.ts"
@@ -98,6 +99,7 @@ const settings = (() => {
     logLevel: Logging.levelSetting,
     telemetry: Telemetry.config,
     http: HttpServer.config,
+    admin: AdminConfig.config,
     runtime: RuntimeConfig.config,
     database: Database.config,
     kafka: KafkaConfig.config

@@ -27,7 +27,7 @@ export const config: Config.Config<AdminConfig> = Config.all({
     Config.map(Option.filter((t) => Redacted.value(t).trim() !== ""))
   ),
   readTokenRequired: Config.Boolean("ADMIN_READ_TOKEN_REQUIRED").pipe(Config.withDefault(false)),
-  maxBodyBytes: Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)), "ADMIN_MAX_BODY_BYTES").pipe(
+  maxBodyBytes: Config.schema(Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 104_857_600 })), "ADMIN_MAX_BODY_BYTES").pipe(
     Config.withDefault(1024 * 1024)
   )
 })
