@@ -192,7 +192,8 @@ export const TasksGroup = HttpApiGroup.make("tasks")
       type: Schema.optionalKey(Schema.String),
       queue: Schema.optionalKey(Schema.String),
       limit: Schema.optionalKey(Limit),
-      cursor: Schema.optionalKey(Schema.String)
+      cursor: Schema.optionalKey(Schema.String),
+      order: Schema.optionalKey(Schema.Literals(["asc", "desc"]))
     },
     success: TaskPage,
     error: [Unavailable]

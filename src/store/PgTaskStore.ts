@@ -105,13 +105,14 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
       Effect.gen(function*() {
         const limit = Math.min(500, Math.max(1, Math.floor(options.limit ?? 50)))
         const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor)
+        const desc = options.order === "desc"
         const rows = yield* sql<TaskRow>`
           select * from taskfiber.tasks
           where (${options.status ?? null}::taskfiber.task_status is null or status = ${options.status ?? null}::taskfiber.task_status)
             and (${options.queue ?? null}::text is null or queue = ${options.queue ?? null})
             and (${options.type ?? null}::text is null or type = ${options.type ?? null})
-            and (${after ?? null}::uuid is null or id > ${after ?? null}::uuid)
-          order by id
+            and (${after ?? null}::uuid is null or ${desc ? sql`id < ${after ?? null}::uuid` : sql`id > ${after ?? null}::uuid`})
+          order by ${desc ? sql`id desc` : sql`id`}
           limit ${limit + 1}`
         const page = rows.slice(0, limit)
         const last = page[page.length - 1]

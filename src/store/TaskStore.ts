@@ -59,6 +59,8 @@ export interface ListOptions {
   readonly limit?: number
   /** `nextCursor` of the previous page. */
   readonly cursor?: string
+  /** `asc` (default): oldest first; `desc`: newest first (a dashboard's recent tasks). */
+  readonly order?: "asc" | "desc"
 }
 
 /**

@@ -148,6 +148,14 @@ describe("AdminApi", () => {
         expect(next.body.tasks[0].id).not.toBe(page.body.tasks[0].id)
         expectProblem(yield* call("GET", "/tasks?limit=0"), 400)
         expectProblem(yield* call("GET", "/tasks?status=sleeping"), 400)
+        // Newest first, paged the other way.
+        const newest = yield* call("GET", "/tasks?limit=1&order=desc")
+        expect(newest.status).toBe(200)
+        expect(newest.body.tasks.map((t: any) => t.id)).toEqual([keyed.body.id])
+        const older = yield* call("GET", `/tasks?limit=1&order=desc&cursor=${encodeURIComponent(newest.body.nextCursor)}`)
+        expect(older.body.tasks.map((t: any) => t.id)).toEqual([id])
+        expect(older.body.nextCursor).toBeUndefined()
+        expectProblem(yield* call("GET", "/tasks?order=sideways"), 400)
 
         expectProblem(yield* call("POST", `/tasks/${id}/retry`), 409)
         const cancelled = yield* call("POST", `/tasks/${id}/cancel`)
