@@ -6,6 +6,7 @@
  *   GET /health/ready   200 when it should be sent work, else 503 with the reasons (Readiness)
  *   GET /health         the health report (200 when HEALTHY or DEGRADED, else 503)
  *   GET /metrics        the metric registry in Prometheus text format
+ *   GET /               the web dashboard (Dashboard; docs/admin.md)
  *
  *   /tasks, /dead-letters, /queues, /jobs, /openapi.json   the admin API (AdminApiServer; docs/admin.md)
  *
@@ -21,6 +22,7 @@ import { PrometheusMetrics } from "effect/observability"
 import { Health } from "../observability/Health.ts"
 import { Readiness } from "../observability/Readiness.ts"
 import * as AdminApiServer from "./AdminApiServer.ts"
+import * as Dashboard from "./Dashboard.ts"
 
 /** Where the server listens. */
 export interface HttpConfig {
@@ -74,8 +76,8 @@ export const healthReportRoute = HttpRouter.add("GET", "/health", Effect.gen(fun
   return json(report, report.status === "HEALTHY" || report.status === "DEGRADED" ? 200 : 503)
 }))
 
-/** Every route of this module. */
-export const routes = Layer.mergeAll(healthRoutes, healthReportRoute, PrometheusMetrics.layerHttp({ path: "/metrics" }))
+/** Every route of this module, and the dashboard's page. */
+export const routes = Layer.mergeAll(healthRoutes, healthReportRoute, PrometheusMetrics.layerHttp({ path: "/metrics" }), Dashboard.routes)
 
 /** {@link routes} and the admin API's, for a server listening on `host`. */
 export const routesWith = (cfg: Pick<HttpConfig, "host">) => Layer.merge(routes, AdminApiServer.layer({ host: cfg.host }))

@@ -1,0 +1,290 @@
+// The taskfiber dashboard: polls the server's JSON routes and /metrics every
+// 2 s and draws them; no framework, no build step. Text goes in through
+// textContent only, so task data cannot inject markup.
+"use strict"
+
+const POLL_MS = 2000
+const WINDOW_S = 15 * 60
+// One sample per poll over the window, and a little slack.
+const RING = Math.ceil(WINDOW_S * 1000 / POLL_MS) + 2
+const FINAL = new Set(["succeeded", "failed", "cancelled"])
+const TOKEN_KEY = "taskfiber.adminToken"
+
+const $ = (id) => document.getElementById(id)
+
+/** An element with text and attributes. */
+function el(tag, text, attrs) {
+  const e = document.createElement(tag)
+  if (text !== undefined && text !== null) e.textContent = String(text)
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v)
+  return e
+}
+
+function row(cells, attrs) {
+  const tr = el("tr", null, attrs)
+  for (const c of cells) tr.append(c instanceof Node ? wrap(c) : el("td", c))
+  return tr
+}
+
+function wrap(node) {
+  const td = el("td")
+  td.append(node)
+  return td
+}
+
+function fill(tbody, rows, empty) {
+  tbody.replaceChildren(...rows)
+  if (rows.length === 0 && empty) tbody.append(row([el("span", empty, { class: "muted" })]))
+}
+
+const statusChip = (status) => el("span", status, { class: `status ${status}`, "data-status": status })
+
+function ms(n) {
+  if (n === null || n === undefined) return "–"
+  if (n < 1000) return `${Math.round(n)} ms`
+  const s = n / 1000
+  if (s < 60) return `${s.toFixed(1)} s`
+  return `${Math.floor(s / 60)}m ${String(Math.round(s % 60)).padStart(2, "0")}s`
+}
+
+const json = (v) => v === null || v === undefined ? "null" : JSON.stringify(v, null, 2)
+const time = (iso) => iso ? new Date(iso).toLocaleTimeString() : "–"
+const errorText = (e) => e ? `${e.tag}: ${e.message}` : ""
+
+async function getJson(path) {
+  const r = await fetch(path, { headers: authHeaders(false) })
+  const body = await r.json().catch(() => null)
+  // /health answers 503 with its report when unhealthy: still a report.
+  if (!r.ok && !(path === "/health" && body && body.status)) throw new Error(`${path}: ${r.status} ${body && body.detail || ""}`)
+  return body
+}
+
+// ---------------------------------------------------------------------------
+// the admin token: asked once, kept for the browser tab
+
+function authHeaders(ask) {
+  let token = sessionStorage.getItem(TOKEN_KEY)
+  if (token === null && ask) {
+    token = window.prompt("Admin token (leave empty when none is configured and the server is on loopback)", "")
+    if (token === null) return null
+    sessionStorage.setItem(TOKEN_KEY, token)
+  }
+  return token ? { authorization: `Bearer ${token}` } : {}
+}
+
+// ---------------------------------------------------------------------------
+// Prometheus text
+
+/** `[{ name, labels, value }]` of the exposition format's sample lines. */
+function parseMetrics(text) {
+  const out = []
+  for (const line of text.split("\n")) {
+    if (line === "" || line[0] === "#") continue
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line)
+    if (!m) continue
+    const labels = {}
+    if (m[2]) for (const l of m[2].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => c === "n" ? "\n" : c)
+    out.push({ name: m[1], labels, value: Number(m[3]) })
+  }
+  return out
+}
+
+const sum = (samples, name) => samples.filter((s) => s.name === name).reduce((a, s) => a + s.value, 0)
+
+// ---------------------------------------------------------------------------
+// throughput: a bounded ring of counter samples; rates between neighbours
+
+const ring = []
+let chart = null
+
+function record(samples) {
+  ring.push({ t: Date.now() / 1000, ok: sum(samples, "taskfiber_tasks_succeeded_total"), failed: sum(samples, "taskfiber_tasks_failed_total") })
+  while (ring.length > RING || (ring.length > 0 && ring[0].t < Date.now() / 1000 - WINDOW_S)) ring.shift()
+}
+
+function rates() {
+  const xs = [], ok = [], failed = []
+  for (let i = 1; i < ring.length; i++) {
+    const a = ring[i - 1], b = ring[i], dt = b.t - a.t
+    if (dt <= 0) continue
+    // A counter that went down is a restart: count from zero again.
+    const dOk = b.ok >= a.ok ? b.ok - a.ok : b.ok
+    const dFailed = b.failed >= a.failed ? b.failed - a.failed : b.failed
+    xs.push(b.t); ok.push(dOk / dt); failed.push(dFailed / dt)
+  }
+  return [xs, ok, failed]
+}
+
+function drawThroughput() {
+  const data = rates()
+  const box = $("throughput-chart")
+  const width = Math.max(300, box.clientWidth)
+  if (typeof uPlot === "function") {
+    if (chart === null) {
+      chart = new uPlot({
+        width, height: 220,
+        scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+        series: [{}, { label: "succeeded/s", stroke: "#1a7f37", width: 2 }, { label: "failed/s", stroke: "#c62828", width: 2 }],
+        axes: [{}, { label: "per second" }]
+      }, data, box)
+    } else {
+      if (Math.abs(chart.width - width) > 4) chart.setSize({ width, height: 220 })
+      chart.setData(data)
+    }
+  }
+  let ok = 0, failed = 0
+  for (let i = 1; i < ring.length; i++) {
+    const a = ring[i - 1], b = ring[i]
+    ok += b.ok >= a.ok ? b.ok - a.ok : b.ok
+    failed += b.failed >= a.failed ? b.failed - a.failed : b.failed
+  }
+  const runs = ok + failed
+  $("error-rate").textContent = runs === 0 ? "–" : `${(100 * failed / runs).toFixed(1)} %`
+  const span = ring.length > 1 ? ring[ring.length - 1].t - ring[0].t : 0
+  $("error-rate-detail").textContent = `${failed} failed of ${runs} runs in the last ${ms(span * 1000)}`
+}
+
+// ---------------------------------------------------------------------------
+// panels
+
+function drawMetrics(samples) {
+  // Average run time by job type: the histogram's sum over its count, queues summed.
+  const byType = new Map()
+  for (const s of samples) {
+    const part = s.name === "taskfiber_task_run_seconds_sum" ? "sum" : s.name === "taskfiber_task_run_seconds_count" ? "count" : null
+    if (!part) continue
+    const type = s.labels.type || "(none)"
+    const t = byType.get(type) || { sum: 0, count: 0 }
+    t[part] += s.value
+    byType.set(type, t)
+  }
+  fill($("run-times"), [...byType].sort((a, b) => a[0].localeCompare(b[0])).map(([type, t]) =>
+    row([type, el("span", t.count), t.count ? ms(1000 * t.sum / t.count) : "–"], { "data-type": type })
+  ), "no runs yet")
+
+  const inUse = samples.find((s) => s.name === "taskfiber_pool_connections" && s.labels.state === "in_use")
+  const idle = samples.find((s) => s.name === "taskfiber_pool_connections" && s.labels.state === "idle")
+  const max = samples.find((s) => s.name === "taskfiber_pool_connections_max")
+  $("pool-in-use").textContent = inUse ? String(inUse.value) : "–"
+  $("pool-detail").textContent = [idle && `${idle.value} idle`, max && `of ${max.value} at most`].filter(Boolean).join(", ")
+
+  const lag = samples.filter((s) => s.name === "taskfiber_kafka_consumer_lag")
+  $("kafka-panel").hidden = lag.length === 0
+  fill($("kafka-lag"), lag.map((s) => row([s.labels.topic || "", s.labels.partition || "", String(s.value)])))
+}
+
+function drawHealth(report) {
+  const status = report.status
+  for (const e of [$("health-badge"), $("health-status")]) {
+    e.textContent = status
+    e.className = e.id === "health-badge" ? `badge ${status}` : status
+  }
+  fill($("health-findings"), report.findings.map((f) =>
+    row([f.check, el("span", f.status, { class: `badge ${f.status}` }), f.message, f.recommendation || ""])
+  ), "no findings yet")
+  const un = report.unmeasured || []
+  $("health-unmeasured").textContent = un.length ? `Not measured: ${un.map((u) => `${u.check} (${u.reason})`).join("; ")}` : ""
+}
+
+function drawQueues(queues) {
+  fill($("queues"), queues.map((q) => {
+    const band = (b) => String(q.depth.filter((d) => d.band === b && d.status !== "running").reduce((a, d) => a + d.tasks, 0))
+    return row([q.queue, band("high"), band("normal"), band("low"), String(q.ready), String(q.running), ms(q.oldestReadyMs),
+      q.paused ? el("span", `paused${q.paused.reason ? `: ${q.paused.reason}` : ""}`, { class: "badge DEGRADED" }) : ""], { "data-queue": q.queue })
+  }), "no queues")
+}
+
+function drawTasks(page) {
+  fill($("recent-tasks"), page.tasks.map((t) =>
+    row([
+      el("a", t.id, { href: `#/tasks/${t.id}`, class: "id" }), t.type, t.queue, statusChip(t.status),
+      `${t.attempt}/${t.maxAttempts}`, time(t.updatedAt), errorText(t.lastError)
+    ], { "data-task-id": t.id })
+  ), "no tasks")
+}
+
+function drawTask(detail) {
+  const t = detail.task
+  $("task-id").textContent = t.id
+  $("task-status").replaceChildren(statusChip(t.status))
+  $("cancel-button").disabled = FINAL.has(t.status)
+  const fields = [["type", t.type], ["queue", t.queue], ["attempt", `${t.attempt} of ${t.maxAttempts}`], ["priority", t.priority],
+    ["run at", t.runAt], ["worker", t.workerId || "–"], ["lease expires", t.leaseExpiresAt || "–"], ["dedupe key", t.dedupeKey || "–"],
+    ["created", t.createdAt], ["updated", t.updatedAt]]
+  $("task-fields").replaceChildren(...fields.flatMap(([k, v]) => [el("dt", k), el("dd", v)]))
+  fill($("task-events"), detail.events.map((e) =>
+    row([String(e.seq), new Date(e.at).toLocaleString(), `${e.from || "∅"} → ${e.to}`, String(e.attempt), e.workerId || "", errorText(e.error)])
+  ))
+  $("task-progress").textContent = json(t.progress)
+  $("task-checkpoint").textContent = json(t.checkpoint)
+  $("task-payload").textContent = json(t.payload)
+  $("task-result").textContent = json(t.result)
+  $("task-error").textContent = t.lastError ? json(t.lastError) : "none"
+}
+
+// ---------------------------------------------------------------------------
+// routing and polling
+
+const taskIdOf = () => {
+  const m = /^#\/tasks\/([^/?]+)/.exec(location.hash)
+  return m ? decodeURIComponent(m[1]) : null
+}
+
+async function cancelTask() {
+  const id = taskIdOf()
+  const headers = authHeaders(true)
+  if (!id || headers === null) return
+  const out = $("action-result")
+  out.textContent = "cancelling…"
+  try {
+    const r = await fetch(`/tasks/${encodeURIComponent(id)}/cancel`, { method: "POST", headers })
+    const body = await r.json().catch(() => null)
+    if (r.status === 401) sessionStorage.removeItem(TOKEN_KEY)
+    out.textContent = r.ok
+      ? (body.cancelled ? `cancelled (was ${body.previousStatus})` : `not cancelled: it is ${body.status} already`)
+      : `refused: ${r.status} ${body && body.detail || ""}`
+  } catch (e) {
+    out.textContent = `failed: ${e.message}`
+  }
+  refresh()
+}
+
+let running = false
+
+async function refresh() {
+  // One poll at a time: a slow server gets no pile of requests.
+  if (running) return
+  running = true
+  const errors = []
+  const taskId = taskIdOf()
+  $("overview").hidden = taskId !== null
+  $("task-page").hidden = taskId === null
+  const step = (p) => p.catch((e) => { errors.push(e.message) })
+  try {
+    await Promise.all([
+      step(fetch("/metrics").then((r) => r.text()).then((text) => {
+        const samples = parseMetrics(text)
+        record(samples)
+        if (taskId === null) { drawMetrics(samples); drawThroughput() }
+      })),
+      step(getJson("/health").then(drawHealth)),
+      ...(taskId === null
+        ? [step(getJson("/queues").then(drawQueues)), step(getJson("/tasks?limit=20&order=desc").then(drawTasks))]
+        : [step(getJson(`/tasks/${encodeURIComponent(taskId)}`).then(drawTask))])
+    ])
+  } finally {
+    running = false
+  }
+  $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`
+  const pe = $("poll-error")
+  pe.hidden = errors.length === 0
+  pe.textContent = errors.join("; ")
+}
+
+window.addEventListener("hashchange", () => {
+  $("action-result").textContent = ""
+  refresh()
+})
+$("cancel-button").addEventListener("click", cancelTask)
+refresh()
+setInterval(refresh, POLL_MS)

@@ -1,0 +1,126 @@
+/**
+ * The web dashboard in a real browser (Debian's chromium through playwright-core)
+ * against a real runtime and database: the page loads with no console errors,
+ * a task enqueued through the API shows up running in the recent tasks, its page
+ * cancels it, and the status turns cancelled without a reload. Writes the
+ * screenshot docs/dashboard.png.
+ */
+import { existsSync } from "node:fs"
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Layer, Schema, Scope } from "effect"
+import { chromium, type Browser } from "playwright-core"
+import * as Job from "../../src/runtime/Job.ts"
+import * as Taskfiber from "../../src/Taskfiber.ts"
+import { freePort } from "../support/freePort.ts"
+import * as Runtime from "../support/Runtime.ts"
+import * as TestDatabase from "../support/TestDatabase.ts"
+
+const queue = "dashboard"
+// Held until cancelled: the task stays running while the test looks at it.
+const gate = Deferred.makeUnsafe<void>()
+const Wait = Job.define({ name: "wait", queue, payload: Schema.Struct({}), run: () => Deferred.await(gate) })
+const Greet = Job.define({ name: "greet", queue, payload: Schema.Struct({ name: Schema.String }), run: ({ name }) => Effect.succeed(`hi ${name}`) })
+const Refuse = Job.define({ name: "refuse", queue, payload: Schema.Struct({}), maxAttempts: 1, run: () => Effect.fail(new Error("no")) })
+const jobs = [Wait, Greet, Refuse]
+
+const executablePath = "/usr/bin/chromium"
+
+const post = (port: number, path: string, body: unknown) =>
+  Effect.promise(async () => {
+    const r = await fetch(`http://127.0.0.1:${port}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })
+    return { status: r.status, body: await r.json() as any }
+  })
+
+describe.skipIf(!existsSync(executablePath))("Dashboard", () => {
+  it.layer(TestDatabase.layer(), { timeout: 120_000, excludeTestServices: true })("on a test database", (it) => {
+    it.effect("serves its assets with their content types", () =>
+      Effect.gen(function*() {
+        const port = yield* Effect.promise(freePort)
+        const scope = yield* Scope.make()
+        yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+        yield* Layer.buildWithScope(Taskfiber.layerWithoutDatabase({ jobs, config: Runtime.testConfig(), kafka: false, http: { port, host: "127.0.0.1" } }), scope)
+        for (
+          const [path, type] of [
+            ["/", "text/html"],
+            ["/dashboard/app.js", "text/javascript"],
+            ["/dashboard/style.css", "text/css"],
+            ["/dashboard/uplot.js", "text/javascript"],
+            ["/dashboard/uplot.css", "text/css"]
+          ]
+        ) {
+          const r = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}${path}`))
+          expect(r.status, path).toBe(200)
+          expect(r.headers.get("content-type"), path).toMatch(new RegExp(`^${type}`))
+          expect((yield* Effect.promise(() => r.text())).length, path).toBeGreaterThan(100)
+        }
+      }).pipe(Effect.scoped))
+
+    it.effect("shows a running task live, cancels it from its page", () =>
+      Effect.gen(function*() {
+        const port = yield* Effect.promise(freePort)
+        const scope = yield* Scope.make()
+        yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+        yield* Layer.buildWithScope(Taskfiber.layerWithoutDatabase({ jobs, config: Runtime.testConfig(), kafka: false, http: { port, host: "127.0.0.1" } }), scope)
+
+        const browser: Browser = yield* Effect.acquireRelease(
+          Effect.promise(() => chromium.launch({ executablePath, args: ["--headless", "--no-sandbox"] })),
+          (b) => Effect.promise(() => b.close())
+        )
+        const page = yield* Effect.promise(() => browser.newPage({ viewport: { width: 1400, height: 1100 } }))
+        const consoleErrors: Array<string> = []
+        page.on("console", (m) => {
+          if (m.type() === "error") consoleErrors.push(m.text())
+        })
+        page.on("pageerror", (e) => consoleErrors.push(e.message))
+        // No token is configured and the server is on loopback: the empty answer works.
+        const prompts: Array<string> = []
+        page.on("dialog", (d) => {
+          prompts.push(d.type())
+          void d.accept("")
+        })
+        // Page predicates are strings: they run in the browser, and this project's types have no DOM.
+        const ui = <A>(f: () => Promise<A>) => Effect.promise(f)
+
+        yield* ui(() => page.goto(`http://127.0.0.1:${port}/`))
+        yield* ui(() => page.waitForFunction(`["HEALTHY", "DEGRADED", "UNHEALTHY", "CRITICAL"].includes(document.getElementById("health-status").textContent)`))
+        // The chart draws rates between samples: let the page take its first one before any run.
+        yield* ui(() => page.waitForFunction(`document.getElementById("updated").textContent !== ""`))
+
+        for (const name of ["ada", "grace", "edsger"]) expect((yield* post(port, "/tasks", { type: "greet", payload: { name } })).status).toBe(201)
+        expect((yield* post(port, "/tasks", { type: "refuse", payload: {} })).status).toBe(201)
+        const created = yield* post(port, "/tasks", { type: "wait", payload: {} })
+        expect(created.status).toBe(201)
+        const id: string = created.body.id
+
+        const running = `#recent-tasks tr[data-task-id="${id}"] [data-status="running"]`
+        yield* ui(() => page.waitForSelector(running, { timeout: 30_000 }))
+        expect(yield* ui(() => page.textContent(`#recent-tasks tr[data-task-id="${id}"]`))).toContain("wait")
+        // The queue appears in the queues panel, and run times by type once they finished.
+        yield* ui(() => page.waitForSelector(`#queues tr[data-queue="${queue}"]`))
+        yield* ui(() => page.waitForSelector(`#run-times tr[data-type="greet"]`))
+
+        yield* ui(() => page.click(`#recent-tasks tr[data-task-id="${id}"] a`))
+        yield* ui(() => page.waitForSelector(`#task-status [data-status="running"]`))
+        expect(yield* ui(() => page.textContent("#task-id"))).toBe(id)
+        expect(yield* ui(() => page.isHidden("#overview"))).toBe(true)
+        expect(yield* ui(() => page.textContent("#task-events"))).toContain("queued → running")
+
+        yield* ui(() => page.click("#cancel-button"))
+        yield* ui(() => page.waitForSelector(`#task-status [data-status="cancelled"]`, { timeout: 30_000 }))
+        yield* ui(() => page.waitForFunction(`document.getElementById("task-events").textContent.includes("running → cancelled")`))
+        expect(yield* ui(() => page.isDisabled("#cancel-button"))).toBe(true)
+        expect(prompts).toEqual(["prompt"])
+
+        // Back on the overview: the cancel shows in the list, and the chart has its runs.
+        yield* ui(() => page.click("a[href='#/']"))
+        yield* ui(() => page.waitForSelector(`#recent-tasks tr[data-task-id="${id}"] [data-status="cancelled"]`))
+        expect(yield* ui(() => page.isHidden("#task-page"))).toBe(true)
+        yield* ui(() => page.waitForFunction(`document.getElementById("error-rate").textContent !== "–"`, null, { timeout: 30_000 }))
+        expect(yield* ui(() => page.textContent("#error-rate"))).toMatch(/%/)
+        yield* ui(() => page.waitForSelector("#throughput-chart .uplot"))
+        yield* ui(() => page.screenshot({ path: "docs/dashboard.png", fullPage: true }))
+
+        expect(consoleErrors).toEqual([])
+      }).pipe(Effect.scoped), { timeout: 120_000 })
+  })
+})
