@@ -7,7 +7,7 @@
  */
 import { existsSync } from "node:fs"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Layer, Schema, Scope } from "effect"
+import { ConfigProvider, Deferred, Effect, Exit, Layer, Schema, Scope } from "effect"
 import { chromium, type Browser } from "playwright-core"
 import * as Job from "../../src/runtime/Job.ts"
 import * as Taskfiber from "../../src/Taskfiber.ts"
@@ -122,5 +122,37 @@ describe.skipIf(!existsSync(executablePath))("Dashboard", () => {
 
         expect(consoleErrors).toEqual([])
       }).pipe(Effect.scoped), { timeout: 120_000 })
+
+    it.effect("asks once for the token when reads need it, and lists with it", () =>
+      Effect.gen(function*() {
+        const port = yield* Effect.promise(freePort)
+        const scope = yield* Scope.make()
+        yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+        const env = { ...process.env, ADMIN_TOKEN: "s3cret", ADMIN_READ_TOKEN_REQUIRED: "true" } as Record<string, string>
+        yield* Layer.buildWithScope(Taskfiber.layerWithoutDatabase({ jobs, config: Runtime.testConfig(), kafka: false, http: { port, host: "127.0.0.1" } }), scope)
+          .pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env }))))
+        const created = yield* Effect.promise(async () => {
+          const r = await fetch(`http://127.0.0.1:${port}/tasks`, {
+            method: "POST",
+            headers: { "content-type": "application/json", authorization: "Bearer s3cret" },
+            body: JSON.stringify({ type: "greet", payload: { name: "ada" } })
+          })
+          return await r.json() as any
+        })
+        const browser: Browser = yield* Effect.acquireRelease(
+          Effect.promise(() => chromium.launch({ executablePath, args: ["--headless", "--no-sandbox"] })),
+          (b) => Effect.promise(() => b.close())
+        )
+        const page = yield* Effect.promise(() => browser.newPage())
+        const prompts: Array<string> = []
+        page.on("dialog", (d) => {
+          prompts.push(d.type())
+          void d.accept("s3cret")
+        })
+        yield* Effect.promise(() => page.goto(`http://127.0.0.1:${port}/`))
+        yield* Effect.promise(() => page.waitForSelector(`#recent-tasks tr[data-task-id="${created.id}"]`))
+        yield* Effect.promise(() => page.waitForSelector(`#queues tr[data-queue="${queue}"]`))
+        expect(prompts).toEqual(["prompt"])
+      }).pipe(Effect.scoped), { timeout: 60_000 })
   })
 })

@@ -51,8 +51,17 @@ const json = (v) => v === null || v === undefined ? "null" : JSON.stringify(v, n
 const time = (iso) => iso ? new Date(iso).toLocaleTimeString() : "–"
 const errorText = (e) => e ? `${e.tag}: ${e.message}` : ""
 
+let askedForReads = false
+
 async function getJson(path) {
-  const r = await fetch(path, { headers: authHeaders(false) })
+  let r = await fetch(path, { headers: authHeaders(false) })
+  // Reads need the token too (ADMIN_READ_TOKEN_REQUIRED): ask once, not at every poll.
+  if (r.status === 401 && !askedForReads) {
+    askedForReads = true
+    sessionStorage.removeItem(TOKEN_KEY)
+    const headers = authHeaders(true)
+    if (headers !== null) r = await fetch(path, { headers })
+  }
   const body = await r.json().catch(() => null)
   // /health answers 503 with its report when unhealthy: still a report.
   if (!r.ok && !(path === "/health" && body && body.status)) throw new Error(`${path}: ${r.status} ${body && body.detail || ""}`)
