@@ -2,19 +2,14 @@
  * How `taskfiber health` shows a report: a table an operator reads, each finding
  * that is not healthy followed by what to change, or one JSON object (`--json`).
  */
-import type { HealthReport } from "../domain/HealthPolicy.ts"
 import { formatMs, units } from "../domain/HealthPolicy.ts"
-
-/** A report and when its sample was taken (none when the database could not be read). */
-export interface CliReport extends HealthReport {
-  readonly sampledAt: Date | null
-}
+import type { Report } from "../observability/Health.ts"
 
 /** What the command says of the checks it cannot measure. */
 export const notHere = "not measured by this command: its own pool says nothing about a running service's, and the Kafka consumer lives in the service"
 
 /** The report as one JSON-ready object. */
-export const toJson = (report: CliReport) => ({
+export const toJson = (report: Report) => ({
   status: report.status,
   sampled_at: report.sampledAt === null ? null : report.sampledAt.toISOString(),
   findings: report.findings.map((f) => ({
@@ -32,7 +27,7 @@ const valueText = (value: number, unit: "%" | "ms" | ""): string =>
   unit === "ms" ? formatMs(value) : unit === "%" ? `${Math.round(value * 10) / 10} %` : value.toLocaleString("en-US")
 
 /** The report as a table, worst findings first, recommendations under theirs. */
-export const toText = (report: CliReport): string => {
+export const toText = (report: Report): string => {
   const rank = { CRITICAL: 0, UNHEALTHY: 1, DEGRADED: 2, HEALTHY: 3 } as const
   const findings = [...report.findings].sort((a, b) => rank[a.status] - rank[b.status])
   const rows = findings.map((f) => [f.status, f.check, f.check === "database" ? "-" : valueText(f.value, units[f.check]), f.message] as const)

@@ -327,7 +327,7 @@ class NotHealthy extends Data.TaggedError("NotHealthy")<{ readonly status: Healt
 const measuredByTheService = new Set<HealthPolicy.Check>(["pool_usage", "pool_probe", "query_time", "kafka_connection", "kafka_lag"])
 
 /** One sample of the database, judged; a database that cannot be read is a critical report with its reason. */
-const healthReport = (thresholds: HealthPolicy.Thresholds): Effect.Effect<HealthReport.CliReport> =>
+const healthReport = (thresholds: HealthPolicy.Thresholds): Effect.Effect<Health.Report> =>
   Effect.gen(function*() {
     const { sampled } = yield* Sampler.read(yield* SqlClient)
     const assessed = HealthPolicy.assess(sampled.sample, thresholds)

@@ -67,7 +67,8 @@ export const levelSetting: Config.Config<Option.Option<LogLevel.LogLevel>> = one
 )
 
 /** A string setting; empty counts as unset. */
-const text = (name: string) =>
+/** A text setting, trimmed; empty counts as unset. */
+export const text = (name: string) =>
   Config.String(name).pipe(Config.option, Config.map(Option.filter((s) => s.trim() !== "")), Config.map(Option.map((s) => s.trim())))
 
 /** The settings from the environment (LOG_FORMAT, LOG_LEVEL, LOG_COLORS, NO_COLOR, SERVICE_NAME). */

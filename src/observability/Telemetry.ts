@@ -54,8 +54,7 @@ export const packageVersion: string | undefined = (() => {
 })()
 
 /** A string setting; empty counts as unset. */
-const text = (name: string) =>
-  Config.String(name).pipe(Config.option, Config.map(Option.filter((s) => s.trim() !== "")), Config.map(Option.map((s) => s.trim())))
+const text = Logging.text
 
 const HttpUrl = Schema.String.check(Schema.makeFilter((s: string) => {
   if (s.trim() === "") return true
