@@ -9,7 +9,8 @@
  * `status`, `detail`): 400 a request that does not decode (naming the field), 401
  * a missing or wrong token, 403 no token configured on a public address, 404 no
  * such task or letter, 409 an operation the task's state refuses, 413 a body over
- * ADMIN_MAX_BODY_BYTES, 503 the database unavailable.
+ * ADMIN_MAX_BODY_BYTES, 415 a body that is not JSON, 503 the database unavailable.
+ * A value the database refuses (a NUL in a name or a payload) is a 400 too.
  */
 import { Schema } from "effect"
 import { HttpApi, HttpApiEndpoint, HttpApiError, HttpApiGroup, HttpApiMiddleware, HttpApiSecurity } from "effect/http-api"
@@ -185,7 +186,7 @@ export const TasksGroup = HttpApiGroup.make("tasks")
     success: [Task.annotate({ httpApiStatus: 201, description: "created" }), Task.annotate({ description: "seen already: the existing task" })],
     error: [BadRequest, Unavailable]
   }))
-  .add(HttpApiEndpoint.get("get", "/tasks/:id", { params: IdParam, success: TaskDetail, error: [NotFound, Unavailable] }))
+  .add(HttpApiEndpoint.get("get", "/tasks/:id", { params: IdParam, success: TaskDetail, error: [BadRequest, NotFound, Unavailable] }))
   .add(HttpApiEndpoint.get("list", "/tasks", {
     query: {
       status: Schema.optionalKey(TaskStatus),
@@ -196,10 +197,10 @@ export const TasksGroup = HttpApiGroup.make("tasks")
       order: Schema.optionalKey(Schema.Literals(["asc", "desc"]))
     },
     success: TaskPage,
-    error: [Unavailable]
+    error: [BadRequest, Unavailable]
   }))
-  .add(HttpApiEndpoint.post("cancel", "/tasks/:id/cancel", { params: IdParam, success: CancelResult, error: [NotFound, Unavailable] }))
-  .add(HttpApiEndpoint.post("retry", "/tasks/:id/retry", { params: IdParam, success: Task, error: [NotFound, Conflict, Unavailable] }))
+  .add(HttpApiEndpoint.post("cancel", "/tasks/:id/cancel", { params: IdParam, success: CancelResult, error: [BadRequest, NotFound, Unavailable] }))
+  .add(HttpApiEndpoint.post("retry", "/tasks/:id/retry", { params: IdParam, success: Task, error: [BadRequest, NotFound, Conflict, Unavailable] }))
 
 /** Dead letters: list, replay one, replay all. */
 export const DeadLettersGroup = HttpApiGroup.make("deadLetters")
@@ -211,25 +212,25 @@ export const DeadLettersGroup = HttpApiGroup.make("deadLetters")
       cursor: Schema.optionalKey(Schema.String)
     },
     success: DeadLetterPage,
-    error: [Unavailable]
+    error: [BadRequest, Unavailable]
   }))
   .add(HttpApiEndpoint.post("replayAll", "/dead-letters/replay", {
     payload: Schema.Struct({ type: Schema.optionalKey(TaskType) }),
     success: ReplayTotals,
-    error: [Unavailable]
+    error: [BadRequest, Unavailable]
   }))
-  .add(HttpApiEndpoint.post("replay", "/dead-letters/:id/replay", { params: IdParam, success: Replayed, error: [NotFound, Conflict, Unavailable] }))
+  .add(HttpApiEndpoint.post("replay", "/dead-letters/:id/replay", { params: IdParam, success: Replayed, error: [BadRequest, NotFound, Conflict, Unavailable] }))
 
 /** Queues: depth and pauses. */
 export const QueuesGroup = HttpApiGroup.make("queues")
-  .add(HttpApiEndpoint.get("list", "/queues", { success: Schema.Array(QueueSummary), error: [Unavailable] }))
+  .add(HttpApiEndpoint.get("list", "/queues", { success: Schema.Array(QueueSummary), error: [BadRequest, Unavailable] }))
   .add(HttpApiEndpoint.post("pause", "/queues/:name/pause", {
     params: { name: QueueName },
     payload: Schema.Struct({ reason: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(1000))) }),
     success: PauseResult,
-    error: [Unavailable]
+    error: [BadRequest, Unavailable]
   }))
-  .add(HttpApiEndpoint.post("resume", "/queues/:name/resume", { params: { name: QueueName }, success: PauseResult, error: [Unavailable] }))
+  .add(HttpApiEndpoint.post("resume", "/queues/:name/resume", { params: { name: QueueName }, success: PauseResult, error: [BadRequest, Unavailable] }))
 
 /** Jobs: the registered types. */
 export const JobsGroup = HttpApiGroup.make("jobs")

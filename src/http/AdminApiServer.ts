@@ -15,6 +15,7 @@ import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse 
 import { HttpApiBuilder, HttpApiMiddleware } from "effect/http-api"
 import { Admin } from "../admin/Admin.ts"
 import { Task } from "../domain/Task.ts"
+import type { DatabaseError } from "../store/DatabaseError.ts"
 import { JobRegistry } from "../runtime/JobRegistry.ts"
 import * as Tasks from "../runtime/Tasks.ts"
 import { QueuePauses } from "../store/QueuePauses.ts"
@@ -37,15 +38,24 @@ import * as AdminConfig from "./AdminConfig.ts"
 const problem = (body: { readonly type: string; readonly title: string; readonly status: number; readonly detail: string }, headers: Record<string, string> = {}) =>
   HttpServerResponse.jsonUnsafe(body, { status: body.status, contentType: "application/problem+json", headers })
 
-/** The database's failures: no detail (it may name hosts), a 503 the caller may repeat. */
+/**
+ * The database's failures. A value it refuses (SQLSTATE class 22: a NUL in a name
+ * or a payload, which text and jsonb cannot hold) is the caller's 400, with the
+ * server's sentence; anything else is a 503 the caller may repeat, with no detail
+ * (it may name hosts).
+ */
 const orUnavailable = <A, E, R>(self: Effect.Effect<A, E, R>) =>
   Effect.catchIf(
     self,
     (e): e is Extract<E, { readonly _tag: "DatabaseError" }> => (e as { readonly _tag?: unknown })._tag === "DatabaseError",
-    (e) =>
-      Effect.logWarning("admin api: the database failed", { cause: String((e as { readonly message?: unknown }).message) }).pipe(
-        Effect.andThen(Effect.fail(new Unavailable({ detail: "the database is unavailable; try again" })))
-      )
+    (e): Effect.Effect<never, BadRequest | Unavailable> => {
+      const failure = e as unknown as DatabaseError
+      return failure.category === "data"
+        ? Effect.fail(new BadRequest({ detail: `the database refused a value: ${failure.message}` }))
+        : Effect.logWarning("admin api: the database failed", { cause: failure.message }).pipe(
+          Effect.andThen(Effect.fail(new Unavailable({ detail: "the database is unavailable; try again" })))
+        )
+    }
   )
 
 /** The first issue of a schema failure: its path (dot-separated) and message. */
@@ -100,7 +110,7 @@ const auth = (host: string, cfg: AdminConfig.AdminConfig) =>
   }))
 
 // ---------------------------------------------------------------------------
-// body limit
+// body limit and media type
 
 const tooLarge = (max: number) =>
   problem({
@@ -110,10 +120,19 @@ const tooLarge = (max: number) =>
     detail: `the body is larger than ${max} bytes (ADMIN_MAX_BODY_BYTES)`
   }, { connection: "close" })
 
+const unsupportedMediaType = (contentType: string | undefined) =>
+  problem({
+    type: "urn:taskfiber:problem:unsupported-media-type",
+    title: "Unsupported media type",
+    status: 415,
+    detail: `send the body as application/json${contentType === undefined ? "" : ` (not ${JSON.stringify(contentType.slice(0, 100))})`}`
+  })
+
 /**
- * Every request's body at most `max` bytes: a larger `Content-Length` is refused
- * before the body is read; a body without one is read into memory only up to `max`
- * (HttpIncomingMessage.MaxBodySize), and refused when it goes past.
+ * Every request's body at most `max` bytes (and a body that is not JSON a 415
+ * problem): a larger `Content-Length` is refused before the body is read; a body
+ * without one is read into memory only up to `max` (HttpIncomingMessage.MaxBodySize),
+ * and refused when it goes past.
  */
 const bodyLimit = (max: number) =>
   HttpRouter.middleware((app) =>
@@ -126,7 +145,9 @@ const bodyLimit = (max: number) =>
         const read = yield* Effect.result(request.arrayBuffer.pipe(Effect.provideService(HttpIncomingMessage.MaxBodySize, ByteSize.bytes(max))))
         if (read._tag === "Failure") return tooLarge(max)
       }
-      return yield* app
+      const response = yield* app
+      // effect/http-api answers an unsupported content type in plain text: a problem like the rest.
+      return response.status === 415 ? unsupportedMediaType(request.headers["content-type"]) : response
     }), { global: true })
 
 // ---------------------------------------------------------------------------
