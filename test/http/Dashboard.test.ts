@@ -2,8 +2,9 @@
  * The web dashboard in a real browser (Debian's chromium through playwright-core)
  * against a real runtime and database: the page loads with no console errors,
  * a task enqueued through the API shows up running in the recent tasks, its page
- * cancels it, and the status turns cancelled without a reload. Takes a
- * screenshot (docs/dashboard.png with UPDATE_SCREENSHOT=1).
+ * cancels it, and the status turns cancelled without a reload; a dead letter is
+ * replayed, a failed task retried, a queue paused and resumed from the page, the
+ * token asked once. Takes a screenshot (docs/dashboard.png with UPDATE_SCREENSHOT=1).
  */
 import { tmpdir } from "node:os"
 import { existsSync } from "node:fs"
@@ -30,11 +31,45 @@ const jobs = [Wait, Greet, Refuse]
 
 const executablePath = "/usr/bin/chromium"
 
-const post = (port: number, path: string, body: unknown) =>
+const post = (port: number, path: string, body: unknown, headers: Record<string, string> = {}) =>
   Effect.promise(async () => {
-    const r = await fetch(`http://127.0.0.1:${port}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })
+    const r = await fetch(`http://127.0.0.1:${port}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) })
     return { status: r.status, body: await r.json() as any }
   })
+
+/**
+ * A runtime with its HTTP server on a free loopback port (settings from `env`
+ * over the process's), and a chromium page that records its console errors and
+ * answers every prompt with `answer`.
+ */
+const dashboard = (options: { readonly env?: Record<string, string>; readonly answer: string }) =>
+  Effect.gen(function*() {
+    const port = yield* Effect.promise(freePort)
+    const scope = yield* Scope.make()
+    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+    const env = { ...process.env, ...options.env } as Record<string, string>
+    yield* Layer.buildWithScope(Taskfiber.layerWithoutDatabase({ jobs, config: Runtime.testConfig(), kafka: false, http: { port, host: "127.0.0.1" } }), scope)
+      .pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env }))))
+    const browser: Browser = yield* Effect.acquireRelease(
+      Effect.promise(() => chromium.launch({ executablePath, args: ["--headless", "--no-sandbox"] })),
+      (b) => Effect.promise(() => b.close())
+    )
+    const page = yield* Effect.promise(() => browser.newPage({ viewport: { width: 1400, height: 1100 } }))
+    const consoleErrors: Array<string> = []
+    page.on("console", (m) => {
+      if (m.type() === "error") consoleErrors.push(m.text())
+    })
+    page.on("pageerror", (e) => consoleErrors.push(e.message))
+    const prompts: Array<string> = []
+    page.on("dialog", (d) => {
+      prompts.push(d.type())
+      void d.accept(options.answer)
+    })
+    return { port, page, consoleErrors, prompts }
+  })
+
+// Page predicates are strings: they run in the browser, and this project's types have no DOM.
+const ui = <A>(f: () => Promise<A>) => Effect.promise(f)
 
 describe.skipIf(!existsSync(executablePath))("Dashboard", () => {
   it.layer(TestDatabase.layer(), { timeout: 120_000, excludeTestServices: true })("on a test database", (it) => {
@@ -62,29 +97,8 @@ describe.skipIf(!existsSync(executablePath))("Dashboard", () => {
 
     it.effect("shows a running task live, cancels it from its page", () =>
       Effect.gen(function*() {
-        const port = yield* Effect.promise(freePort)
-        const scope = yield* Scope.make()
-        yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-        yield* Layer.buildWithScope(Taskfiber.layerWithoutDatabase({ jobs, config: Runtime.testConfig(), kafka: false, http: { port, host: "127.0.0.1" } }), scope)
-
-        const browser: Browser = yield* Effect.acquireRelease(
-          Effect.promise(() => chromium.launch({ executablePath, args: ["--headless", "--no-sandbox"] })),
-          (b) => Effect.promise(() => b.close())
-        )
-        const page = yield* Effect.promise(() => browser.newPage({ viewport: { width: 1400, height: 1100 } }))
-        const consoleErrors: Array<string> = []
-        page.on("console", (m) => {
-          if (m.type() === "error") consoleErrors.push(m.text())
-        })
-        page.on("pageerror", (e) => consoleErrors.push(e.message))
         // No token is configured and the server is on loopback: the empty answer works.
-        const prompts: Array<string> = []
-        page.on("dialog", (d) => {
-          prompts.push(d.type())
-          void d.accept("")
-        })
-        // Page predicates are strings: they run in the browser, and this project's types have no DOM.
-        const ui = <A>(f: () => Promise<A>) => Effect.promise(f)
+        const { consoleErrors, page, port, prompts } = yield* dashboard({ answer: "" })
 
         yield* ui(() => page.goto(`http://127.0.0.1:${port}/`))
         yield* ui(() => page.waitForFunction(`["HEALTHY", "DEGRADED", "UNHEALTHY", "CRITICAL"].includes(document.getElementById("health-status").textContent)`))
@@ -128,35 +142,63 @@ describe.skipIf(!existsSync(executablePath))("Dashboard", () => {
         expect(consoleErrors).toEqual([])
       }).pipe(Effect.scoped), { timeout: 120_000 })
 
+    it.effect("retries, replays, pauses and resumes from the page, with the token asked once", () =>
+      Effect.gen(function*() {
+        const { consoleErrors, page, port, prompts } = yield* dashboard({ env: { ADMIN_TOKEN: "s3cret" }, answer: "s3cret" })
+        const auth = { authorization: "Bearer s3cret" }
+        yield* ui(() => page.goto(`http://127.0.0.1:${port}/`))
+        for (const name of ["ada", "grace"]) expect((yield* post(port, "/tasks", { type: "greet", payload: { name } }, auth)).status).toBe(201)
+        const refused = yield* post(port, "/tasks", { type: "refuse", payload: {} }, auth)
+        expect(refused.status).toBe(201)
+        const id: string = refused.body.id
+
+        // Its dead letter in the recent failures; replayed from there, it runs (and fails) again.
+        const letterRow = `#failures tr:has(a[href="#/tasks/${id}"])`
+        yield* ui(() => page.waitForSelector(`${letterRow} button[data-action="replay"]`, { timeout: 30_000 }))
+        expect(yield* ui(() => page.textContent(letterRow))).toContain("refuse")
+        yield* ui(() => page.click(`${letterRow} button[data-action="replay"]`))
+        yield* ui(() => page.waitForFunction(`document.getElementById("failures-result").textContent.startsWith("replayed: task ${id}")`))
+        yield* ui(() => page.waitForSelector(`#failures tr:has(a[href="#/tasks/${id}"]) .muted:text-matches("^replayed")`, { timeout: 30_000 }))
+
+        // On its page, once failed again: Retry puts it back in the queue.
+        yield* ui(() => page.click(`${letterRow} a`))
+        yield* ui(() => page.waitForSelector(`#task-status [data-status="failed"]`, { timeout: 30_000 }))
+        yield* ui(() => page.waitForSelector("#retry-button:not([disabled])"))
+        const requeued = (text: string | null) => (text?.match(/failed → queued/g) ?? []).length
+        const before = requeued(yield* ui(() => page.textContent("#task-events")))
+        yield* ui(() => page.click("#retry-button"))
+        yield* ui(() => page.waitForFunction(`document.getElementById("action-result").textContent.startsWith("queued again")`))
+        yield* ui(() => page.waitForFunction(`(document.getElementById("task-events").textContent.match(/failed → queued/g) || []).length === ${before + 1}`))
+
+        // Pause its queue: a task enqueued meanwhile waits; resume: it runs.
+        yield* ui(() => page.click("a[href='#/']"))
+        const queueRow = `#queues tr[data-queue="${queue}"]`
+        yield* ui(() => page.click(`${queueRow} button[data-action="pause"]`))
+        yield* ui(() => page.waitForSelector(`${queueRow}[data-paused="true"]`))
+        expect(yield* ui(() => page.textContent(queueRow))).toContain("paused from the dashboard")
+        const waiting = yield* post(port, "/tasks", { type: "greet", payload: { name: "edsger" } }, auth)
+        expect(waiting.status).toBe(201)
+        const waitingRow = `#recent-tasks tr[data-task-id="${waiting.body.id}"]`
+        yield* ui(() => page.waitForSelector(`${waitingRow} [data-status="queued"]`))
+        yield* ui(() => page.waitForSelector(`${queueRow} button[data-action="resume"]`))
+        yield* ui(() => page.click(`${queueRow} button[data-action="resume"]`))
+        yield* ui(() => page.waitForSelector(`${queueRow}[data-paused="false"]`))
+        yield* ui(() => page.waitForSelector(`${waitingRow} [data-status="succeeded"]`, { timeout: 30_000 }))
+
+        // The run times by type carry a p95 from the histogram's buckets.
+        yield* ui(() => page.waitForFunction(`(document.querySelector('#run-times tr[data-type="greet"] .p95') || {}).textContent?.endsWith("ms")`))
+        expect(prompts).toEqual(["prompt"])
+        expect(consoleErrors).toEqual([])
+      }).pipe(Effect.scoped), { timeout: 120_000 })
+
     it.effect("asks once for the token when reads need it, and lists with it", () =>
       Effect.gen(function*() {
-        const port = yield* Effect.promise(freePort)
-        const scope = yield* Scope.make()
-        yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-        const env = { ...process.env, ADMIN_TOKEN: "s3cret", ADMIN_READ_TOKEN_REQUIRED: "true" } as Record<string, string>
-        yield* Layer.buildWithScope(Taskfiber.layerWithoutDatabase({ jobs, config: Runtime.testConfig(), kafka: false, http: { port, host: "127.0.0.1" } }), scope)
-          .pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env }))))
-        const created = yield* Effect.promise(async () => {
-          const r = await fetch(`http://127.0.0.1:${port}/tasks`, {
-            method: "POST",
-            headers: { "content-type": "application/json", authorization: "Bearer s3cret" },
-            body: JSON.stringify({ type: "greet", payload: { name: "ada" } })
-          })
-          return await r.json() as any
-        })
-        const browser: Browser = yield* Effect.acquireRelease(
-          Effect.promise(() => chromium.launch({ executablePath, args: ["--headless", "--no-sandbox"] })),
-          (b) => Effect.promise(() => b.close())
-        )
-        const page = yield* Effect.promise(() => browser.newPage())
-        const prompts: Array<string> = []
-        page.on("dialog", (d) => {
-          prompts.push(d.type())
-          void d.accept("s3cret")
-        })
-        yield* Effect.promise(() => page.goto(`http://127.0.0.1:${port}/`))
-        yield* Effect.promise(() => page.waitForSelector(`#recent-tasks tr[data-task-id="${created.id}"]`))
-        yield* Effect.promise(() => page.waitForSelector(`#queues tr[data-queue="${queue}"]`))
+        const { page, port, prompts } = yield* dashboard({ env: { ADMIN_TOKEN: "s3cret", ADMIN_READ_TOKEN_REQUIRED: "true" }, answer: "s3cret" })
+        const created = yield* post(port, "/tasks", { type: "greet", payload: { name: "ada" } }, { authorization: "Bearer s3cret" })
+        expect(created.status).toBe(201)
+        yield* ui(() => page.goto(`http://127.0.0.1:${port}/`))
+        yield* ui(() => page.waitForSelector(`#recent-tasks tr[data-task-id="${created.body.id}"]`))
+        yield* ui(() => page.waitForSelector(`#queues tr[data-queue="${queue}"]`))
         expect(prompts).toEqual(["prompt"])
       }).pipe(Effect.scoped), { timeout: 60_000 })
   })

@@ -156,20 +156,52 @@ function drawThroughput() {
 // ---------------------------------------------------------------------------
 // panels
 
-function drawMetrics(samples) {
-  // Average run time by job type: the histogram's sum over its count, queues summed.
-  const byType = new Map()
-  for (const s of samples) {
-    const part = s.name === "taskfiber_task_run_seconds_sum" ? "sum" : s.name === "taskfiber_task_run_seconds_count" ? "count" : null
-    if (!part) continue
-    const type = s.labels.type || "(none)"
-    const t = byType.get(type) || { sum: 0, count: 0 }
-    t[part] += s.value
-    byType.set(type, t)
+/**
+ * The q-quantile of a cumulative histogram (`buckets`: upper bound → count at or
+ * below it, `+Inf` the total), interpolated linearly inside its bucket as
+ * Prometheus's histogram_quantile does; past the last finite bound, that bound.
+ */
+function quantile(q, buckets) {
+  const bounds = [...buckets.keys()].sort((a, b) => a - b)
+  const total = buckets.get(Infinity) || 0
+  if (total === 0) return null
+  const rank = q * total
+  let lower = 0, below = 0
+  for (const upper of bounds) {
+    const count = buckets.get(upper)
+    if (count >= rank) {
+      if (upper === Infinity) return lower
+      return count === below ? upper : lower + (upper - lower) * (rank - below) / (count - below)
+    }
+    lower = upper
+    below = count
   }
-  fill($("run-times"), [...byType].sort((a, b) => a[0].localeCompare(b[0])).map(([type, t]) =>
-    row([type, el("span", t.count), t.count ? ms(1000 * t.sum / t.count) : "–"], { "data-type": type })
-  ), "no runs yet")
+  return lower
+}
+
+function drawMetrics(samples) {
+  // Run time by job type, queues summed: the average is the histogram's sum over
+  // its count, the p95 from its buckets.
+  const byType = new Map()
+  const of = (type) => {
+    let t = byType.get(type)
+    if (!t) byType.set(type, t = { sum: 0, count: 0, buckets: new Map() })
+    return t
+  }
+  for (const s of samples) {
+    if (!s.name.startsWith("taskfiber_task_run_seconds_")) continue
+    const t = of(s.labels.type || "(none)")
+    if (s.name === "taskfiber_task_run_seconds_sum") t.sum += s.value
+    else if (s.name === "taskfiber_task_run_seconds_count") t.count += s.value
+    else if (s.name === "taskfiber_task_run_seconds_bucket") {
+      const le = s.labels.le === "+Inf" ? Infinity : Number(s.labels.le)
+      t.buckets.set(le, (t.buckets.get(le) || 0) + s.value)
+    }
+  }
+  fill($("run-times"), [...byType].filter(([, t]) => t.count > 0).sort((a, b) => a[0].localeCompare(b[0])).map(([type, t]) => {
+    const p95 = quantile(0.95, t.buckets)
+    return row([type, el("span", t.count), ms(1000 * t.sum / t.count), el("span", p95 === null ? "–" : ms(1000 * p95), { class: "p95" })], { "data-type": type })
+  }), "no runs yet")
 
   const inUse = samples.find((s) => s.name === "taskfiber_pool_connections" && s.labels.state === "in_use")
   const idle = samples.find((s) => s.name === "taskfiber_pool_connections" && s.labels.state === "idle")
@@ -198,9 +230,35 @@ function drawHealth(report) {
 function drawQueues(queues) {
   fill($("queues"), queues.map((q) => {
     const band = (b) => String(q.depth.filter((d) => d.band === b && d.status !== "running").reduce((a, d) => a + d.tasks, 0))
-    return row([q.queue, band("high"), band("normal"), band("low"), String(q.ready), String(q.running), ms(q.oldestReadyMs),
-      q.paused ? el("span", `paused${q.paused.reason ? `: ${q.paused.reason}` : ""}`, { class: "badge DEGRADED" }) : ""], { "data-queue": q.queue })
+    const state = el("span")
+    if (q.paused) state.append(el("span", `paused${q.paused.reason ? `: ${q.paused.reason}` : ""}`, { class: "badge DEGRADED" }), " ")
+    state.append(actionButton(q.paused ? "Resume" : "Pause", q.paused ? "resume" : "pause", () =>
+      q.paused ? resumeQueue(q.queue) : pauseQueue(q.queue)))
+    return row([q.queue, band("high"), band("normal"), band("low"), String(q.ready), String(q.running), ms(q.oldestReadyMs), state],
+      { "data-queue": q.queue, "data-paused": String(q.paused !== null) })
   }), "no queues")
+}
+
+/** A dead letter's error in a line: the tagged error's tag and message, or its JSON. */
+function letterError(e) {
+  if (e === null || e === undefined) return ""
+  if (typeof e === "object" && typeof e.message === "string") return `${e.tag || e._tag || "Error"}: ${e.message}`
+  return typeof e === "string" ? e : JSON.stringify(e)
+}
+
+function drawFailures(page) {
+  fill($("failures"), page.letters.map((l) => {
+    const action = l.replayedAt
+      ? el("span", `replayed ${time(l.replayedAt)}`, { class: "muted" })
+      : l.taskId === null
+      ? el("span", l.kafka ? `${l.kafka.topic}[${l.kafka.partition}] @${l.kafka.offset}` : l.source, { class: "muted" })
+      : actionButton("Replay", "replay", () => replayLetter(l))
+    return row([
+      time(l.createdAt), l.type || "–",
+      l.taskId ? el("a", l.taskId, { href: `#/tasks/${l.taskId}`, class: "id" }) : el("span", l.source, { class: "muted" }),
+      l.reason, letterError(l.error), action
+    ], { "data-letter-id": l.id })
+  }), "no failures")
 }
 
 function drawTasks(page) {
@@ -217,6 +275,8 @@ function drawTask(detail) {
   $("task-id").textContent = t.id
   $("task-status").replaceChildren(statusChip(t.status))
   $("cancel-button").disabled = FINAL.has(t.status)
+  // Retry is for a failed task (the API refuses any other with 409).
+  $("retry-button").disabled = t.status !== "failed"
   const fields = [["type", t.type], ["queue", t.queue], ["attempt", `${t.attempt} of ${t.maxAttempts}`], ["priority", t.priority],
     ["run at", t.runAt], ["worker", t.workerId || "–"], ["lease expires", t.leaseExpiresAt || "–"], ["dedupe key", t.dedupeKey || "–"],
     ["created", t.createdAt], ["updated", t.updatedAt]]
@@ -239,24 +299,59 @@ const taskIdOf = () => {
   return m ? decodeURIComponent(m[1]) : null
 }
 
-async function cancelTask() {
-  const id = taskIdOf()
+function actionButton(label, action, run) {
+  const b = el("button", label, { type: "button", "data-action": action })
+  b.addEventListener("click", run)
+  return b
+}
+
+/**
+ * A state-changing call with the admin token (asked once per browser session);
+ * `done` words the answer. A 401 forgets the token, so the next action asks again.
+ */
+async function act(out, path, body, done) {
   const headers = authHeaders(true)
-  if (!id || headers === null) return
-  const out = $("action-result")
-  out.textContent = "cancelling…"
+  if (headers === null) return
+  out.textContent = "…"
   try {
-    const r = await fetch(`/tasks/${encodeURIComponent(id)}/cancel`, { method: "POST", headers })
-    const body = await r.json().catch(() => null)
+    const r = await fetch(path, body
+      ? { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify(body) }
+      : { method: "POST", headers })
+    const answer = await r.json().catch(() => null)
     if (r.status === 401) sessionStorage.removeItem(TOKEN_KEY)
-    out.textContent = r.ok
-      ? (body.cancelled ? `cancelled (was ${body.previousStatus})` : `not cancelled: it is ${body.status} already`)
-      : `refused: ${r.status} ${body && body.detail || ""}`
+    out.textContent = r.ok ? done(answer) : `refused: ${r.status} ${answer && answer.detail || ""}`
   } catch (e) {
     out.textContent = `failed: ${e.message}`
   }
   refresh()
 }
+
+const taskPath = (id, action) => `/tasks/${encodeURIComponent(id)}/${action}`
+
+function cancelTask() {
+  const id = taskIdOf()
+  if (id) {
+    void act($("action-result"), taskPath(id, "cancel"), null, (a) =>
+      a.cancelled ? `cancelled (was ${a.previousStatus})` : `not cancelled: it is ${a.status} already`)
+  }
+}
+
+function retryTask() {
+  const id = taskIdOf()
+  if (id) void act($("action-result"), taskPath(id, "retry"), null, (t) => `queued again (attempt ${t.attempt} of ${t.maxAttempts})`)
+}
+
+const pauseQueue = (queue) =>
+  act($("queues-result"), `/queues/${encodeURIComponent(queue)}/pause`, { reason: "paused from the dashboard" }, (a) =>
+    a.changed ? `${queue} paused: its tasks wait` : `${queue} was paused already`)
+
+const resumeQueue = (queue) =>
+  act($("queues-result"), `/queues/${encodeURIComponent(queue)}/resume`, null, (a) =>
+    a.changed ? `${queue} resumed` : `${queue} was not paused`)
+
+const replayLetter = (letter) =>
+  act($("failures-result"), `/dead-letters/${encodeURIComponent(letter.id)}/replay`, null, (a) =>
+    `replayed: task ${a.task.id} is ${a.task.status} again`)
 
 let running = false
 
@@ -278,7 +373,11 @@ async function refresh() {
       })),
       step(getJson("/health").then(drawHealth)),
       ...(taskId === null
-        ? [step(getJson("/queues").then(drawQueues)), step(getJson("/tasks?limit=20&order=desc").then(drawTasks))]
+        ? [
+          step(getJson("/queues").then(drawQueues)),
+          step(getJson("/dead-letters?limit=10").then(drawFailures)),
+          step(getJson("/tasks?limit=20&order=desc").then(drawTasks))
+        ]
         : [step(getJson(`/tasks/${encodeURIComponent(taskId)}`).then(drawTask))])
     ])
   } finally {
@@ -295,5 +394,6 @@ window.addEventListener("hashchange", () => {
   refresh()
 })
 $("cancel-button").addEventListener("click", cancelTask)
+$("retry-button").addEventListener("click", retryTask)
 refresh()
 setInterval(refresh, POLL_MS)
