@@ -13,10 +13,11 @@
  * A value the database refuses (a NUL in a name or a payload) is a 400 too.
  */
 import { Schema } from "effect"
-import { HttpApi, HttpApiEndpoint, HttpApiError, HttpApiGroup, HttpApiMiddleware, HttpApiSecurity } from "effect/http-api"
+import { HttpApi, HttpApiEndpoint, HttpApiError, HttpApiGroup, HttpApiMiddleware, HttpApiSecurity, OpenApi } from "effect/http-api"
 import { DedupeKey, QueueName, Task, TaskEvent, TaskId, TaskType } from "../domain/Task.ts"
 import { Priority } from "../domain/Priority.ts"
 import { TaskStatus } from "../domain/TaskStatus.ts"
+import { packageVersion } from "../observability/Telemetry.ts"
 
 // ---------------------------------------------------------------------------
 // problems
@@ -241,6 +242,8 @@ export class AdminApi extends HttpApi.make("taskfiber-admin")
   .add(TasksGroup, DeadLettersGroup, QueuesGroup, JobsGroup)
   .middleware(RequestProblems)
   .middleware(AdminAuth)
+  .annotate(OpenApi.Title, "taskfiber admin API")
+  .annotate(OpenApi.Version, packageVersion ?? "0.0.0")
 {}
 
 /** Where the OpenAPI document is served. */

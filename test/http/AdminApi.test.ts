@@ -481,6 +481,7 @@ describe("AdminApi", () => {
 
         const openapi = yield* call("GET", "/openapi.json")
         expect(openapi.status).toBe(200)
+        expect(openapi.body.info).toMatchObject({ title: "taskfiber admin API", version: expect.stringMatching(/^\d+\.\d+\.\d+/) })
         const paths = Object.entries(openapi.body.paths as Record<string, Record<string, unknown>>)
           .flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ":$1")}`))
         expect([...paths].sort()).toEqual([...AdminApi.routes].sort())
