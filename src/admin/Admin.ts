@@ -24,6 +24,8 @@ import { type DeadLetter, type DeadLetterListOptions, type DeadLetterPage, DeadL
 import type { Task } from "../store/TaskRow.ts"
 import { type ListOptions, type TaskPage, TaskStore, type TaskWithEvents } from "../store/TaskStore.ts"
 import { QueuePauses } from "../store/QueuePauses.ts"
+import { isUuid } from "../store/TaskId.ts"
+import type { InvalidCursor } from "../store/Cursor.ts"
 
 export type { DeadLetter, DeadLetterListOptions, DeadLetterPage } from "../store/DeadLetters.ts"
 export type { ListOptions, TaskPage, TaskWithEvents } from "../store/TaskStore.ts"
@@ -125,7 +127,7 @@ export interface JobInfo {
 /** The operator's operations (see module doc). */
 export class Admin extends Context.Service<Admin, {
   /** A page of tasks in id order (oldest first for taskfiber's ids), filtered. */
-  readonly listTasks: (options?: ListOptions) => Effect.Effect<TaskPage, DatabaseError>
+  readonly listTasks: (options?: ListOptions) => Effect.Effect<TaskPage, DatabaseError | InvalidCursor>
   /** A task with its history. */
   readonly getTask: (id: string) => Effect.Effect<TaskWithEvents, TaskNotFound | DatabaseError>
   /** Cancels a queued, retrying or running task; one that ended already is left as it is, and said so. */
@@ -133,7 +135,7 @@ export class Admin extends Context.Service<Admin, {
   /** A failed task back to the queue, its attempts from zero and its checkpoint kept (the dead-letter replay). */
   readonly retryTask: (id: string) => Effect.Effect<Task, TaskNotFound | TaskNotFailed | DatabaseError>
   /** A page of dead letters, newest first: failed tasks and input that never became a task. */
-  readonly listDeadLetters: (options?: DeadLetterListOptions) => Effect.Effect<DeadLetterPage, DatabaseError>
+  readonly listDeadLetters: (options?: DeadLetterListOptions) => Effect.Effect<DeadLetterPage, DatabaseError | InvalidCursor>
   /** Replays the failed task behind a dead letter. */
   readonly replayDeadLetter: (
     id: string
@@ -197,7 +199,7 @@ const make = Effect.gen(function*() {
     id: string,
     reason = "cancelled by an operator"
   ): Effect.fn.Return<CancelResult, TaskNotFound | DatabaseError> {
-    if (!uuidLike(id)) return yield* new TaskNotFound({ id })
+    if (!isUuid(id)) return yield* new TaskNotFound({ id }) // no task has it (and the uuid casts would fail on it)
     for (let tries = 1;; tries++) {
       const [cancelled] = yield* store.cancel([id], reason)
       if (cancelled !== undefined) {
@@ -215,7 +217,7 @@ const make = Effect.gen(function*() {
 
   // The replay first, the status only when it did nothing: one statement when it works.
   const retryTask = Effect.fn("Admin.retryTask")(function*(id: string) {
-    if (!uuidLike(id)) return yield* new TaskNotFound({ id })
+    if (!isUuid(id)) return yield* new TaskNotFound({ id })
     const replayed = yield* store.replay(id)
     if (Option.isSome(replayed)) return replayed.value
     const status = yield* statusOf(id)
@@ -300,10 +302,6 @@ const make = Effect.gen(function*() {
     jobs
   })
 })
-
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-/** Not a uuid: no task has it (and the store's uuid casts would fail on it). */
-const uuidLike = (id: string) => uuidPattern.test(id)
 
 /** The operations over the store services; a CancelBus in the context is told of running tasks cancelled. */
 export const layer: Layer.Layer<Admin, never, TaskStore | DeadLetters | QueuePauses | JobRegistry | SqlClient> = Layer.effect(Admin, make)

@@ -15,6 +15,7 @@ import { HttpIncomingMessage, HttpRouter, HttpServerRequest, HttpServerResponse 
 import { HttpApiBuilder, HttpApiMiddleware } from "effect/http-api"
 import { Admin } from "../admin/Admin.ts"
 import { Task } from "../domain/Task.ts"
+import type { InvalidCursor } from "../store/Cursor.ts"
 import type { DatabaseError } from "../store/DatabaseError.ts"
 import { JobRegistry } from "../runtime/JobRegistry.ts"
 import * as Tasks from "../runtime/Tasks.ts"
@@ -57,6 +58,9 @@ const orUnavailable = <A, E, R>(self: Effect.Effect<A, E, R>) =>
         )
     }
   )
+
+/** A cursor no page gave: the caller's to fix, not a first page again. */
+const badCursor = (e: InvalidCursor) => Effect.fail(new BadRequest({ detail: e.message, field: "cursor" }))
 
 /** The first issue of a schema failure: its path (dot-separated) and message. */
 const firstIssue = (error: Schema.SchemaError) => {
@@ -189,7 +193,7 @@ const tasks = HttpApiBuilder.group(AdminApi, "tasks", (handlers) =>
           Effect.catchTag("TaskNotFound", (e) => Effect.fail(new NotFound({ detail: e.message }))),
           orUnavailable
         ))
-      .handle("list", ({ query }) => orUnavailable(admin.listTasks(query)))
+      .handle("list", ({ query }) => admin.listTasks(query).pipe(Effect.catchTag("InvalidCursor", badCursor), orUnavailable))
       .handle("cancel", ({ params }) =>
         admin.cancelTask(params.id).pipe(
           Effect.map((r) =>
@@ -214,7 +218,7 @@ const deadLetters = HttpApiBuilder.group(AdminApi, "deadLetters", (handlers) =>
   Effect.gen(function*() {
     const admin = yield* Admin
     return handlers
-      .handle("list", ({ query }) => orUnavailable(admin.listDeadLetters(query)))
+      .handle("list", ({ query }) => admin.listDeadLetters(query).pipe(Effect.catchTag("InvalidCursor", badCursor), orUnavailable))
       .handle("replay", ({ params }) =>
         admin.replayDeadLetter(params.id).pipe(
           Effect.catchTags({

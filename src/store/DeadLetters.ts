@@ -18,6 +18,8 @@ import { Context, Effect, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
 import type { DatabaseError } from "./DatabaseError.ts"
 import { mapSqlError } from "./DatabaseError.ts"
+import * as Cursor from "./Cursor.ts"
+import { isUuid } from "./TaskId.ts"
 
 /** One dead letter of input that made no task. */
 export interface DeadLetterInput {
@@ -105,7 +107,7 @@ export class DeadLetters extends Context.Service<DeadLetters, {
    * dead_letters_created_idx without (a source alone filters that walk: there are
    * a handful of sources).
    */
-  readonly list: (options?: DeadLetterListOptions) => Effect.Effect<DeadLetterPage, DatabaseError>
+  readonly list: (options?: DeadLetterListOptions) => Effect.Effect<DeadLetterPage, DatabaseError | Cursor.InvalidCursor>
   readonly get: (id: string) => Effect.Effect<Option.Option<DeadLetter>, DatabaseError>
   /**
    * How many failed tasks' letters (of `type`, when given) are not yet replayed,
@@ -125,7 +127,6 @@ export class DeadLetters extends Context.Service<DeadLetters, {
   }) => Effect.Effect<ReadonlyArray<UnreplayedLetter>, DatabaseError>
 }>()("taskfiber/DeadLetters") {}
 
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 /** A row as the client returns it. */
 interface DeadLetterRow {
@@ -160,18 +161,8 @@ const toDeadLetter = (r: DeadLetterRow): DeadLetter => ({
 })
 
 // The cursor is the last letter's (created_at in µs, id).
-const encodeCursor = (r: DeadLetterRow): string => Buffer.from(JSON.stringify([r.created_us, r.id])).toString("base64url")
-const decodeCursor = (cursor: string): readonly [string, string] | undefined => {
-  try {
-    const v: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"))
-    return Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && /^\d{1,19}$/.test(v[0]) &&
-        typeof v[1] === "string" && uuidPattern.test(v[1])
-      ? [v[0], v[1]]
-      : undefined
-  } catch {
-    return undefined
-  }
-}
+const isLetterKey = (v: unknown): v is readonly [string, string] =>
+  Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && /^\d{1,19}$/.test(v[0]) && isUuid(v[1])
 
 /** The JSON the SQL function reads. */
 const row = (l: DeadLetterInput) => ({
@@ -212,7 +203,7 @@ export const layer: Layer.Layer<DeadLetters, never, SqlClient> = Layer.effect(
       list: (options = {}) =>
         Effect.gen(function*() {
           const limit = Math.min(500, Math.max(1, Math.floor(options.limit ?? 50)))
-          const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor)
+          const after = options.cursor === undefined ? undefined : yield* Cursor.decode(options.cursor, isLetterKey)
           const where = [
             ...(options.type === undefined ? [] : [sql`type = ${options.type}`]),
             ...(options.source === undefined ? [] : [sql`source = ${options.source}`]),
@@ -226,12 +217,12 @@ export const layer: Layer.Layer<DeadLetters, never, SqlClient> = Layer.effect(
           const page = rows.slice(0, limit)
           const last = page[page.length - 1]
           return rows.length > limit && last !== undefined
-            ? { letters: page.map(toDeadLetter), nextCursor: encodeCursor(last) }
+            ? { letters: page.map(toDeadLetter), nextCursor: Cursor.encode([last.created_us, last.id]) }
             : { letters: page.map(toDeadLetter) }
         }).pipe(mapSqlError, Effect.withSpan("DeadLetters.list")),
 
       get: (id) =>
-        !uuidPattern.test(id)
+        !isUuid(id)
           ? Effect.succeed(Option.none())
           : sql<DeadLetterRow>`select ${columns} from taskfiber.dead_letters where id = ${id}::uuid`.pipe(
             Effect.map((rows) => Option.map(Option.fromNullishOr(rows[0]), toDeadLetter)),

@@ -12,25 +12,12 @@ import { defaultAgeing } from "../domain/Priority.ts"
 import type { EnqueueRequest } from "../domain/Task.ts"
 import type { TaskStatus } from "../domain/TaskStatus.ts"
 import { type Claim, type ClaimedRow, type TaskEventRow, type TaskRow, toClaimedTask, toTask, toTaskEvent } from "./TaskRow.ts"
-import { newTaskId } from "./TaskId.ts"
+import * as Cursor from "./Cursor.ts"
+import { isUuid, newTaskId } from "./TaskId.ts"
 import { encodeRows, InvalidEnqueueRequest, toRows } from "./EnqueueRequest.ts"
 import type { DatabaseError } from "./DatabaseError.ts"
 import { type EnqueueResult, type JsonValue, maxAttemptsConfig, TaskStore } from "./TaskStore.ts"
 import { RuntimeEvents } from "../observability/RuntimeEvents.ts"
-
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-
-// The cursor is the last task's id: pages follow the primary key, so no index
-// beyond it serves `list`.
-const encodeCursor = (id: string): string => Buffer.from(JSON.stringify(id)).toString("base64url")
-const decodeCursor = (cursor: string): string | undefined => {
-  try {
-    const id: unknown = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"))
-    return typeof id === "string" && uuidPattern.test(id) ? id : undefined
-  } catch {
-    return undefined
-  }
-}
 
 /** The store's settings. */
 export interface StoreOptions {
@@ -90,7 +77,7 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
     // reads could see a status change between them).
     get: (id) =>
       Effect.gen(function*() {
-        if (!uuidPattern.test(id)) return Option.none()
+        if (!isUuid(id)) return Option.none()
         const rows = yield* sql<TaskRow & { readonly events: ReadonlyArray<Omit<TaskEventRow, "at"> & { readonly at: string }> }>`
           select t.*,
                  coalesce((select json_agg(e order by e.seq) from taskfiber.task_events e where e.task_id = t.id), '[]') as events
@@ -104,7 +91,9 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
     list: (options = {}) =>
       Effect.gen(function*() {
         const limit = Math.min(500, Math.max(1, Math.floor(options.limit ?? 50)))
-        const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor)
+        // The cursor is the last task's id: pages follow the primary key, so no index
+        // beyond it serves `list`.
+        const after = options.cursor === undefined ? undefined : yield* Cursor.decode(options.cursor, isUuid)
         const desc = options.order === "desc"
         const rows = yield* sql<TaskRow>`
           select * from taskfiber.tasks
@@ -117,7 +106,7 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
         const page = rows.slice(0, limit)
         const last = page[page.length - 1]
         return rows.length > limit && last
-          ? { tasks: tasks(page), nextCursor: encodeCursor(last.id) }
+          ? { tasks: tasks(page), nextCursor: Cursor.encode(last.id) }
           : { tasks: tasks(page) }
       }).pipe(mapSqlError, Effect.withSpan("TaskStore.list")),
 

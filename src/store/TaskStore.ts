@@ -29,6 +29,7 @@ import type { TaskStatus } from "../domain/TaskStatus.ts"
 import type { DatabaseError } from "./DatabaseError.ts"
 import type { InvalidEnqueueRequest } from "./EnqueueRequest.ts"
 import type { Claim, ClaimedTask, StoredError, Task, TaskEvent } from "./TaskRow.ts"
+import type { InvalidCursor } from "./Cursor.ts"
 
 export { InvalidEnqueueRequest } from "./EnqueueRequest.ts"
 export type { Claim } from "./TaskRow.ts"
@@ -127,7 +128,7 @@ export class TaskStore extends Context.Service<TaskStore, {
   ) => Effect.Effect<ReadonlyArray<EnqueueResult>, InvalidEnqueueRequest | DatabaseError>
   readonly get: (id: string) => Effect.Effect<Option.Option<TaskWithEvents>, DatabaseError>
   /** A page of tasks in id order (the primary key), filtered; see {@link TaskPage}. */
-  readonly list: (options?: ListOptions) => Effect.Effect<TaskPage, DatabaseError>
+  readonly list: (options?: ListOptions) => Effect.Effect<TaskPage, DatabaseError | InvalidCursor>
   /** Claim due tasks by effective priority, `FOR UPDATE SKIP LOCKED`. */
   readonly claim: (options: ClaimOptions) => Effect.Effect<ReadonlyArray<Task>, DatabaseError>
   /** The same claim, reading only what running the task needs (the supervisor's). */

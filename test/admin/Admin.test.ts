@@ -61,6 +61,12 @@ it.layer(Env, { timeout: 60_000 })("Admin", (it) => {
       expect(second.nextCursor).toBeUndefined()
       expect((yield* admin.listTasks({ queue: "list-q", status: "running" })).tasks).toEqual([])
       expect((yield* admin.listTasks({ queue: "list-q", type: "other" })).tasks).toEqual([])
+      // A cursor no page gave is refused, not taken for the first page.
+      for (const cursor of ["nope", Buffer.from(JSON.stringify("not-a-uuid")).toString("base64url"), second.nextCursor ?? ""]) {
+        expect((yield* Effect.flip(admin.listTasks({ cursor })))._tag).toBe("InvalidCursor")
+        expect((yield* Effect.flip(admin.listDeadLetters({ cursor })))._tag).toBe("InvalidCursor")
+      }
+      expect((yield* Effect.flip(admin.listDeadLetters({ cursor: first.nextCursor! })))._tag).toBe("InvalidCursor")
 
       const got = yield* admin.getTask(ids[0]!)
       expect(got.task).toMatchObject({ id: ids[0], status: "queued", queue: "list-q" })

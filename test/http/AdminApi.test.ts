@@ -425,6 +425,10 @@ describe("AdminApi", () => {
         expect(older.body.tasks.map((t: any) => t.id)).toEqual([id])
         expect(older.body.nextCursor).toBeUndefined()
         expectProblem(yield* call("GET", "/tasks?order=sideways"), 400)
+        const badCursor = yield* call("GET", "/tasks?cursor=garbage")
+        expectProblem(badCursor, 400)
+        expect(badCursor.body.field).toBe("cursor")
+        expectProblem(yield* call("GET", "/dead-letters?cursor=garbage"), 400)
 
         expectProblem(yield* call("POST", `/tasks/${id}/retry`), 409)
         const cancelled = yield* call("POST", `/tasks/${id}/cancel`)
