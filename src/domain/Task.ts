@@ -26,6 +26,11 @@ export const DateInput = Schema.Union([Schema.Date, Schema.DateFromString])
  */
 export const TaskId = Schema.String.check(Schema.isUUID())
 
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/** Whether `id` has a uuid's shape (any version): what the `uuid` columns accept. */
+export const isUuid = (id: unknown): id is string => typeof id === "string" && uuidPattern.test(id)
+
 /**
  * A queue name, 1 to 128 characters (the `tasks.queue` check in SQL).
  *

@@ -9,7 +9,8 @@
  * `status`, `detail`): 400 a request that does not decode (naming the field), 401
  * a missing or wrong token, 403 no token configured on a public address, 404 no
  * such task or letter, 409 an operation the task's state refuses, 413 a body over
- * ADMIN_MAX_BODY_BYTES, 415 a body that is not JSON, 503 the database unavailable.
+ * ADMIN_MAX_BODY_BYTES, 415 a body that is not JSON, 500 a failure of the database
+ * the caller cannot fix, 503 the database unavailable (repeat the call).
  * A value the database refuses (a NUL in a name or a payload) is a 400 too.
  */
 import { Schema } from "effect"
@@ -17,7 +18,7 @@ import { HttpApi, HttpApiEndpoint, HttpApiError, HttpApiGroup, HttpApiMiddleware
 import { DedupeKey, QueueName, Task, TaskEvent, TaskId, TaskType } from "../domain/Task.ts"
 import { Priority } from "../domain/Priority.ts"
 import { TaskStatus } from "../domain/TaskStatus.ts"
-import { packageVersion } from "../observability/Telemetry.ts"
+import { packageVersion } from "../version.ts"
 
 // ---------------------------------------------------------------------------
 // problems
@@ -64,6 +65,13 @@ export class PayloadTooLarge extends HttpApiError.Problem<PayloadTooLarge>()("Pa
   type: problemType("payload-too-large"),
   status: 413,
   title: "Payload too large"
+}, { detail: Schema.String }) {}
+
+/** The database failed in a way the caller cannot fix (the server's log has the cause). */
+export class Internal extends HttpApiError.Problem<Internal>()("Internal", {
+  type: problemType("internal"),
+  status: 500,
+  title: "Internal server error"
 }, { detail: Schema.String }) {}
 
 /** The database could not be reached; the call may be repeated. */
@@ -173,6 +181,9 @@ export const JobInfo = Schema.Struct({
   payloadSchema: Schema.Unknown.annotate({ description: "JSON Schema (draft 2020-12) of the payload" })
 })
 
+/** What any route that reads or writes the database may answer: a value it refuses, its failure, its outage. */
+const storeFailures = [BadRequest, Internal, Unavailable] as const
+
 const Limit = Schema.FiniteFromString.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 500 }))
 const IdParam = { id: Schema.String }
 
@@ -185,9 +196,9 @@ export const TasksGroup = HttpApiGroup.make("tasks")
     payload: EnqueueBody,
     headers: { "idempotency-key": Schema.optionalKey(DedupeKey) },
     success: [Task.annotate({ httpApiStatus: 201, description: "created" }), Task.annotate({ description: "seen already: the existing task" })],
-    error: [BadRequest, Unavailable]
+    error: storeFailures
   }))
-  .add(HttpApiEndpoint.get("get", "/tasks/:id", { params: IdParam, success: TaskDetail, error: [BadRequest, NotFound, Unavailable] }))
+  .add(HttpApiEndpoint.get("get", "/tasks/:id", { params: IdParam, success: TaskDetail, error: [...storeFailures, NotFound] }))
   .add(HttpApiEndpoint.get("list", "/tasks", {
     query: {
       status: Schema.optionalKey(TaskStatus),
@@ -198,10 +209,10 @@ export const TasksGroup = HttpApiGroup.make("tasks")
       order: Schema.optionalKey(Schema.Literals(["asc", "desc"]))
     },
     success: TaskPage,
-    error: [BadRequest, Unavailable]
+    error: storeFailures
   }))
-  .add(HttpApiEndpoint.post("cancel", "/tasks/:id/cancel", { params: IdParam, success: CancelResult, error: [BadRequest, NotFound, Unavailable] }))
-  .add(HttpApiEndpoint.post("retry", "/tasks/:id/retry", { params: IdParam, success: Task, error: [BadRequest, NotFound, Conflict, Unavailable] }))
+  .add(HttpApiEndpoint.post("cancel", "/tasks/:id/cancel", { params: IdParam, success: CancelResult, error: [...storeFailures, NotFound] }))
+  .add(HttpApiEndpoint.post("retry", "/tasks/:id/retry", { params: IdParam, success: Task, error: [...storeFailures, NotFound, Conflict] }))
 
 /** Dead letters: list, replay one, replay all. */
 export const DeadLettersGroup = HttpApiGroup.make("deadLetters")
@@ -213,25 +224,25 @@ export const DeadLettersGroup = HttpApiGroup.make("deadLetters")
       cursor: Schema.optionalKey(Schema.String)
     },
     success: DeadLetterPage,
-    error: [BadRequest, Unavailable]
+    error: storeFailures
   }))
   .add(HttpApiEndpoint.post("replayAll", "/dead-letters/replay", {
     payload: Schema.Struct({ type: Schema.optionalKey(TaskType) }),
     success: ReplayTotals,
-    error: [BadRequest, Unavailable]
+    error: storeFailures
   }))
-  .add(HttpApiEndpoint.post("replay", "/dead-letters/:id/replay", { params: IdParam, success: Replayed, error: [BadRequest, NotFound, Conflict, Unavailable] }))
+  .add(HttpApiEndpoint.post("replay", "/dead-letters/:id/replay", { params: IdParam, success: Replayed, error: [...storeFailures, NotFound, Conflict] }))
 
 /** Queues: depth and pauses. */
 export const QueuesGroup = HttpApiGroup.make("queues")
-  .add(HttpApiEndpoint.get("list", "/queues", { success: Schema.Array(QueueSummary), error: [BadRequest, Unavailable] }))
+  .add(HttpApiEndpoint.get("list", "/queues", { success: Schema.Array(QueueSummary), error: storeFailures }))
   .add(HttpApiEndpoint.post("pause", "/queues/:name/pause", {
     params: { name: QueueName },
     payload: Schema.Struct({ reason: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(1000))) }),
     success: PauseResult,
-    error: [BadRequest, Unavailable]
+    error: storeFailures
   }))
-  .add(HttpApiEndpoint.post("resume", "/queues/:name/resume", { params: { name: QueueName }, success: PauseResult, error: [BadRequest, Unavailable] }))
+  .add(HttpApiEndpoint.post("resume", "/queues/:name/resume", { params: { name: QueueName }, success: PauseResult, error: storeFailures }))
 
 /** Jobs: the registered types. */
 export const JobsGroup = HttpApiGroup.make("jobs")

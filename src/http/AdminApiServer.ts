@@ -25,6 +25,7 @@ import {
   AdminAuth,
   BadRequest,
   Conflict,
+  Internal,
   NotFound,
   openapiPath,
   RequestProblems,
@@ -41,20 +42,32 @@ const problem = (body: { readonly type: string; readonly title: string; readonly
 
 /**
  * The database's failures. A value it refuses (SQLSTATE class 22: a NUL in a name
- * or a payload, which text and jsonb cannot hold) is the caller's 400, with the
- * server's sentence; anything else is a 503 the caller may repeat, with no detail
- * (it may name hosts).
+ * or a filter, which text cannot hold) is the caller's 400, with the server's
+ * sentence; one the call may outlive (connection, timeout, serialization,
+ * deadlock) a 503 to repeat; any other a 500. Neither 5xx says more (the cause may
+ * name hosts): the log has it.
  */
 const orUnavailable = <A, E, R>(self: Effect.Effect<A, E, R>) =>
   Effect.catchIf(
     self,
     (e): e is Extract<E, { readonly _tag: "DatabaseError" }> => (e as { readonly _tag?: unknown })._tag === "DatabaseError",
-    (e): Effect.Effect<never, BadRequest | Unavailable> => {
+    (e): Effect.Effect<never, BadRequest | Internal | Unavailable> => {
       const failure = e as unknown as DatabaseError
-      return failure.category === "data"
-        ? Effect.fail(new BadRequest({ detail: `the database refused a value: ${failure.message}` }))
-        : Effect.logWarning("admin api: the database failed", { cause: failure.message }).pipe(
+      const cause = { category: failure.category, sqlstate: failure.sqlstate, cause: failure.message }
+      if (failure.category === "data") {
+        return Effect.logInfo("admin api: the database refused a value", cause).pipe(
+          Effect.andThen(Effect.fail(new BadRequest({
+            detail: `the database refused a value: ${failure.message}`,
+            ...(failure.column === undefined ? {} : { field: failure.column })
+          })))
+        )
+      }
+      return failure.retryable
+        ? Effect.logWarning("admin api: the database failed", cause).pipe(
           Effect.andThen(Effect.fail(new Unavailable({ detail: "the database is unavailable; try again" })))
+        )
+        : Effect.logError("admin api: the database failed", cause).pipe(
+          Effect.andThen(Effect.fail(new Internal({ detail: "the database failed; the server's log has the cause" })))
         )
     }
   )
@@ -85,32 +98,44 @@ const requestProblems = HttpApiMiddleware.layerSchemaErrorTransform(RequestProbl
 /** The bearer check on `host`'s server (see AdminConfig). */
 const auth = (host: string, cfg: AdminConfig.AdminConfig) =>
   Layer.succeed(AdminAuth, AdminAuth.of({
-    bearer: (httpEffect, { credential, endpoint }) => {
-      const presented = Redacted.value(credential)
-      const decision = AdminConfig.decide({
-        write: endpoint.method !== "GET",
-        token: cfg.token,
-        presented: presented === "" ? undefined : presented,
-        readTokenRequired: cfg.readTokenRequired,
-        loopback: AdminConfig.isLoopback(host)
+    bearer: (httpEffect, { credential, endpoint }) =>
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+        const presented = Redacted.value(credential)
+        const decision = AdminConfig.decide({
+          write: endpoint.method !== "GET",
+          token: cfg.token,
+          presented: presented === "" ? undefined : presented,
+          readTokenRequired: cfg.readTokenRequired,
+          loopback: AdminConfig.isLoopback(host),
+          crossOrigin: AdminConfig.isCrossOrigin(request.headers)
+        })
+        switch (decision) {
+          case "allow":
+            return httpEffect
+          case "unauthorized":
+            return Effect.succeed(problem({
+              type: "urn:taskfiber:problem:unauthorized",
+              title: "Unauthorized",
+              status: 401,
+              detail: presented === "" ? "send Authorization: Bearer <ADMIN_TOKEN>" : "the bearer token is not ADMIN_TOKEN"
+            }, { "www-authenticate": "Bearer" }))
+          case "cross-origin":
+            return Effect.succeed(problem({
+              type: "urn:taskfiber:problem:forbidden",
+              title: "Forbidden",
+              status: 403,
+              detail: "a change from a web page of another origin is refused: use the dashboard this server serves, or a client that is not a browser"
+            }))
+          case "forbidden":
+            return Effect.succeed(problem({
+              type: "urn:taskfiber:problem:forbidden",
+              title: "Forbidden",
+              status: 403,
+              detail: `the server listens on ${host}, beyond loopback, and no ADMIN_TOKEN is set: set ADMIN_TOKEN to a secret ` +
+                `(e.g. \`openssl rand -hex 32\`) and send it as Authorization: Bearer <token>, or listen on HTTP_HOST=127.0.0.1`
+            }))
+        }
       })
-      if (decision === "allow") return httpEffect
-      if (decision === "unauthorized") {
-        return Effect.succeed(problem({
-          type: "urn:taskfiber:problem:unauthorized",
-          title: "Unauthorized",
-          status: 401,
-          detail: presented === "" ? "send Authorization: Bearer <ADMIN_TOKEN>" : "the bearer token is not ADMIN_TOKEN"
-        }, { "www-authenticate": "Bearer" }))
-      }
-      return Effect.succeed(problem({
-        type: "urn:taskfiber:problem:forbidden",
-        title: "Forbidden",
-        status: 403,
-        detail: `the server listens on ${host}, beyond loopback, and no ADMIN_TOKEN is set: set ADMIN_TOKEN to a secret ` +
-          `(e.g. \`openssl rand -hex 32\`) and send it as Authorization: Bearer <token>, or listen on HTTP_HOST=127.0.0.1`
-      }))
-    }
   }))
 
 // ---------------------------------------------------------------------------
@@ -123,6 +148,11 @@ const tooLarge = (max: number) =>
     status: 413,
     detail: `the body is larger than ${max} bytes (ADMIN_MAX_BODY_BYTES)`
   }, { connection: "close" })
+
+const apiUnsupported = new TextEncoder().encode("Unsupported content-type")
+const isApiUnsupported = (response: HttpServerResponse.HttpServerResponse) =>
+  response.body._tag === "Uint8Array" && response.body.contentType.startsWith("text/plain") &&
+  apiUnsupported.every((byte, i) => (response.body as { readonly body: Uint8Array }).body[i] === byte)
 
 const unsupportedMediaType = (contentType: string | undefined) =>
   problem({
@@ -150,8 +180,9 @@ const bodyLimit = (max: number) =>
         if (read._tag === "Failure") return tooLarge(max)
       }
       const response = yield* app
-      // effect/http-api answers an unsupported content type in plain text: a problem like the rest.
-      return response.status === 415 ? unsupportedMediaType(request.headers["content-type"]) : response
+      // effect/http-api answers an unsupported content type in plain text: a problem
+      // like the rest. Only that answer, not a 415 of routes mounted beside these.
+      return response.status === 415 && isApiUnsupported(response) ? unsupportedMediaType(request.headers["content-type"]) : response
     }), { global: true })
 
 // ---------------------------------------------------------------------------

@@ -9,6 +9,12 @@
  * listens on loopback (`HTTP_HOST` 127.0.0.1, ::1 or localhost): there only this
  * machine's users reach it. On any other address they are refused (403) until a
  * token is set, so opening the port never opens the queue.
+ *
+ * A call that changes state from a web page of another origin is refused (403)
+ * whatever the token: without one, any page the machine's browser opens could
+ * otherwise cancel a task on the loopback server with a plain form post (a POST
+ * without a body needs no CORS preflight). Clients that are not browsers send
+ * neither `Origin` nor `Sec-Fetch-Site`, and are not concerned.
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import { Config, Option, Redacted, Schema } from "effect"
@@ -38,8 +44,26 @@ export const isLoopback = (host: string): boolean => {
   return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
 }
 
+/**
+ * Whether a browser sent the request from a page of another origin: its
+ * `Sec-Fetch-Site` is not `same-origin` or `none` (typed by the user), or its
+ * `Origin` names a host other than the request's `Host`.
+ */
+export const isCrossOrigin = (headers: Readonly<Record<string, string | undefined>>): boolean => {
+  const site = headers["sec-fetch-site"]?.trim().toLowerCase()
+  if (site !== undefined && site !== "same-origin" && site !== "none") return true
+  const origin = headers["origin"]?.trim()
+  if (origin === undefined || origin === "") return false
+  try {
+    return new URL(origin).host.toLowerCase() !== (headers["host"] ?? "").trim().toLowerCase()
+  } catch {
+    // `null` (a sandboxed page, a redirect) or garbage: not this origin
+    return true
+  }
+}
+
 /** What {@link decide} answers. */
-export type Decision = "allow" | "unauthorized" | "forbidden"
+export type Decision = "allow" | "unauthorized" | "forbidden" | "cross-origin"
 
 /**
  * Whether a call may go on: `write` (it changes state) or a read, the token the
@@ -51,7 +75,10 @@ export const decide = (input: {
   readonly presented: string | undefined
   readonly readTokenRequired: boolean
   readonly loopback: boolean
+  /** The request came from a page of another origin ({@link isCrossOrigin}). */
+  readonly crossOrigin: boolean
 }): Decision => {
+  if (input.write && input.crossOrigin) return "cross-origin"
   const guarded = input.write || input.readTokenRequired
   if (!guarded) return "allow"
   if (Option.isNone(input.token)) return input.loopback ? "allow" : "forbidden"

@@ -15,10 +15,10 @@
  * The HTTP client is the platform's fetch (FetchHttpClient): Node's fetch keeps
  * connections alive, and it adds no dependency to an embedding application.
  */
-import { readFileSync } from "node:fs"
 import { Config, type Duration, Effect, Layer, Logger, Option, References, Schema } from "effect"
 import { FetchHttpClient } from "effect/http"
 import { OtlpExporter, OtlpLogger, OtlpMetrics, OtlpSerialization, OtlpTracer } from "effect/observability"
+import { packageVersion } from "../version.ts"
 import * as Logging from "./Logging.ts"
 
 /** The OTLP export settings. */
@@ -39,19 +39,6 @@ export interface TelemetryConfig {
 
 /** OpenTelemetry's default OTLP/HTTP endpoint. */
 export const defaultEndpoint = "http://localhost:4318"
-
-/**
- * This package's version, from its package.json: two folders up from both
- * src/observability/ (a clone) and dist/observability/ (the installed package).
- */
-export const packageVersion: string | undefined = (() => {
-  try {
-    const manifest = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: unknown }
-    return typeof manifest.version === "string" ? manifest.version : undefined
-  } catch {
-    return undefined
-  }
-})()
 
 /** A string setting; empty counts as unset. */
 const text = Logging.text

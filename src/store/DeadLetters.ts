@@ -19,7 +19,7 @@ import { SqlClient } from "effect/sql/SqlClient"
 import type { DatabaseError } from "./DatabaseError.ts"
 import { mapSqlError } from "./DatabaseError.ts"
 import * as Cursor from "./Cursor.ts"
-import { isUuid } from "./TaskId.ts"
+import { isUuid } from "../domain/Task.ts"
 
 /** One dead letter of input that made no task. */
 export interface DeadLetterInput {
@@ -127,7 +127,6 @@ export class DeadLetters extends Context.Service<DeadLetters, {
   }) => Effect.Effect<ReadonlyArray<UnreplayedLetter>, DatabaseError>
 }>()("taskfiber/DeadLetters") {}
 
-
 /** A row as the client returns it. */
 interface DeadLetterRow {
   readonly id: string
@@ -160,9 +159,10 @@ const toDeadLetter = (r: DeadLetterRow): DeadLetter => ({
   kafka: r.topic === null ? null : { topic: r.topic, partition: r.kafka_partition, offset: r.kafka_offset }
 })
 
-// The cursor is the last letter's (created_at in µs, id).
+// The cursor is the last letter's (created_at in µs, id). Sixteen digits reach
+// the year 2286; more would overflow the timestamp in SQL, not be refused here.
 const isLetterKey = (v: unknown): v is readonly [string, string] =>
-  Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && /^\d{1,19}$/.test(v[0]) && isUuid(v[1])
+  Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && /^\d{1,16}$/.test(v[0]) && isUuid(v[1])
 
 /** The JSON the SQL function reads. */
 const row = (l: DeadLetterInput) => ({
@@ -203,7 +203,7 @@ export const layer: Layer.Layer<DeadLetters, never, SqlClient> = Layer.effect(
       list: (options = {}) =>
         Effect.gen(function*() {
           const limit = Math.min(500, Math.max(1, Math.floor(options.limit ?? 50)))
-          const after = options.cursor === undefined ? undefined : yield* Cursor.decode(options.cursor, isLetterKey)
+          const after = yield* Cursor.decode(options.cursor, isLetterKey)
           const where = [
             ...(options.type === undefined ? [] : [sql`type = ${options.type}`]),
             ...(options.source === undefined ? [] : [sql`source = ${options.source}`]),

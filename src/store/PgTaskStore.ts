@@ -9,11 +9,11 @@ import * as StoredJson from "../domain/StoredJson.ts"
 import { SqlClient } from "effect/sql/SqlClient"
 import { mapSqlError } from "./DatabaseError.ts"
 import { defaultAgeing } from "../domain/Priority.ts"
-import type { EnqueueRequest } from "../domain/Task.ts"
+import { type EnqueueRequest, isUuid } from "../domain/Task.ts"
 import type { TaskStatus } from "../domain/TaskStatus.ts"
 import { type Claim, type ClaimedRow, type TaskEventRow, type TaskRow, toClaimedTask, toTask, toTaskEvent } from "./TaskRow.ts"
 import * as Cursor from "./Cursor.ts"
-import { isUuid, newTaskId } from "./TaskId.ts"
+import { newTaskId } from "./TaskId.ts"
 import { encodeRows, InvalidEnqueueRequest, toRows } from "./EnqueueRequest.ts"
 import type { DatabaseError } from "./DatabaseError.ts"
 import { type EnqueueResult, type JsonValue, maxAttemptsConfig, TaskStore } from "./TaskStore.ts"
@@ -93,7 +93,7 @@ const make = (options: StoreOptions) => Effect.gen(function*() {
         const limit = Math.min(500, Math.max(1, Math.floor(options.limit ?? 50)))
         // The cursor is the last task's id: pages follow the primary key, so no index
         // beyond it serves `list`.
-        const after = options.cursor === undefined ? undefined : yield* Cursor.decode(options.cursor, isUuid)
+        const after = yield* Cursor.decode(options.cursor, isUuid)
         const desc = options.order === "desc"
         const rows = yield* sql<TaskRow>`
           select * from taskfiber.tasks

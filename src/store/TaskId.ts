@@ -37,8 +37,3 @@ export const newTaskId = (now: number = Date.now()): string => {
   const h = (i: number) => hex[bytes[i]!]!
   return `${h(0)}${h(1)}${h(2)}${h(3)}-${h(4)}${h(5)}-${h(6)}${h(7)}-${h(8)}${h(9)}-${h(10)}${h(11)}${h(12)}${h(13)}${h(14)}${h(15)}`
 }
-
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-
-/** Whether `id` has a uuid's shape (any version): what the `uuid` columns accept. */
-export const isUuid = (id: unknown): id is string => typeof id === "string" && uuidPattern.test(id)

@@ -62,11 +62,13 @@ it.layer(Env, { timeout: 60_000 })("Admin", (it) => {
       expect((yield* admin.listTasks({ queue: "list-q", status: "running" })).tasks).toEqual([])
       expect((yield* admin.listTasks({ queue: "list-q", type: "other" })).tasks).toEqual([])
       // A cursor no page gave is refused, not taken for the first page.
-      for (const cursor of ["nope", Buffer.from(JSON.stringify("not-a-uuid")).toString("base64url"), second.nextCursor ?? ""]) {
+      for (const cursor of ["nope", Buffer.from(JSON.stringify("not-a-uuid")).toString("base64url"), Buffer.from(JSON.stringify(["1".repeat(17), ids[0]])).toString("base64url")]) {
         expect((yield* Effect.flip(admin.listTasks({ cursor })))._tag).toBe("InvalidCursor")
         expect((yield* Effect.flip(admin.listDeadLetters({ cursor })))._tag).toBe("InvalidCursor")
       }
       expect((yield* Effect.flip(admin.listDeadLetters({ cursor: first.nextCursor! })))._tag).toBe("InvalidCursor")
+      // An empty one is none: the first page.
+      expect((yield* admin.listTasks({ queue: "list-q", limit: 3, cursor: "" })).tasks).toEqual(first.tasks)
 
       const got = yield* admin.getTask(ids[0]!)
       expect(got.task).toMatchObject({ id: ids[0], status: "queued", queue: "list-q" })

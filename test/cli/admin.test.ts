@@ -78,7 +78,7 @@ describe("the operator's commands", () => {
     expect((await run(["list", "--queue", "cli-list", "--status", "failed"], quiet())).stdout).toEqual(["no tasks"])
     const badCursor = await run(["list", "--cursor", "garbage"], quiet())
     expect(badCursor.code).toBe(1)
-    expect(badCursor.stderr).toBe('taskfiber: the cursor "garbage" is not one a page gave: pass nextCursor as it came')
+    expect(badCursor.stderr).toBe('taskfiber: the cursor "garbage" is not one a page gave: pass the previous page\'s cursor as it came')
     expect(JSON.parse((await run(["list", "--type", "nothing-of-this", "--json"], quiet())).stdout[0]!)).toEqual({ tasks: [], next_cursor: null })
 
     const badLimit = await run(["list", "--limit", "0"], quiet())

@@ -337,15 +337,29 @@ const fuzzServer = Layer.effect(FuzzServer, Effect.gen(function*() {
 describe("AdminConfig.decide", () => {
   const token = Option.some(Redacted.make("s3cret"))
   it("reads are open unless ADMIN_READ_TOKEN_REQUIRED", () => {
-    expect(AdminConfig.decide({ write: false, token, presented: undefined, readTokenRequired: false, loopback: false })).toBe("allow")
-    expect(AdminConfig.decide({ write: false, token, presented: undefined, readTokenRequired: true, loopback: true })).toBe("unauthorized")
-    expect(AdminConfig.decide({ write: false, token, presented: "s3cret", readTokenRequired: true, loopback: false })).toBe("allow")
+    expect(AdminConfig.decide({ write: false, token, presented: undefined, readTokenRequired: false, loopback: false, crossOrigin: false })).toBe("allow")
+    expect(AdminConfig.decide({ write: false, token, presented: undefined, readTokenRequired: true, loopback: true, crossOrigin: false })).toBe("unauthorized")
+    expect(AdminConfig.decide({ write: false, token, presented: "s3cret", readTokenRequired: true, loopback: false, crossOrigin: false })).toBe("allow")
   })
   it("writes need the token; without one configured, only on loopback", () => {
-    expect(AdminConfig.decide({ write: true, token, presented: "wrong", readTokenRequired: false, loopback: true })).toBe("unauthorized")
-    expect(AdminConfig.decide({ write: true, token, presented: "s3cret", readTokenRequired: false, loopback: false })).toBe("allow")
-    expect(AdminConfig.decide({ write: true, token: Option.none(), presented: undefined, readTokenRequired: false, loopback: true })).toBe("allow")
-    expect(AdminConfig.decide({ write: true, token: Option.none(), presented: "x", readTokenRequired: false, loopback: false })).toBe("forbidden")
+    expect(AdminConfig.decide({ write: true, token, presented: "wrong", readTokenRequired: false, loopback: true, crossOrigin: false })).toBe("unauthorized")
+    expect(AdminConfig.decide({ write: true, token, presented: "s3cret", readTokenRequired: false, loopback: false, crossOrigin: false })).toBe("allow")
+    expect(AdminConfig.decide({ write: true, token: Option.none(), presented: undefined, readTokenRequired: false, loopback: true, crossOrigin: false })).toBe("allow")
+    expect(AdminConfig.decide({ write: true, token: Option.none(), presented: "x", readTokenRequired: false, loopback: false, crossOrigin: false })).toBe("forbidden")
+  })
+  it("a change from a page of another origin is refused, whatever the token", () => {
+    expect(AdminConfig.decide({ write: true, token: Option.none(), presented: undefined, readTokenRequired: false, loopback: true, crossOrigin: true })).toBe("cross-origin")
+    expect(AdminConfig.decide({ write: true, token, presented: "s3cret", readTokenRequired: false, loopback: false, crossOrigin: true })).toBe("cross-origin")
+    expect(AdminConfig.decide({ write: false, token, presented: undefined, readTokenRequired: false, loopback: true, crossOrigin: true })).toBe("allow")
+    const host = "127.0.0.1:8080"
+    expect(AdminConfig.isCrossOrigin({ host })).toBe(false)
+    expect(AdminConfig.isCrossOrigin({ host, origin: "http://127.0.0.1:8080", "sec-fetch-site": "same-origin" })).toBe(false)
+    expect(AdminConfig.isCrossOrigin({ host, "sec-fetch-site": "none" })).toBe(false)
+    expect(AdminConfig.isCrossOrigin({ host, "sec-fetch-site": "cross-site" })).toBe(true)
+    // Another port of the same machine is "same-site" to a browser, and another origin all the same.
+    expect(AdminConfig.isCrossOrigin({ host, "sec-fetch-site": "same-site" })).toBe(true)
+    expect(AdminConfig.isCrossOrigin({ host, origin: "http://127.0.0.1:3000" })).toBe(true)
+    expect(AdminConfig.isCrossOrigin({ host, origin: "null" })).toBe(true)
   })
   it("loopback hosts", () => {
     for (const h of ["127.0.0.1", "::1", "[::1]", "localhost", "LOCALHOST"]) expect(AdminConfig.isLoopback(h)).toBe(true)
@@ -400,7 +414,9 @@ describe("AdminApi", () => {
         const nulFilter = yield* call("GET", "/tasks?type=a%00b")
         expectProblem(nulFilter, 400)
         expect(nulFilter.body.detail).toMatch(/^the database refused a value/)
-        expectProblem(yield* call("POST", "/queues/a%00b/pause"), 400)
+        const nulQueue = yield* call("POST", "/queues/a%00b/pause", { body: {} })
+        expectProblem(nulQueue, 400)
+        expect(nulQueue.body.detail).toMatch(/^the database refused a value/)
 
         const got = yield* call("GET", `/tasks/${id}`)
         expect(got.status).toBe(200)
@@ -522,6 +538,37 @@ describe("AdminApi", () => {
         expectProblem(refused, 403)
         expect(refused.body.detail).toContain("ADMIN_TOKEN")
         expect((yield* call("GET", "/queues")).status).toBe(200)
+      }).pipe(Effect.scoped))
+
+    it.effect("a change from a page of another origin is refused with 403 and changes nothing, on loopback without a token too", () =>
+      Effect.gen(function*() {
+        const { call, port } = yield* start()
+        const created = yield* call("POST", "/tasks", { body: { type: "greet", payload: { name: "x" }, runAt: later() } })
+        expect(created.status).toBe(201)
+        const cancel = `/tasks/${created.body.id}/cancel`
+        for (const headers of [{ origin: "http://attacker.example" }, { "sec-fetch-site": "cross-site" }, { origin: "null" }]) {
+          const refused = yield* call("POST", cancel, { headers })
+          expectProblem(refused, 403)
+          expect(refused.body.detail).toContain("another origin")
+        }
+        expect((yield* call("GET", `/tasks/${created.body.id}`)).body.task.status).toBe("queued")
+        // Reads stay open to it; the server's own origin (its dashboard) may change state.
+        expect((yield* call("GET", "/queues", { headers: { origin: "http://attacker.example" } })).status).toBe(200)
+        const own = yield* call("POST", cancel, { headers: { origin: `http://127.0.0.1:${port}`, "sec-fetch-site": "same-origin" } })
+        expect(own.body).toMatchObject({ cancelled: true })
+      }).pipe(Effect.scoped))
+
+    it.effect("a database failure no repeat cures is a 500 that names nothing of the database", () =>
+      Effect.gen(function*() {
+        const { call } = yield* start()
+        const sql = yield* SqlClient
+        // Schema drift, as a half-applied deploy would leave it; restored after.
+        yield* sql`alter function taskfiber.pause_queue(text, text) rename to pause_queue_gone`
+        yield* Effect.addFinalizer(() => sql`alter function taskfiber.pause_queue_gone(text, text) rename to pause_queue`.pipe(Effect.orDie))
+        const failed = yield* call("POST", "/queues/drift/pause", { body: {} })
+        expectProblem(failed, 500)
+        expect(failed.body).toMatchObject({ type: "urn:taskfiber:problem:internal", detail: "the database failed; the server's log has the cause" })
+        expect(JSON.stringify(failed.body)).not.toMatch(/pause_queue|taskfiber\.|42883/)
       }).pipe(Effect.scoped))
 
     it.effect("a body over ADMIN_MAX_BODY_BYTES is 413, with or without Content-Length", () =>

@@ -12,6 +12,7 @@ import * as Logging from "../../src/observability/Logging.ts"
 import * as Telemetry from "../../src/observability/Telemetry.ts"
 import { tracingIn } from "../../src/observability/Tracing.ts"
 import * as OtlpReceiver from "../support/OtlpReceiver.ts"
+import { packageVersion } from "../../src/version.ts"
 
 const parse = (env: Record<string, string>) => Effect.runSyncExit(Telemetry.config.parse(ConfigProvider.fromEnv({ env })))
 
@@ -35,7 +36,7 @@ describe("Telemetry.config", () => {
       serviceVersion: version,
       resourceAttributes: {}
     })
-    expect(Telemetry.packageVersion).toBe(version)
+    expect(packageVersion).toBe(version)
   })
 
   it("OTEL_SERVICE_NAME, else service.name of OTEL_RESOURCE_ATTRIBUTES, else SERVICE_NAME; the endpoint without a trailing slash", () => {

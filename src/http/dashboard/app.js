@@ -32,9 +32,20 @@ function wrap(node) {
   return td
 }
 
+/**
+ * The table's rows, keeping each old row that reads the same (and its buttons'
+ * listeners): a poll that changed nothing replaces nothing, so a click is never
+ * lost to a redraw between its press and its release.
+ */
 function fill(tbody, rows, empty) {
-  tbody.replaceChildren(...rows)
-  if (rows.length === 0 && empty) tbody.append(row([el("span", empty, { class: "muted" })]))
+  if (rows.length === 0 && empty) rows = [row([el("span", empty, { class: "muted" })])]
+  const old = new Map([...tbody.children].map((r) => [r.outerHTML, r]))
+  tbody.replaceChildren(...rows.map((r) => {
+    const same = old.get(r.outerHTML)
+    if (same === undefined) return r
+    old.delete(r.outerHTML)
+    return same
+  }))
 }
 
 const statusChip = (status) => el("span", status, { class: `status ${status}`, "data-status": status })
@@ -49,7 +60,12 @@ function ms(n) {
 
 const json = (v) => v === null || v === undefined ? "null" : JSON.stringify(v, null, 2)
 const time = (iso) => iso ? new Date(iso).toLocaleTimeString() : "–"
-const errorText = (e) => e ? `${e.tag}: ${e.message}` : ""
+/** A stored error in a line: the tagged error's tag and message, or its JSON. */
+function errorText(e) {
+  if (e === null || e === undefined) return ""
+  if (typeof e === "object" && typeof e.message === "string") return `${e.tag || e._tag || "Error"}: ${e.message}`
+  return typeof e === "string" ? e : JSON.stringify(e)
+}
 
 let askedForReads = false
 
@@ -232,31 +248,28 @@ function drawQueues(queues) {
     const band = (b) => String(q.depth.filter((d) => d.band === b && d.status !== "running").reduce((a, d) => a + d.tasks, 0))
     const state = el("span")
     if (q.paused) state.append(el("span", `paused${q.paused.reason ? `: ${q.paused.reason}` : ""}`, { class: "badge DEGRADED" }), " ")
-    state.append(actionButton(q.paused ? "Resume" : "Pause", q.paused ? "resume" : "pause", () =>
-      q.paused ? resumeQueue(q.queue) : pauseQueue(q.queue)))
+    state.append(actionButton(q.paused ? "Resume" : "Pause", q.paused ? "resume" : "pause", (b) =>
+      q.paused ? resumeQueue(b, q.queue) : pauseQueue(b, q.queue)))
     return row([q.queue, band("high"), band("normal"), band("low"), String(q.ready), String(q.running), ms(q.oldestReadyMs), state],
       { "data-queue": q.queue, "data-paused": String(q.paused !== null) })
   }), "no queues")
 }
 
-/** A dead letter's error in a line: the tagged error's tag and message, or its JSON. */
-function letterError(e) {
-  if (e === null || e === undefined) return ""
-  if (typeof e === "object" && typeof e.message === "string") return `${e.tag || e._tag || "Error"}: ${e.message}`
-  return typeof e === "string" ? e : JSON.stringify(e)
-}
+/** Where a Kafka letter came from, as the binary writes it: `topic[partition]@offset`. */
+const kafkaPlace = (k) => `${k.topic}${k.partition === null ? "" : `[${k.partition}]`}${k.offset === null ? "" : `@${k.offset}`}`
 
 function drawFailures(page) {
   fill($("failures"), page.letters.map((l) => {
+    // Input that never became a task has nothing to replay: fix the producer.
     const action = l.replayedAt
       ? el("span", `replayed ${time(l.replayedAt)}`, { class: "muted" })
       : l.taskId === null
-      ? el("span", l.kafka ? `${l.kafka.topic}[${l.kafka.partition}] @${l.kafka.offset}` : l.source, { class: "muted" })
-      : actionButton("Replay", "replay", () => replayLetter(l))
+      ? ""
+      : actionButton("Replay", "replay", (b) => replayLetter(b, l))
     return row([
       time(l.createdAt), l.type || "–",
-      l.taskId ? el("a", l.taskId, { href: `#/tasks/${l.taskId}`, class: "id" }) : el("span", l.source, { class: "muted" }),
-      l.reason, letterError(l.error), action
+      l.taskId ? el("a", l.taskId, { href: `#/tasks/${l.taskId}`, class: "id" }) : el("span", l.kafka ? kafkaPlace(l.kafka) : l.source, { class: "id" }),
+      l.reason, errorText(l.error), action
     ], { "data-letter-id": l.id })
   }), "no failures")
 }
@@ -301,17 +314,20 @@ const taskIdOf = () => {
 
 function actionButton(label, action, run) {
   const b = el("button", label, { type: "button", "data-action": action })
-  b.addEventListener("click", run)
+  b.addEventListener("click", () => run(b))
   return b
 }
 
 /**
  * A state-changing call with the admin token (asked once per browser session);
- * `done` words the answer. A 401 forgets the token, so the next action asks again.
+ * `done` words the answer. The button is disabled while it is under way, so a
+ * second click cannot send it again; a 401 forgets the token, so the next action
+ * asks again.
  */
-async function act(out, path, body, done) {
+async function act(button, out, path, body, done) {
   const headers = authHeaders(true)
   if (headers === null) return
+  button.disabled = true
   out.textContent = "…"
   try {
     const r = await fetch(path, body
@@ -319,10 +335,11 @@ async function act(out, path, body, done) {
       : { method: "POST", headers })
     const answer = await r.json().catch(() => null)
     if (r.status === 401) sessionStorage.removeItem(TOKEN_KEY)
-    out.textContent = r.ok ? done(answer) : `refused: ${r.status} ${answer && answer.detail || ""}`
+    out.textContent = r.ok && answer !== null ? done(answer) : `refused: ${r.status} ${answer && answer.detail || ""}`
   } catch (e) {
     out.textContent = `failed: ${e.message}`
   }
+  button.disabled = false
   refresh()
 }
 
@@ -331,33 +348,38 @@ const taskPath = (id, action) => `/tasks/${encodeURIComponent(id)}/${action}`
 function cancelTask() {
   const id = taskIdOf()
   if (id) {
-    void act($("action-result"), taskPath(id, "cancel"), null, (a) =>
+    void act($("cancel-button"), $("action-result"), taskPath(id, "cancel"), null, (a) =>
       a.cancelled ? `cancelled (was ${a.previousStatus})` : `not cancelled: it is ${a.status} already`)
   }
 }
 
 function retryTask() {
   const id = taskIdOf()
-  if (id) void act($("action-result"), taskPath(id, "retry"), null, (t) => `queued again (attempt ${t.attempt} of ${t.maxAttempts})`)
+  if (id) void act($("retry-button"), $("action-result"), taskPath(id, "retry"), null, (t) => `queued again (attempt ${t.attempt} of ${t.maxAttempts})`)
 }
 
-const pauseQueue = (queue) =>
-  act($("queues-result"), `/queues/${encodeURIComponent(queue)}/pause`, { reason: "paused from the dashboard" }, (a) =>
+const pauseQueue = (button, queue) =>
+  act(button, $("queues-result"), `/queues/${encodeURIComponent(queue)}/pause`, { reason: "paused from the dashboard" }, (a) =>
     a.changed ? `${queue} paused: its tasks wait` : `${queue} was paused already`)
 
-const resumeQueue = (queue) =>
-  act($("queues-result"), `/queues/${encodeURIComponent(queue)}/resume`, null, (a) =>
+const resumeQueue = (button, queue) =>
+  act(button, $("queues-result"), `/queues/${encodeURIComponent(queue)}/resume`, null, (a) =>
     a.changed ? `${queue} resumed` : `${queue} was not paused`)
 
-const replayLetter = (letter) =>
-  act($("failures-result"), `/dead-letters/${encodeURIComponent(letter.id)}/replay`, null, (a) =>
+const replayLetter = (button, letter) =>
+  act(button, $("failures-result"), `/dead-letters/${encodeURIComponent(letter.id)}/replay`, null, (a) =>
     `replayed: task ${a.task.id} is ${a.task.status} again`)
 
 let running = false
+let again = false
 
 async function refresh() {
-  // One poll at a time: a slow server gets no pile of requests.
-  if (running) return
+  // One poll at a time: a slow server gets no pile of requests. One asked for
+  // meanwhile (after an action) runs when this one ends, so it reads the change.
+  if (running) {
+    again = true
+    return
+  }
   running = true
   const errors = []
   const taskId = taskIdOf()
@@ -387,10 +409,14 @@ async function refresh() {
   const pe = $("poll-error")
   pe.hidden = errors.length === 0
   pe.textContent = errors.join("; ")
+  if (again) {
+    again = false
+    refresh()
+  }
 }
 
 window.addEventListener("hashchange", () => {
-  $("action-result").textContent = ""
+  for (const id of ["action-result", "queues-result", "failures-result"]) $(id).textContent = ""
   refresh()
 })
 $("cancel-button").addEventListener("click", cancelTask)

@@ -16,7 +16,7 @@
  *   value        the JSON payload, decoded by the job's Schema
  */
 import { Cause, Exit } from "effect"
-import type { EnqueueRequest } from "../../domain/Task.ts"
+import { type EnqueueRequest, isUuid } from "../../domain/Task.ts"
 import { PRIORITY_MAX, PRIORITY_MIN } from "../../domain/Priority.ts"
 import * as TraceContext from "../../domain/TraceContext.ts"
 import type { JobRegistry } from "../../runtime/JobRegistry.ts"
@@ -59,7 +59,6 @@ export const headerText = (headers: KafkaMessage["headers"]): HeaderText => {
   return out
 }
 
-const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 // An ISO 8601 date and time with a zone: a timestamp without one would be read in
 // whatever zone the server runs in.
 const isoWithZone = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i
@@ -95,7 +94,7 @@ export const readHeaders = (headers: HeaderText):
   try {
     const id = single(headers, "task-id")
     if (id === undefined) throw new Refused(`header "task-id" is missing (the task's id, a UUID)`)
-    if (!uuid.test(id.trim())) throw new Refused(`header "task-id" is not a UUID: ${JSON.stringify(id.slice(0, 100))}`)
+    if (!isUuid(id.trim())) throw new Refused(`header "task-id" is not a UUID: ${JSON.stringify(id.slice(0, 100))}`)
     taskId = id.trim().toLowerCase()
     const command = single(headers, "command")
     if (command !== undefined) {
