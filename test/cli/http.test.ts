@@ -1,7 +1,7 @@
 /**
  * `taskfiber start` serves its probes, its health report and its metrics on
- * HTTP_PORT (127.0.0.1 by default), as a real process; each step waits for a line
- * of output, never for time.
+ * HTTP_PORT (127.0.0.1 by default), as a real process, and logs no admin token;
+ * each step waits for a line of output, never for time.
  */
 import { describe, expect, it } from "vitest"
 import { childDatabase, processes, uuid } from "../support/Cli.ts"
@@ -35,5 +35,35 @@ describe("taskfiber start's HTTP server", () => {
 
     start.child.kill("SIGTERM")
     expect(await start.exitWithin(20_000), start.output()).toBe(0)
+  }, 60_000)
+
+  it("logs no admin token, right or wrong, at every level and in every format", async () => {
+    const token = "tok-3b1f0c9e5d"
+    const wrong = "wrong-7a2c44e1"
+    for (const format of ["simple", "structured"]) {
+      const port = await freePort()
+      const start = spawnCli(["start"], { ...env, HTTP_PORT: String(port), ADMIN_TOKEN: token, LOG_LEVEL: "all", LOG_FORMAT: format })
+      await start.waitForStdout(/enqueue from another terminal/)
+      const post = async (path: string, bearer: string, body?: unknown) => {
+        const response = await fetch(`http://127.0.0.1:${port}${path}`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${bearer}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) })
+        })
+        return { status: response.status, body: await response.json() as any }
+      }
+      const created = await post("/tasks", token, { type: "echo", payload: { n: 1 } })
+      expect(created.status).toBe(201)
+      const settled = new RegExp(`task settled.*${created.body.id}.*succeeded`)
+      await start.waitFor("task settled", () => settled.test(start.output()) || undefined)
+      expect((await post("/tasks", wrong, { type: "echo", payload: {} })).status).toBe(401)
+      expect((await post(`/tasks/${created.body.id}/retry`, token)).status).toBe(409)
+      expect((await post("/tasks/0190f5d2-0000-7000-8000-000000000000/cancel", token)).status).toBe(404)
+      start.child.kill("SIGTERM")
+      expect(await start.exitWithin(20_000), start.output()).toBe(0)
+      expect(start.output()).toContain(created.body.id)
+      expect(start.output()).not.toContain(token)
+      expect(start.output()).not.toContain(wrong)
+    }
   }, 60_000)
 })
