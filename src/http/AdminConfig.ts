@@ -45,21 +45,27 @@ export const isLoopback = (host: string): boolean => {
 }
 
 /**
- * Whether a browser sent the request from a page of another origin: its
- * `Sec-Fetch-Site` is not `same-origin` or `none` (typed by the user), or its
- * `Origin` names a host other than the request's `Host`.
+ * Whether a browser sent the request from a page of another origin. Its
+ * `Sec-Fetch-Site` says so when sent (every current browser does): anything but
+ * `same-origin` or `none` (typed by the user). It is trusted over `Origin`, which
+ * behind a reverse proxy names the public host while `Host` may be the proxy's
+ * upstream; without it, an `Origin` naming a host other than `Host` (or
+ * `X-Forwarded-Host`) is another origin.
  */
 export const isCrossOrigin = (headers: Readonly<Record<string, string | undefined>>): boolean => {
   const site = headers["sec-fetch-site"]?.trim().toLowerCase()
-  if (site !== undefined && site !== "same-origin" && site !== "none") return true
+  if (site !== undefined && site !== "") return site !== "same-origin" && site !== "none"
   const origin = headers["origin"]?.trim()
   if (origin === undefined || origin === "") return false
+  let host: string
   try {
-    return new URL(origin).host.toLowerCase() !== (headers["host"] ?? "").trim().toLowerCase()
+    host = new URL(origin).host.toLowerCase()
   } catch {
     // `null` (a sandboxed page, a redirect) or garbage: not this origin
     return true
   }
+  const served = [headers["host"], ...(headers["x-forwarded-host"]?.split(",") ?? [])].map((h) => h?.trim().toLowerCase())
+  return !served.includes(host)
 }
 
 /** What {@link decide} answers. */

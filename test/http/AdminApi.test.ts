@@ -360,6 +360,11 @@ describe("AdminConfig.decide", () => {
     expect(AdminConfig.isCrossOrigin({ host, "sec-fetch-site": "same-site" })).toBe(true)
     expect(AdminConfig.isCrossOrigin({ host, origin: "http://127.0.0.1:3000" })).toBe(true)
     expect(AdminConfig.isCrossOrigin({ host, origin: "null" })).toBe(true)
+    // Behind a reverse proxy `Host` may be the upstream's: the browser's Sec-Fetch-Site
+    // decides, or X-Forwarded-Host where a browser sends none.
+    expect(AdminConfig.isCrossOrigin({ host, origin: "https://jobs.example.com", "sec-fetch-site": "same-origin" })).toBe(false)
+    expect(AdminConfig.isCrossOrigin({ host, origin: "https://jobs.example.com", "x-forwarded-host": "jobs.example.com" })).toBe(false)
+    expect(AdminConfig.isCrossOrigin({ host, origin: "https://evil.example", "x-forwarded-host": "jobs.example.com" })).toBe(true)
   })
   it("loopback hosts", () => {
     for (const h of ["127.0.0.1", "::1", "[::1]", "localhost", "LOCALHOST"]) expect(AdminConfig.isLoopback(h)).toBe(true)
