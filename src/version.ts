@@ -13,3 +13,6 @@ export const packageVersion: string | undefined = (() => {
     return undefined
   }
 })()
+
+/** The version to show: {@link packageVersion}, or 0.0.0 when it cannot be read. */
+export const shownVersion: string = packageVersion ?? "0.0.0"

@@ -67,7 +67,7 @@ import * as Render from "./render.ts"
 import * as Admin from "../admin/Admin.ts"
 import * as TaskStatus from "../domain/TaskStatus.ts"
 import * as DeadLetters from "../store/DeadLetters.ts"
-import { packageVersion } from "../version.ts"
+import { shownVersion } from "../version.ts"
 import * as AdminRender from "./adminRender.ts"
 
 // One-shot commands: no idle connections kept, none warmed.
@@ -616,7 +616,7 @@ const Usage = CliOutput.layerPresenter({
       : CliOutput.defaultPresenter.present(event)
 })
 
-Command.run(cli, { version: packageVersion ?? "0.0.0" }).pipe(
+Command.run(cli, { version: shownVersion }).pipe(
   // Reported here, inside the logging layer (stderr, LOG_FORMAT), not by runMain.
   Effect.tapCause((cause) =>
     Cause.hasInterruptsOnly(cause) || !Runtime.getErrorReported(Cause.squash(cause)) ? Effect.void : Effect.logError(cause)

@@ -24,11 +24,15 @@ export const DateInput = Schema.Union([Schema.Date, Schema.DateFromString])
  *
  * @since 0.1.0
  */
-export const TaskId = Schema.String.check(Schema.isUUID())
+export const TaskId = Schema.String.check(Schema.isGUID())
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
-/** Whether `id` has a uuid's shape (any version): what the `uuid` columns accept. */
+/**
+ * Whether `id` has a uuid's shape, any version or none: {@link TaskId}'s rule (and
+ * what the `uuid` columns accept), as a plain test for the paths that run per
+ * message.
+ */
 export const isUuid = (id: unknown): id is string => typeof id === "string" && uuidPattern.test(id)
 
 /**

@@ -18,7 +18,7 @@ import { HttpApi, HttpApiEndpoint, HttpApiError, HttpApiGroup, HttpApiMiddleware
 import { DedupeKey, QueueName, Task, TaskEvent, TaskId, TaskType } from "../domain/Task.ts"
 import { Priority } from "../domain/Priority.ts"
 import { TaskStatus } from "../domain/TaskStatus.ts"
-import { packageVersion } from "../version.ts"
+import { shownVersion } from "../version.ts"
 
 // ---------------------------------------------------------------------------
 // problems
@@ -39,7 +39,11 @@ export class Unauthorized extends HttpApiError.Problem<Unauthorized>()("Unauthor
   title: "Unauthorized"
 }, { detail: Schema.String }) {}
 
-/** No ADMIN_TOKEN configured while the server listens beyond loopback. */
+/**
+ * No ADMIN_TOKEN configured while the server listens beyond loopback; or, on
+ * loopback without one, a change from a page of another origin or a request for
+ * a host that is not a loopback name.
+ */
 export class Forbidden extends HttpApiError.Problem<Forbidden>()("Forbidden", {
   type: problemType("forbidden"),
   status: 403,
@@ -254,7 +258,7 @@ export class AdminApi extends HttpApi.make("taskfiber-admin")
   .middleware(RequestProblems)
   .middleware(AdminAuth)
   .annotate(OpenApi.Title, "taskfiber admin API")
-  .annotate(OpenApi.Version, packageVersion ?? "0.0.0")
+  .annotate(OpenApi.Version, shownVersion)
 {}
 
 /** Where the OpenAPI document is served. */

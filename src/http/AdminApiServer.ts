@@ -47,7 +47,7 @@ const problem = (body: { readonly type: string; readonly title: string; readonly
  * deadlock) a 503 to repeat; any other a 500. Neither 5xx says more (the cause may
  * name hosts): the log has it.
  */
-const orUnavailable = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+const fromStoreFailures = <A, E, R>(self: Effect.Effect<A, E, R>) =>
   Effect.catchIf(
     self,
     (e): e is Extract<E, { readonly _tag: "DatabaseError" }> => (e as { readonly _tag?: unknown })._tag === "DatabaseError",
@@ -56,10 +56,7 @@ const orUnavailable = <A, E, R>(self: Effect.Effect<A, E, R>) =>
       const cause = { category: failure.category, sqlstate: failure.sqlstate, cause: failure.message }
       if (failure.category === "data") {
         return Effect.logInfo("admin api: the database refused a value", cause).pipe(
-          Effect.andThen(Effect.fail(new BadRequest({
-            detail: `the database refused a value: ${failure.message}`,
-            ...(failure.column === undefined ? {} : { field: failure.column })
-          })))
+          Effect.andThen(Effect.fail(new BadRequest({ detail: `the database refused a value: ${failure.message}` })))
         )
       }
       return failure.retryable
@@ -107,7 +104,8 @@ const auth = (host: string, cfg: AdminConfig.AdminConfig) =>
           presented: presented === "" ? undefined : presented,
           readTokenRequired: cfg.readTokenRequired,
           loopback: AdminConfig.isLoopback(host),
-          crossOrigin: AdminConfig.isCrossOrigin(request.headers)
+          crossOrigin: AdminConfig.isCrossOrigin(request.headers),
+          loopbackHost: AdminConfig.isLoopback(AdminConfig.hostName(request.headers["host"]))
         })
         switch (decision) {
           case "allow":
@@ -124,7 +122,16 @@ const auth = (host: string, cfg: AdminConfig.AdminConfig) =>
               type: "urn:taskfiber:problem:forbidden",
               title: "Forbidden",
               status: 403,
-              detail: "a change from a web page of another origin is refused: use the dashboard this server serves, or a client that is not a browser"
+              detail: "with no ADMIN_TOKEN, a change from a web page of another origin is refused: use the dashboard this server " +
+                "serves, a client that is not a browser, or set ADMIN_TOKEN"
+            }))
+          case "foreign-host":
+            return Effect.succeed(problem({
+              type: "urn:taskfiber:problem:forbidden",
+              title: "Forbidden",
+              status: 403,
+              detail: `with no ADMIN_TOKEN, the loopback server answers only requests for localhost, 127.0.0.1 or [::1] ` +
+                `(this one names ${JSON.stringify(AdminConfig.hostName(request.headers["host"]).slice(0, 100))}); or set ADMIN_TOKEN`
             }))
           case "forbidden":
             return Effect.succeed(problem({
@@ -216,15 +223,15 @@ const tasks = HttpApiBuilder.group(AdminApi, "tasks", (handlers) =>
             // Deleted between the write and the read (removeOnComplete, a fast worker): say so plainly.
             TaskNotFound: (e) => Effect.fail(new Unavailable({ detail: `task ${e.id} was enqueued and is gone already` }))
           }),
-          orUnavailable,
+          fromStoreFailures,
           Effect.provideService(JobRegistry, registry)
         ))
       .handle("get", ({ params }) =>
         admin.getTask(params.id).pipe(
           Effect.catchTag("TaskNotFound", (e) => Effect.fail(new NotFound({ detail: e.message }))),
-          orUnavailable
+          fromStoreFailures
         ))
-      .handle("list", ({ query }) => admin.listTasks(query).pipe(Effect.catchTag("InvalidCursor", badCursor), orUnavailable))
+      .handle("list", ({ query }) => admin.listTasks(query).pipe(Effect.catchTag("InvalidCursor", badCursor), fromStoreFailures))
       .handle("cancel", ({ params }) =>
         admin.cancelTask(params.id).pipe(
           Effect.map((r) =>
@@ -233,7 +240,7 @@ const tasks = HttpApiBuilder.group(AdminApi, "tasks", (handlers) =>
               : { id: r.id, cancelled: false, status: r.status, previousStatus: null }
           ),
           Effect.catchTag("TaskNotFound", (e) => Effect.fail(new NotFound({ detail: e.message }))),
-          orUnavailable
+          fromStoreFailures
         ))
       .handle("retry", ({ params }) =>
         admin.retryTask(params.id).pipe(
@@ -241,7 +248,7 @@ const tasks = HttpApiBuilder.group(AdminApi, "tasks", (handlers) =>
             TaskNotFound: (e) => Effect.fail(new NotFound({ detail: e.message })),
             TaskNotFailed: (e) => Effect.fail(new Conflict({ detail: e.message }))
           }),
-          orUnavailable
+          fromStoreFailures
         ))
   }))
 
@@ -249,7 +256,7 @@ const deadLetters = HttpApiBuilder.group(AdminApi, "deadLetters", (handlers) =>
   Effect.gen(function*() {
     const admin = yield* Admin
     return handlers
-      .handle("list", ({ query }) => admin.listDeadLetters(query).pipe(Effect.catchTag("InvalidCursor", badCursor), orUnavailable))
+      .handle("list", ({ query }) => admin.listDeadLetters(query).pipe(Effect.catchTag("InvalidCursor", badCursor), fromStoreFailures))
       .handle("replay", ({ params }) =>
         admin.replayDeadLetter(params.id).pipe(
           Effect.catchTags({
@@ -258,13 +265,13 @@ const deadLetters = HttpApiBuilder.group(AdminApi, "deadLetters", (handlers) =>
             NotReplayable: (e) => Effect.fail(new Conflict({ detail: e.message })),
             TaskNotFailed: (e) => Effect.fail(new Conflict({ detail: e.message }))
           }),
-          orUnavailable
+          fromStoreFailures
         ))
       .handle("replayAll", ({ payload }) =>
         admin.replayAll({ type: payload.type }).pipe(
           Stream.runLast,
           Effect.map(Option.getOrElse(() => ({ total: 0, replayed: 0, skipped: 0 }))),
-          orUnavailable
+          fromStoreFailures
         ))
   }))
 
@@ -276,12 +283,12 @@ const queues = HttpApiBuilder.group(AdminApi, "queues", (handlers) =>
       .handle("list", () =>
         admin.queues.pipe(
           Effect.map((qs) => qs.map((q) => ({ ...q, paused: q.paused === null ? null : { since: q.paused.since, reason: q.paused.reason ?? null } }))),
-          orUnavailable
+          fromStoreFailures
         ))
       .handle("pause", ({ params, payload }) =>
-        pauses.pause(params.name, payload.reason).pipe(Effect.map((changed) => ({ queue: params.name, paused: true, changed })), orUnavailable))
+        pauses.pause(params.name, payload.reason).pipe(Effect.map((changed) => ({ queue: params.name, paused: true, changed })), fromStoreFailures))
       .handle("resume", ({ params }) =>
-        pauses.resume(params.name).pipe(Effect.map((changed) => ({ queue: params.name, paused: false, changed })), orUnavailable))
+        pauses.resume(params.name).pipe(Effect.map((changed) => ({ queue: params.name, paused: false, changed })), fromStoreFailures))
   }))
 
 const jobs = HttpApiBuilder.group(AdminApi, "jobs", (handlers) =>

@@ -10,11 +10,17 @@
  * machine's users reach it. On any other address they are refused (403) until a
  * token is set, so opening the port never opens the queue.
  *
- * A call that changes state from a web page of another origin is refused (403)
- * whatever the token: without one, any page the machine's browser opens could
- * otherwise cancel a task on the loopback server with a plain form post (a POST
- * without a body needs no CORS preflight). Clients that are not browsers send
- * neither `Origin` nor `Sec-Fetch-Site`, and are not concerned.
+ * Without a token the loopback server trusts whoever reaches it, so a browser on
+ * this machine must not reach it on a web page's behalf:
+ * - a call that changes state from a page of another origin is refused (403): any
+ *   page could otherwise cancel a task with a plain form post (a POST without a
+ *   body needs no CORS preflight);
+ * - a request whose `Host` is not a loopback name is refused (403), reads too: a
+ *   page whose domain an attacker re-pointed at 127.0.0.1 (DNS rebinding) is the
+ *   same origin as the server.
+ * With a token, neither applies: a browser never adds the bearer header on its
+ * own, so a page cannot borrow it. Clients that are not browsers send no
+ * `Origin` or `Sec-Fetch-Site` and name the host they dialled.
  */
 import { createHash, timingSafeEqual } from "node:crypto"
 import { Config, Option, Redacted, Schema } from "effect"
@@ -45,35 +51,39 @@ export const isLoopback = (host: string): boolean => {
 }
 
 /**
- * Whether a browser sent the request from a page of another origin. Its
- * `Sec-Fetch-Site` says so when sent (every current browser does): anything but
- * `same-origin` or `none` (typed by the user). It is trusted over `Origin`, which
- * behind a reverse proxy names the public host while `Host` may be the proxy's
- * upstream; without it, an `Origin` naming a host other than `Host` (or
- * `X-Forwarded-Host`) is another origin.
+ * Whether a browser sent the request from a page of another origin: its
+ * `Sec-Fetch-Site` (sent to https and loopback servers) is neither `same-origin`
+ * nor `none` (typed by the user); without one, its `Origin` names another host
+ * than `Host` (default ports aside).
  */
 export const isCrossOrigin = (headers: Readonly<Record<string, string | undefined>>): boolean => {
   const site = headers["sec-fetch-site"]?.trim().toLowerCase()
   if (site !== undefined && site !== "") return site !== "same-origin" && site !== "none"
   const origin = headers["origin"]?.trim()
   if (origin === undefined || origin === "") return false
-  let host: string
   try {
-    host = new URL(origin).host.toLowerCase()
+    const from = new URL(origin)
+    return from.host !== new URL(`${from.protocol}//${(headers["host"] ?? "").trim()}`).host
   } catch {
-    // `null` (a sandboxed page, a redirect) or garbage: not this origin
+    // `null` (a sandboxed page, a redirect), garbage, or no Host: not this origin
     return true
   }
-  const served = [headers["host"], ...(headers["x-forwarded-host"]?.split(",") ?? [])].map((h) => h?.trim().toLowerCase())
-  return !served.includes(host)
+}
+
+/** The host name of a `Host` header (`127.0.0.1:8080`, `[::1]:8080`, `localhost`), without its port. */
+export const hostName = (hostHeader: string | undefined): string => {
+  const h = (hostHeader ?? "").trim()
+  const bracketed = /^\[([^\]]*)\]/.exec(h)
+  return bracketed ? bracketed[1]! : h.replace(/:\d*$/, "")
 }
 
 /** What {@link decide} answers. */
-export type Decision = "allow" | "unauthorized" | "forbidden" | "cross-origin"
+export type Decision = "allow" | "unauthorized" | "forbidden" | "cross-origin" | "foreign-host"
 
 /**
  * Whether a call may go on: `write` (it changes state) or a read, the token the
- * server has (none: see module doc), the one presented, and the address it listens on.
+ * server has (none: see module doc), the one presented, the address it listens
+ * on, and where the request says it comes from and goes to.
  */
 export const decide = (input: {
   readonly write: boolean
@@ -83,8 +93,13 @@ export const decide = (input: {
   readonly loopback: boolean
   /** The request came from a page of another origin ({@link isCrossOrigin}). */
   readonly crossOrigin: boolean
+  /** The request's `Host` names a loopback host ({@link hostName}, {@link isLoopback}). */
+  readonly loopbackHost: boolean
 }): Decision => {
-  if (input.write && input.crossOrigin) return "cross-origin"
+  if (Option.isNone(input.token) && input.loopback) {
+    if (!input.loopbackHost) return "foreign-host"
+    if (input.write && input.crossOrigin) return "cross-origin"
+  }
   const guarded = input.write || input.readTokenRequired
   if (!guarded) return "allow"
   if (Option.isNone(input.token)) return input.loopback ? "allow" : "forbidden"

@@ -174,7 +174,17 @@ describe.skipIf(!existsSync(executablePath))("Dashboard", () => {
         // resume: it runs.
         yield* ui(() => page.click("a[href='#/']"))
         const queueRow = `#queues tr[data-queue="${queue}"]`
-        yield* ui(() => page.click(`${queueRow} button[data-action="pause"]`))
+        // A redraw keeps the button while its row's counts change (a click is never
+        // lost to a poll): a task due tomorrow adds to the queue's waiting ones.
+        const pauseButton = `${queueRow} button[data-action="pause"]`
+        yield* ui(() => page.waitForSelector(pauseButton))
+        const waitingBefore = yield* ui(() => page.textContent(`${queueRow} td:nth-child(3)`))
+        yield* ui(() => page.evaluate(`window.pauseButton = document.querySelector('${pauseButton}')`))
+        const tomorrow = new Date(Date.now() + 86_400_000).toISOString()
+        expect((yield* post(port, "/tasks", { type: "greet", payload: { name: "later" }, runAt: tomorrow }, auth)).status).toBe(201)
+        yield* ui(() => page.waitForFunction(`document.querySelector('${queueRow} td:nth-child(3)').textContent === "${Number(waitingBefore) + 1}"`))
+        expect(yield* ui(() => page.evaluate(`window.pauseButton.isConnected && window.pauseButton === document.querySelector('${pauseButton}')`))).toBe(true)
+        yield* ui(() => page.click(pauseButton))
         yield* ui(() => page.waitForSelector(`${queueRow}[data-paused="true"]`))
         expect(yield* ui(() => page.textContent(queueRow))).toContain("paused from the dashboard")
         const waiting = yield* post(port, "/tasks", { type: "greet", payload: { name: "edsger" } }, auth)

@@ -33,19 +33,33 @@ function wrap(node) {
 }
 
 /**
- * The table's rows, keeping each old row that reads the same (and its buttons'
- * listeners): a poll that changed nothing replaces nothing, so a click is never
- * lost to a redraw between its press and its release.
+ * Brings the table to `rows` in place: a row with the same `data-key` as one shown
+ * keeps its element, and only its cells that changed are replaced, so a button
+ * whose cell reads the same stays where it is (with its listener and focus) and a
+ * click is never lost to a redraw between its press and its release.
  */
 function fill(tbody, rows, empty) {
-  if (rows.length === 0 && empty) rows = [row([el("span", empty, { class: "muted" })])]
-  const old = new Map([...tbody.children].map((r) => [r.outerHTML, r]))
-  tbody.replaceChildren(...rows.map((r) => {
-    const same = old.get(r.outerHTML)
-    if (same === undefined) return r
-    old.delete(r.outerHTML)
-    return same
-  }))
+  if (rows.length === 0 && empty) rows = [row([el("span", empty, { class: "muted" })], { "data-key": "empty" })]
+  const shown = new Map([...tbody.children].map((r) => [r.dataset.key, r]))
+  rows.forEach((fresh, i) => {
+    const key = fresh.dataset.key
+    const kept = key === undefined ? undefined : shown.get(key)
+    let node = fresh
+    if (kept !== undefined) {
+      shown.delete(key)
+      for (const a of fresh.getAttributeNames()) kept.setAttribute(a, fresh.getAttribute(a))
+      const cells = [...fresh.children]
+      cells.forEach((cell, j) => {
+        const old = kept.children[j]
+        if (old === undefined) kept.append(cell)
+        else if (old.outerHTML !== cell.outerHTML) old.replaceWith(cell)
+      })
+      while (kept.children.length > cells.length) kept.lastElementChild.remove()
+      node = kept
+    }
+    if (tbody.children[i] !== node) tbody.insertBefore(node, tbody.children[i] ?? null)
+  })
+  while (tbody.children.length > rows.length) tbody.lastElementChild.remove()
 }
 
 const statusChip = (status) => el("span", status, { class: `status ${status}`, "data-status": status })
@@ -216,7 +230,7 @@ function drawMetrics(samples) {
   }
   fill($("run-times"), [...byType].filter(([, t]) => t.count > 0).sort((a, b) => a[0].localeCompare(b[0])).map(([type, t]) => {
     const p95 = quantile(0.95, t.buckets)
-    return row([type, el("span", t.count), ms(1000 * t.sum / t.count), el("span", p95 === null ? "–" : ms(1000 * p95), { class: "p95" })], { "data-type": type })
+    return row([type, el("span", t.count), ms(1000 * t.sum / t.count), el("span", p95 === null ? "–" : ms(1000 * p95), { class: "p95" })], { "data-key": type, "data-type": type })
   }), "no runs yet")
 
   const inUse = samples.find((s) => s.name === "taskfiber_pool_connections" && s.labels.state === "in_use")
@@ -227,7 +241,7 @@ function drawMetrics(samples) {
 
   const lag = samples.filter((s) => s.name === "taskfiber_kafka_consumer_lag")
   $("kafka-panel").hidden = lag.length === 0
-  fill($("kafka-lag"), lag.map((s) => row([s.labels.topic || "", s.labels.partition || "", String(s.value)])))
+  fill($("kafka-lag"), lag.map((s) => row([s.labels.topic || "", s.labels.partition || "", String(s.value)], { "data-key": `${s.labels.topic}/${s.labels.partition}` })))
 }
 
 function drawHealth(report) {
@@ -237,7 +251,7 @@ function drawHealth(report) {
     e.className = e.id === "health-badge" ? `badge ${status}` : status
   }
   fill($("health-findings"), report.findings.map((f) =>
-    row([f.check, el("span", f.status, { class: `badge ${f.status}` }), f.message, f.recommendation || ""])
+    row([f.check, el("span", f.status, { class: `badge ${f.status}` }), f.message, f.recommendation || ""], { "data-key": f.check })
   ), "no findings yet")
   const un = report.unmeasured || []
   $("health-unmeasured").textContent = un.length ? `Not measured: ${un.map((u) => `${u.check} (${u.reason})`).join("; ")}` : ""
@@ -248,10 +262,11 @@ function drawQueues(queues) {
     const band = (b) => String(q.depth.filter((d) => d.band === b && d.status !== "running").reduce((a, d) => a + d.tasks, 0))
     const state = el("span")
     if (q.paused) state.append(el("span", `paused${q.paused.reason ? `: ${q.paused.reason}` : ""}`, { class: "badge DEGRADED" }), " ")
-    state.append(actionButton(q.paused ? "Resume" : "Pause", q.paused ? "resume" : "pause", (b) =>
-      q.paused ? resumeQueue(b, q.queue) : pauseQueue(b, q.queue)))
+    state.append(q.paused
+      ? actionButton("Resume", "resume", queuePath(q.queue, "resume"), () => resumeQueue(q.queue))
+      : actionButton("Pause", "pause", queuePath(q.queue, "pause"), () => pauseQueue(q.queue)))
     return row([q.queue, band("high"), band("normal"), band("low"), String(q.ready), String(q.running), ms(q.oldestReadyMs), state],
-      { "data-queue": q.queue, "data-paused": String(q.paused !== null) })
+      { "data-key": q.queue, "data-queue": q.queue, "data-paused": String(q.paused !== null) })
   }), "no queues")
 }
 
@@ -265,12 +280,12 @@ function drawFailures(page) {
       ? el("span", `replayed ${time(l.replayedAt)}`, { class: "muted" })
       : l.taskId === null
       ? ""
-      : actionButton("Replay", "replay", (b) => replayLetter(b, l))
+      : actionButton("Replay", "replay", letterPath(l.id), () => replayLetter(l))
     return row([
       time(l.createdAt), l.type || "–",
       l.taskId ? el("a", l.taskId, { href: `#/tasks/${l.taskId}`, class: "id" }) : el("span", l.kafka ? kafkaPlace(l.kafka) : l.source, { class: "id" }),
       l.reason, errorText(l.error), action
-    ], { "data-letter-id": l.id })
+    ], { "data-key": l.id, "data-letter-id": l.id })
   }), "no failures")
 }
 
@@ -279,7 +294,7 @@ function drawTasks(page) {
     row([
       el("a", t.id, { href: `#/tasks/${t.id}`, class: "id" }), t.type, t.queue, statusChip(t.status),
       `${t.attempt}/${t.maxAttempts}`, time(t.updatedAt), errorText(t.lastError)
-    ], { "data-task-id": t.id })
+    ], { "data-key": t.id, "data-task-id": t.id })
   ), "no tasks")
 }
 
@@ -287,15 +302,15 @@ function drawTask(detail) {
   const t = detail.task
   $("task-id").textContent = t.id
   $("task-status").replaceChildren(statusChip(t.status))
-  $("cancel-button").disabled = FINAL.has(t.status)
+  $("cancel-button").disabled = FINAL.has(t.status) || inFlight.has(taskPath(t.id, "cancel"))
   // Retry is for a failed task (the API refuses any other with 409).
-  $("retry-button").disabled = t.status !== "failed"
+  $("retry-button").disabled = t.status !== "failed" || inFlight.has(taskPath(t.id, "retry"))
   const fields = [["type", t.type], ["queue", t.queue], ["attempt", `${t.attempt} of ${t.maxAttempts}`], ["priority", t.priority],
     ["run at", t.runAt], ["worker", t.workerId || "–"], ["lease expires", t.leaseExpiresAt || "–"], ["dedupe key", t.dedupeKey || "–"],
     ["created", t.createdAt], ["updated", t.updatedAt]]
   $("task-fields").replaceChildren(...fields.flatMap(([k, v]) => [el("dt", k), el("dd", v)]))
   fill($("task-events"), detail.events.map((e) =>
-    row([String(e.seq), new Date(e.at).toLocaleString(), `${e.from || "∅"} → ${e.to}`, String(e.attempt), e.workerId || "", errorText(e.error)])
+    row([String(e.seq), new Date(e.at).toLocaleString(), `${e.from || "∅"} → ${e.to}`, String(e.attempt), e.workerId || "", errorText(e.error)], { "data-key": String(e.seq) })
   ))
   $("task-progress").textContent = json(t.progress)
   $("task-checkpoint").textContent = json(t.checkpoint)
@@ -312,22 +327,29 @@ const taskIdOf = () => {
   return m ? decodeURIComponent(m[1]) : null
 }
 
-function actionButton(label, action, run) {
+/** The calls under way, by path: their buttons stay disabled until the answer is in. */
+const inFlight = new Set()
+
+/** A button for the call to `path`, disabled while one is under way. */
+function actionButton(label, action, path, run) {
   const b = el("button", label, { type: "button", "data-action": action })
-  b.addEventListener("click", () => run(b))
+  b.disabled = inFlight.has(path)
+  b.addEventListener("click", run)
   return b
 }
 
 /**
  * A state-changing call with the admin token (asked once per browser session);
- * `done` words the answer. The button is disabled while it is under way, so a
- * second click cannot send it again; a 401 forgets the token, so the next action
- * asks again.
+ * `done` words the answer. While it is under way its button is disabled (redraws
+ * too), so a second click cannot send it again; a 401 forgets the token, so the
+ * next action asks again.
  */
-async function act(button, out, path, body, done) {
+async function act(out, path, body, done) {
+  if (inFlight.has(path)) return
   const headers = authHeaders(true)
   if (headers === null) return
-  button.disabled = true
+  inFlight.add(path)
+  refresh(true)
   out.textContent = "…"
   try {
     const r = await fetch(path, body
@@ -335,49 +357,57 @@ async function act(button, out, path, body, done) {
       : { method: "POST", headers })
     const answer = await r.json().catch(() => null)
     if (r.status === 401) sessionStorage.removeItem(TOKEN_KEY)
-    out.textContent = r.ok && answer !== null ? done(answer) : `refused: ${r.status} ${answer && answer.detail || ""}`
+    out.textContent = !r.ok
+      ? `refused: ${r.status} ${answer && answer.detail || ""}`
+      : answer === null
+      ? `unexpected answer: ${r.status} without JSON`
+      : done(answer)
   } catch (e) {
     out.textContent = `failed: ${e.message}`
   }
-  button.disabled = false
-  refresh()
+  inFlight.delete(path)
+  refresh(true)
 }
 
 const taskPath = (id, action) => `/tasks/${encodeURIComponent(id)}/${action}`
+const queuePath = (queue, action) => `/queues/${encodeURIComponent(queue)}/${action}`
+const letterPath = (id) => `/dead-letters/${encodeURIComponent(id)}/replay`
 
 function cancelTask() {
   const id = taskIdOf()
   if (id) {
-    void act($("cancel-button"), $("action-result"), taskPath(id, "cancel"), null, (a) =>
+    void act($("action-result"), taskPath(id, "cancel"), null, (a) =>
       a.cancelled ? `cancelled (was ${a.previousStatus})` : `not cancelled: it is ${a.status} already`)
   }
 }
 
 function retryTask() {
   const id = taskIdOf()
-  if (id) void act($("retry-button"), $("action-result"), taskPath(id, "retry"), null, (t) => `queued again (attempt ${t.attempt} of ${t.maxAttempts})`)
+  if (id) void act($("action-result"), taskPath(id, "retry"), null, (t) => `queued again (attempt ${t.attempt} of ${t.maxAttempts})`)
 }
 
-const pauseQueue = (button, queue) =>
-  act(button, $("queues-result"), `/queues/${encodeURIComponent(queue)}/pause`, { reason: "paused from the dashboard" }, (a) =>
+const pauseQueue = (queue) =>
+  act($("queues-result"), queuePath(queue, "pause"), { reason: "paused from the dashboard" }, (a) =>
     a.changed ? `${queue} paused: its tasks wait` : `${queue} was paused already`)
 
-const resumeQueue = (button, queue) =>
-  act(button, $("queues-result"), `/queues/${encodeURIComponent(queue)}/resume`, null, (a) =>
+const resumeQueue = (queue) =>
+  act($("queues-result"), queuePath(queue, "resume"), null, (a) =>
     a.changed ? `${queue} resumed` : `${queue} was not paused`)
 
-const replayLetter = (button, letter) =>
-  act(button, $("failures-result"), `/dead-letters/${encodeURIComponent(letter.id)}/replay`, null, (a) =>
-    `replayed: task ${a.task.id} is ${a.task.status} again`)
+const replayLetter = (letter) =>
+  act($("failures-result"), letterPath(letter.id), null, (a) => `replayed: task ${a.task.id} is ${a.task.status} again`)
 
 let running = false
 let again = false
 
-async function refresh() {
-  // One poll at a time: a slow server gets no pile of requests. One asked for
-  // meanwhile (after an action) runs when this one ends, so it reads the change.
+/**
+ * One poll at a time: a slow server gets no pile of requests, and the timer's
+ * ticks during a poll are skipped. One `asked` for meanwhile (an action, a new
+ * page) runs once this one ends, so it reads the change.
+ */
+async function refresh(asked = false) {
   if (running) {
-    again = true
+    again ||= asked
     return
   }
   running = true
@@ -417,7 +447,7 @@ async function refresh() {
 
 window.addEventListener("hashchange", () => {
   for (const id of ["action-result", "queues-result", "failures-result"]) $(id).textContent = ""
-  refresh()
+  refresh(true)
 })
 $("cancel-button").addEventListener("click", cancelTask)
 $("retry-button").addEventListener("click", retryTask)
