@@ -288,6 +288,11 @@ export interface HealthSample {
   readonly depth: ReadonlyArray<QueueDepth>
   /** Age of the oldest ready task of each queue that has one, ms (the database clock). */
   readonly oldestReady: ReadonlyArray<{ readonly queue: string; readonly ageMs: number }>
+  /**
+   * The queues an operator paused: their tasks wait by design, so they count in
+   * neither the ready depth nor the oldest ready task (the finding names them).
+   */
+  readonly pausedQueues?: ReadonlyArray<string>
   readonly expiredLeases: number
   readonly deadLettersLastHour: number
   readonly outboxBacklog: number
@@ -415,14 +420,20 @@ export const assess = (sample: HealthSample, thresholds: Thresholds = defaults):
     `${connections} of max_connections ${maxConnections} in use (${pct(serverUse)})`,
     "lower DB_POOL_MAX across the instances (their sum must stay under max_connections), raise max_connections, or put PgBouncer in front"))
 
-  // The tasks.
-  const ready = sample.depth.reduce((n, d) => n + d.ready, 0)
-  const deepest = [...sample.depth.reduce((m, d) => m.set(d.queue, (m.get(d.queue) ?? 0) + d.ready), new Map<string, number>())]
+  // The tasks. A paused queue's wait is the operator's choice, not a lack of
+  // workers: it is named, not judged.
+  const paused = new Set(sample.pausedQueues ?? [])
+  const served = sample.depth.filter((d) => !paused.has(d.queue))
+  const held = sample.depth.filter((d) => paused.has(d.queue)).reduce((n, d) => n + d.ready, 0)
+  const heldIn = [...paused].filter((q) => sample.depth.some((d) => d.queue === q && d.ready > 0)).map((q) => `"${q}"`)
+  const ready = served.reduce((n, d) => n + d.ready, 0)
+  const deepest = [...served.reduce((m, d) => m.set(d.queue, (m.get(d.queue) ?? 0) + d.ready), new Map<string, number>())]
     .sort((a, b) => b[1] - a[1])[0]
   findings.push(finding("ready_depth", levelOf(ready, t.readyDepth), ready,
-    `${num(ready)} tasks ready to run${deepest !== undefined && deepest[1] > 0 ? ` (most in queue "${deepest[0]}": ${num(deepest[1])})` : ""}`,
+    `${num(ready)} tasks ready to run${deepest !== undefined && deepest[1] > 0 ? ` (most in queue "${deepest[0]}": ${num(deepest[1])})` : ""}` +
+      (held > 0 ? `; ${num(held)} more wait in paused ${heldIn.length === 1 ? "queue" : "queues"} ${heldIn.join(", ")} (taskfiber resume <queue>)` : ""),
     "the workers do not keep up: add instances or raise MAX_CONCURRENT_JOBS (and DB_POOL_MAX with it), or raise QUEUE_CONCURRENCY of the deep queue"))
-  const oldest = sample.oldestReady.reduce<{ queue: string; ageMs: number } | undefined>(
+  const oldest = sample.oldestReady.filter((o) => !paused.has(o.queue)).reduce<{ queue: string; ageMs: number } | undefined>(
     (o, q) => (o === undefined || q.ageMs > o.ageMs ? q : o), undefined)
   const oldestMs = oldest?.ageMs ?? 0
   findings.push(finding("oldest_ready", levelOf(oldestMs, t.oldestReady), oldestMs,

@@ -118,6 +118,7 @@ interface TotalsRow {
   readonly idle: number
   readonly active: number
   readonly active_mean_ms: number
+  readonly paused: ReadonlyArray<string>
 }
 
 /**
@@ -126,7 +127,8 @@ interface TotalsRow {
  * outbox rows of which 1,000 unpublished): 1.3 ms in all — expired leases by
  * tasks_running_idx (index only, 0.2 ms), dead letters by dead_letters_created_idx
  * (or a scan of the table while all are recent, 0.8 ms), the outbox backlog by
- * outbox_unpublished_idx (index only, 0.1 ms), the rest from pg_stat_database and
+ * outbox_unpublished_idx (index only, 0.1 ms), the paused queues from their
+ * table (a row per pause), the rest from pg_stat_database and
  * pg_stat_activity (one pass over the server's backends each). `pool` is the
  * pool's application_name (no pool: none matches).
  */
@@ -140,6 +142,7 @@ const totalsStatement = (sql: SqlClient, pool: string) =>
            coalesce((select blks_read from pg_stat_database where datname = current_database()), 0)::float8 as blks_read,
            (select count(*) from pg_stat_activity where backend_type = 'client backend')::int as connections,
            current_setting('max_connections')::int as max_connections,
+           (select coalesce(array_agg(queue order by queue), '{}') from taskfiber.paused_queues) as paused,
            p.in_use, p.idle, p.active, p.active_mean_ms
       -- A LISTEN connection (the wake-ups', the relay's) is taken from the pool for
       -- good and idles between notifications: in use, or a pool with all its other
@@ -205,6 +208,7 @@ export const read = (
     const sample: HealthSample = {
       depth,
       oldestReady,
+      pausedQueues: t.paused,
       expiredLeases: t.expired,
       deadLettersLastHour: t.dead_letters,
       outboxBacklog: t.outbox,

@@ -161,6 +161,9 @@ describe("HealthPolicy", () => {
     expect([91, 90, 81, 80, 71, 70].map(cache)).toEqual(["HEALTHY", "DEGRADED", "DEGRADED", "UNHEALTHY", "UNHEALTHY", "CRITICAL"])
     const ready = (n: number) => at({ depth: [{ queue: "q", status: "queued", band: "normal", tasks: n, ready: n }] }, "ready_depth")
     expect([9_999, 10_000, 100_000, 1_000_000].map(ready)).toEqual(["HEALTHY", "DEGRADED", "UNHEALTHY", "CRITICAL"])
+    // A paused queue's tasks wait by the operator's choice: not judged.
+    expect(at({ depth: [{ queue: "q", status: "queued", band: "normal", tasks: 2_000_000, ready: 2_000_000 }], pausedQueues: ["q"] }, "ready_depth")).toBe("HEALTHY")
+    expect(at({ oldestReady: [{ queue: "q", ageMs: 3_600_000 }], pausedQueues: ["q"] }, "oldest_ready")).toBe("HEALTHY")
     const oldest = (ms: number) => at({ oldestReady: [{ queue: "q", ageMs: ms }] }, "oldest_ready")
     expect([59_999, 60_000, 300_000, 900_000].map(oldest)).toEqual(["HEALTHY", "DEGRADED", "UNHEALTHY", "CRITICAL"])
     expect([0, 1, 19, 20, 100].map((n) => at({ expiredLeases: n }, "expired_leases"))).toEqual(

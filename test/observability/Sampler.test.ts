@@ -6,6 +6,7 @@
 import { expect, it } from "@effect/vitest"
 import { Duration, Effect, Layer, Metric } from "effect"
 import { SqlClient } from "effect/sql/SqlClient"
+import * as HealthPolicy from "../../src/domain/HealthPolicy.ts"
 import type { QueueDepth } from "../../src/domain/HealthPolicy.ts"
 import * as Sampler from "../../src/observability/Sampler.ts"
 import * as TestDatabase from "../support/TestDatabase.ts"
@@ -77,6 +78,27 @@ it.layer(Live, { timeout: 60_000, excludeTestServices: true })("Sampler", (it) =
       expect(yield* gauge(Sampler.gauges.tasksRunning)).toBe(2)
       expect(yield* gauge(Sampler.gauges.oldestReadyAge, { queue: "mail" })).toBeGreaterThanOrEqual(90)
     }))
+
+  it.effect("names the paused queues: their tasks are in the gauges, not in health's ready depth", () =>
+    Effect.gen(function*() {
+      yield* reset
+      const sql = yield* SqlClient
+      const sampler = yield* Sampler.Sampler
+      yield* insert("held", 0, 4, -600) // ready for 10 minutes, in a paused queue
+      yield* insert("mail", 0, 1)
+      yield* sql`select taskfiber.pause_queue('held', 'test')`
+      yield* Effect.addFinalizer(() => sql`select taskfiber.resume_queue('held')`.pipe(Effect.orDie))
+      const { sample } = yield* sampler.sampleNow
+      expect(sample.pausedQueues).toEqual(["held"])
+      expect(depthOf(sample.depth, "held")).toEqual([["queued", "normal", 4, 4]])
+      expect(yield* gauge(Sampler.gauges.queueDepth, { queue: "held", status: "queued", priority_band: "normal" })).toBe(4)
+      const report = HealthPolicy.assess(sample)
+      const ready = report.findings.find((f) => f.check === "ready_depth")!
+      expect(ready).toMatchObject({ status: "HEALTHY", value: 1 })
+      expect(ready.message).toBe('1 tasks ready to run (most in queue "mail": 1); 4 more wait in paused queue "held" (taskfiber resume <queue>)')
+      // Ten minutes of waiting in the paused queue is no alarm.
+      expect(report.findings.find((f) => f.check === "oldest_ready")!.status).toBe("HEALTHY")
+    }).pipe(Effect.scoped))
 
   it.effect("expired leases, dead letters of the last hour and the outbox backlog", () =>
     Effect.gen(function*() {
