@@ -92,6 +92,9 @@ const requestProblems = HttpApiMiddleware.layerSchemaErrorTransform(RequestProbl
 // ---------------------------------------------------------------------------
 // auth
 
+const forbidden = (detail: string) =>
+  Effect.succeed(problem({ type: "urn:taskfiber:problem:forbidden", title: "Forbidden", status: 403, detail }))
+
 /** The bearer check on `host`'s server (see AdminConfig). */
 const auth = (host: string, cfg: AdminConfig.AdminConfig) =>
   Layer.succeed(AdminAuth, AdminAuth.of({
@@ -118,29 +121,14 @@ const auth = (host: string, cfg: AdminConfig.AdminConfig) =>
               detail: presented === "" ? "send Authorization: Bearer <ADMIN_TOKEN>" : "the bearer token is not ADMIN_TOKEN"
             }, { "www-authenticate": "Bearer" }))
           case "cross-origin":
-            return Effect.succeed(problem({
-              type: "urn:taskfiber:problem:forbidden",
-              title: "Forbidden",
-              status: 403,
-              detail: "with no ADMIN_TOKEN, a change from a web page of another origin is refused: use the dashboard this server " +
-                "serves, a client that is not a browser, or set ADMIN_TOKEN"
-            }))
+            return forbidden("with no ADMIN_TOKEN, a change from a web page of another origin is refused: use the dashboard " +
+              "this server serves, a client that is not a browser, or set ADMIN_TOKEN")
           case "foreign-host":
-            return Effect.succeed(problem({
-              type: "urn:taskfiber:problem:forbidden",
-              title: "Forbidden",
-              status: 403,
-              detail: `with no ADMIN_TOKEN, the loopback server answers only requests for localhost, 127.0.0.1 or [::1] ` +
-                `(this one names ${JSON.stringify(AdminConfig.hostName(request.headers["host"]).slice(0, 100))}); or set ADMIN_TOKEN`
-            }))
+            return forbidden(`with no ADMIN_TOKEN, the loopback server answers only requests for localhost, 127.0.0.1 or [::1] ` +
+              `(this one names ${JSON.stringify(AdminConfig.hostName(request.headers["host"]).slice(0, 100))}); or set ADMIN_TOKEN`)
           case "forbidden":
-            return Effect.succeed(problem({
-              type: "urn:taskfiber:problem:forbidden",
-              title: "Forbidden",
-              status: 403,
-              detail: `the server listens on ${host}, beyond loopback, and no ADMIN_TOKEN is set: set ADMIN_TOKEN to a secret ` +
-                `(e.g. \`openssl rand -hex 32\`) and send it as Authorization: Bearer <token>, or listen on HTTP_HOST=127.0.0.1`
-            }))
+            return forbidden(`the server listens on ${host}, beyond loopback, and no ADMIN_TOKEN is set: set ADMIN_TOKEN to a secret ` +
+              `(e.g. \`openssl rand -hex 32\`) and send it as Authorization: Bearer <token>, or listen on HTTP_HOST=127.0.0.1`)
         }
       })
   }))
